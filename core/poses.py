@@ -1,0 +1,87 @@
+"""Pose results: people with keypoints ``(P, K, 3)`` as ``x, y, score`` (score 0 = absent)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Poses:
+    """The people found in one image, sorted by descending score.
+
+    ``keypoints`` is float32 ``(P, K, 3)``; a keypoint is absent exactly when its score is 0, so a keypoint
+    at x = 0 or y = 0 is a valid one. ``scores`` is ``(P,)``. ``track_ids`` is filled by a tracker
+    (-1 = untracked).
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    track_ids: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if self.keypoints.ndim != 3 or self.keypoints.shape[2] != 3:
+            raise ValueError(f"keypoints must be (P, K, 3), got {self.keypoints.shape}")
+        if len(self.scores) != len(self.keypoints):
+            raise ValueError(f"{len(self.scores)} scores for {len(self.keypoints)} people")
+        if self.track_ids is None:
+            self.track_ids = np.full(len(self.keypoints), -1, dtype=np.int64)
+        else:
+            self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+
+    @classmethod
+    def empty(cls, n_keypoints: int) -> "Poses":
+        return cls(np.zeros((0, n_keypoints, 3), np.float32), np.zeros(0, np.float32))
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    @property
+    def n_keypoints(self) -> int:
+        return self.keypoints.shape[1]
+
+    @property
+    def visible(self) -> np.ndarray:
+        """``(P, K)`` bool: keypoint present."""
+        return self.keypoints[:, :, 2] > 0
+
+    def boxes(self) -> np.ndarray:
+        """``(P, 4)`` ``x0, y0, x1, y1`` around each person's present keypoints (zeros for none)."""
+        out = np.zeros((len(self), 4), np.float32)
+        if len(self) == 0:
+            return out
+        vis = self.visible
+        x = self.keypoints[:, :, 0]
+        y = self.keypoints[:, :, 1]
+        has = vis.any(axis=1)
+        out[:, 0] = np.where(vis, x, np.inf).min(axis=1)
+        out[:, 1] = np.where(vis, y, np.inf).min(axis=1)
+        out[:, 2] = np.where(vis, x, -np.inf).max(axis=1)
+        out[:, 3] = np.where(vis, y, -np.inf).max(axis=1)
+        out[~has] = 0.0
+        return out
+
+    def select(self, index: np.ndarray) -> "Poses":
+        """A subset of people (boolean mask or integer index), keeping metadata."""
+        return Poses(self.keypoints[index], self.scores[index], self.track_ids[index], dict(self.meta))
+
+    def map_points(self, fn) -> "Poses":
+        """Apply ``fn((N, 2) xy) -> (N, 2) xy`` to every keypoint; scores are unchanged."""
+        kp = self.keypoints.copy()
+        if len(kp):
+            xy = fn(kp[:, :, :2].reshape(-1, 2)).reshape(kp.shape[0], kp.shape[1], 2)
+            kp[:, :, :2] = xy
+        return Poses(kp, self.scores.copy(), self.track_ids.copy(), dict(self.meta))
+
+    def to_coco(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
+        """COCO keypoint results (absent keypoints written as 0, 0, 0)."""
+        results = []
+        for kp, score in zip(self.keypoints, self.scores):
+            flat = np.where(kp[:, 2:3] > 0, kp, 0.0).reshape(-1)
+            results.append({"image_id": int(image_id), "category_id": int(category_id),
+                            "keypoints": [round(float(v), 2) for v in flat], "score": float(score)})
+        return results
