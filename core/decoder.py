@@ -1,0 +1,268 @@
+"""Greedy offset-guided decoding: stride-4 heatmaps and guiding offsets to people.
+
+Pipeline (all per batch in torch, CPU or CUDA, then a small integer-exact grouping per image in NumPy):
+
+1. keypoint candidates: 3x3 peaks of each heatmap, top-K per channel above ``threshold``;
+2. sub-pixel localisation: a parabola through the log-heatmap at the peak and its neighbours (exact for
+   Gaussian peaks), so nothing is upsampled;
+3. limb candidates: for limb (a, b), each start candidate's cell centre plus the offset stored there is the
+   guided point; every end candidate within the acceptance distance of it forms a candidate scored as in the
+   paper, ``s_a * s_b * exp(-d / limb_length)``;
+4. greedy grouping over limbs in skeleton order: within a limb type the best-scored candidates are taken first and
+   each candidate keypoint is used once; people are grown, joined or merged by exact candidate ids;
+5. leftover candidates become single-keypoint people and every person is scored and sorted.
+
+``peak_mode='upsample'`` reproduces the paper's way (upsample the maps by the stride, then take peaks) for
+comparisons; the grouping is the same.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.contract import PoseContract
+from core.poses import Poses
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Decoder settings; the defaults are the paper's evaluation settings where it has them."""
+
+    topk: int = 32                   # candidates per keypoint type
+    threshold: float = 0.04          # minimum heatmap peak value
+    dist_max: float = 40.0           # limb acceptance: max distance (input px) guided point <-> end keypoint
+    min_limb_length: float = 3.0     # floor of the limb length in the score exp(-d / length)
+    person_threshold: float = 0.0    # drop people scoring below this
+    person_score: str = "coverage"   # 'coverage': sum of keypoint scores / K; 'mean': mean over present keypoints
+    single_keypoints: bool = True    # leftover candidates become single-keypoint people
+    single_threshold: float = 0.1    # ... if their peak is at least this
+    max_people: int = 100            # keep at most this many people per image
+    refine: bool = True              # sub-pixel peak localisation
+    nms_kernel: int = 3
+    sigma: float = 7.0               # heatmap Gaussian sigma (input px) the network was trained with (edge peaks)
+    peak_mode: str = "stride4"       # 'stride4' (ours) or 'upsample' (the paper's: maps upsampled by the stride)
+
+    def __post_init__(self) -> None:
+        if self.topk < 1 or self.threshold <= 0 or self.dist_max <= 0 or self.nms_kernel % 2 == 0:
+            raise ValueError(f"invalid decoder settings: {self}")
+        if self.person_score not in ("coverage", "mean"):
+            raise ValueError(f"person_score must be 'coverage' or 'mean', got {self.person_score!r}")
+        if self.peak_mode not in ("stride4", "upsample"):
+            raise ValueError(f"peak_mode must be 'stride4' or 'upsample', got {self.peak_mode!r}")
+
+    def with_(self, **fields) -> "DecoderConfig":
+        return replace(self, **fields)
+
+
+@dataclass
+class _Candidates:
+    """Per batch: candidate keypoints and limb candidates, as NumPy arrays."""
+
+    xy: np.ndarray          # (N, K, T, 2) input pixels
+    score: np.ndarray       # (N, K, T), 0 where below threshold
+    limb_score: np.ndarray  # (N, L, T, T), 0 where not an acceptable limb
+
+
+def _as_tensor(x) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+
+
+def _check_shapes(heatmaps: torch.Tensor, offsets: torch.Tensor, contract: PoseContract, scales) -> None:
+    if heatmaps.ndim != 4 or offsets.ndim != 4:
+        raise ValueError(f"heatmaps and offsets must be (N, C, h, w), got {tuple(heatmaps.shape)} and "
+                         f"{tuple(offsets.shape)}")
+    if heatmaps.shape[1] != contract.heatmap_channels or offsets.shape[1] != contract.offset_channels:
+        raise ValueError(f"expected {contract.heatmap_channels} heatmap and {contract.offset_channels} offset "
+                         f"channels for {contract.spec.name}/{contract.skeleton_name}, got {heatmaps.shape[1]} "
+                         f"and {offsets.shape[1]}")
+    if heatmaps.shape[0] != offsets.shape[0] or heatmaps.shape[2:] != offsets.shape[2:]:
+        raise ValueError(f"heatmaps {tuple(heatmaps.shape)} and offsets {tuple(offsets.shape)} do not match")
+    if scales is not None and scales.shape != heatmaps.shape:
+        raise ValueError(f"scales {tuple(scales.shape)} do not match heatmaps {tuple(heatmaps.shape)}")
+
+
+def _subpixel(flat: torch.Tensor, idx: torch.Tensor, w: int, h: int, sigma_cells: float
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Peak position inside its cell, per axis, in cells: the vertex of the parabola through the log-map at the
+    peak and its two neighbours (exact for a Gaussian). On the map's edge, where one neighbour is missing, the
+    parabola's curvature is taken from the Gaussian's ``sigma_cells``, so border keypoints are localised too."""
+    last = flat.shape[-1] - 1
+    logc = torch.log(flat.gather(-1, idx).clamp_min(1e-6))
+    curv = sigma_cells ** 2
+
+    def axis(lo_ok, hi_ok, step):
+        lo = torch.log(flat.gather(-1, (idx - step).clamp(0, last)).clamp_min(1e-6))
+        hi = torch.log(flat.gather(-1, (idx + step).clamp(0, last)).clamp_min(1e-6))
+        den = lo - 2 * logc + hi
+        both = torch.where(den < -1e-9, 0.5 * (lo - hi) / den.clamp(max=-1e-9), torch.zeros_like(den))
+        only_hi = 0.5 + curv * (hi - logc)       # left/top edge: Gaussian through peak and next cell
+        only_lo = -0.5 - curv * (lo - logc)      # right/bottom edge
+        d = torch.where(lo_ok & hi_ok, both,
+                        torch.where(hi_ok, only_hi, torch.where(lo_ok, only_lo, torch.zeros_like(both))))
+        return d.clamp(-0.5, 0.5)
+
+    x, y = idx % w, idx // w
+    return axis(x > 0, x < w - 1, 1), axis(y > 0, y < h - 1, w)
+
+
+def _candidates(heatmaps: torch.Tensor, offsets: torch.Tensor, contract: PoseContract, cfg: DecoderConfig,
+                scales: torch.Tensor | None) -> _Candidates:
+    n, k, h, w = heatmaps.shape
+    grid = contract.stride
+    if cfg.peak_mode == "upsample":  # the paper's way: bring the maps to input resolution first
+        heatmaps = F.interpolate(heatmaps, scale_factor=grid, mode="bicubic", align_corners=False)
+        offsets = F.interpolate(offsets, scale_factor=grid, mode="bilinear", align_corners=False)
+        if scales is not None:
+            scales = F.interpolate(scales, scale_factor=grid, mode="bilinear", align_corners=False)
+        h, w, grid = h * grid, w * grid, 1
+    hm = heatmaps.float()
+    pad = cfg.nms_kernel // 2
+    peaks = F.max_pool2d(hm, cfg.nms_kernel, stride=1, padding=pad) == hm
+    flat = hm.reshape(n, k, h * w)
+    masked = torch.where(peaks.reshape(n, k, h * w), flat, torch.full_like(flat, -1.0))
+    t = min(cfg.topk, h * w)
+    score, idx = masked.topk(t, dim=-1)                                       # (N, K, T)
+    ok = score >= cfg.threshold
+    score = torch.where(ok, score.clamp_min(1e-6), torch.zeros_like(score))
+    cx, cy = (idx % w).float(), (idx // w).float()
+    if cfg.refine:
+        dx, dy = _subpixel(flat, idx, w, h, cfg.sigma / grid)
+        cx, cy = cx + dx, cy + dy
+    half = (grid - 1) / 2.0
+    xy = torch.stack((cx * grid + half, cy * grid + half), dim=-1)             # (N, K, T, 2) input px
+    cell_xy = torch.stack(((idx % w).float() * grid + half, (idx // w).float() * grid + half), dim=-1)
+
+    limbs = torch.as_tensor(contract.limbs, device=hm.device)
+    a, b = limbs[:, 0], limbs[:, 1]
+    L = len(limbs)
+    off = offsets.float().reshape(n, L, 2, h * w)
+    start_idx = idx[:, a]                                                        # (N, L, T)
+    gathered = off.gather(-1, start_idx.unsqueeze(2).expand(n, L, 2, t))        # (N, L, 2, T)
+    guided = cell_xy[:, a] + gathered.permute(0, 1, 3, 2)                       # (N, L, T, 2)
+    end_xy = xy[:, b]                                                            # (N, L, T, 2)
+    d = torch.cdist(guided, end_xy)                                              # (N, L, T, T)
+    length = torch.cdist(xy[:, a], end_xy).clamp_min(cfg.min_limb_length)
+    limit = torch.full_like(d, cfg.dist_max)
+    if scales is not None:  # the paper's rule with a scale head: the end keypoint's scale may widen the limit
+        sc = scales.float().reshape(n, k, h * w).gather(-1, idx)                # (N, K, T)
+        limit = torch.maximum(limit, sc[:, b].unsqueeze(2).expand_as(d))
+    s = score[:, a].unsqueeze(-1) * score[:, b].unsqueeze(-2) * torch.exp(-d / length)
+    s = torch.where(d < limit, s, torch.zeros_like(s))
+    return _Candidates(xy.cpu().numpy(), score.cpu().numpy(), s.cpu().numpy())
+
+
+def _group(xy: np.ndarray, score: np.ndarray, limb_score: np.ndarray, contract: PoseContract,
+           cfg: DecoderConfig) -> Poses:
+    """Greedy grouping of one image's limb candidates into people, with exact integer candidate ids."""
+    K, T = score.shape
+    limbs = contract.limbs
+    owner = np.full(K * T, -1, np.int64)          # candidate id (k * T + t) -> person
+    people: list[np.ndarray] = []                 # person -> (K,) candidate ids, -1 = empty
+    for li in range(len(limbs)):
+        a, b = int(limbs[li, 0]), int(limbs[li, 1])
+        ls = limb_score[li]
+        ta, tb = np.nonzero(ls > 0)
+        if len(ta) == 0:
+            continue
+        order = np.argsort(-ls[ta, tb], kind="stable")
+        used_a, used_b = set(), set()
+        for i in order:
+            sa, sb = int(ta[i]), int(tb[i])
+            if sa in used_a or sb in used_b:
+                continue
+            used_a.add(sa)
+            used_b.add(sb)
+            ia, ib = a * T + sa, b * T + sb
+            pa, pb = int(owner[ia]), int(owner[ib])
+            if pa < 0 and pb < 0:
+                person = np.full(K, -1, np.int64)
+                person[a], person[b] = ia, ib
+                owner[ia] = owner[ib] = len(people)
+                people.append(person)
+            elif pb < 0:
+                if people[pa][b] < 0:
+                    people[pa][b] = ib
+                    owner[ib] = pa
+            elif pa < 0:
+                if people[pb][a] < 0:
+                    people[pb][a] = ia
+                    owner[ia] = pb
+            elif pa != pb:
+                keep, drop = people[pa], people[pb]
+                if not np.any((keep >= 0) & (drop >= 0)):   # disjoint keypoint types: one person in two pieces
+                    moved = drop >= 0
+                    keep[moved] = drop[moved]
+                    owner[drop[moved]] = pa
+                    drop[:] = -1
+    if cfg.single_keypoints:
+        free = np.nonzero((owner < 0) & (score.reshape(-1) >= max(cfg.single_threshold, cfg.threshold)))[0]
+        for cid in free:
+            person = np.full(K, -1, np.int64)
+            person[cid // T] = cid
+            people.append(person)
+    people = [p for p in people if (p >= 0).any()]
+    if not people:
+        return Poses.empty(K)
+    ids = np.stack(people)                                              # (P, K)
+    present = ids >= 0
+    safe = np.where(present, ids, 0)
+    kp_xy = xy.reshape(K * T, 2)[safe]
+    kp_s = np.where(present, score.reshape(-1)[safe], 0.0)
+    keypoints = np.concatenate([kp_xy, kp_s[..., None]], axis=-1).astype(np.float32)
+    keypoints[~present] = 0.0
+    if cfg.person_score == "coverage":
+        person_scores = kp_s.sum(1) / K
+    else:
+        person_scores = kp_s.sum(1) / np.maximum(present.sum(1), 1)
+    order = np.argsort(-person_scores, kind="stable")
+    order = order[person_scores[order] >= cfg.person_threshold][: cfg.max_people]
+    return Poses(keypoints[order], person_scores[order])
+
+
+@torch.no_grad()
+def decode(heatmaps, offsets, contract: PoseContract, config: DecoderConfig | None = None,
+           scales=None) -> list[Poses]:
+    """Decode ``(N, K, h, w)`` heatmaps and ``(N, 2L, h, w)`` guiding offsets (input pixels) of a network with
+    ``contract`` into one :class:`Poses` per image, in network-input pixel coordinates."""
+    cfg = config or DecoderConfig()
+    heatmaps, offsets = _as_tensor(heatmaps), _as_tensor(offsets)
+    scales = _as_tensor(scales) if scales is not None else None
+    _check_shapes(heatmaps, offsets, contract, scales)
+    cand = _candidates(heatmaps, offsets, contract, cfg, scales)
+    return [_group(cand.xy[i], cand.score[i], cand.limb_score[i], contract, cfg) for i in range(len(cand.xy))]
+
+
+@torch.no_grad()
+def merge_flip(heatmaps, offsets, flipped_heatmaps, flipped_offsets, contract: PoseContract, scales=None,
+               flipped_scales=None):
+    """Flip test: average the maps of an input and of its horizontal mirror.
+
+    Mirror heatmaps are un-flipped and their left/right channels swapped; mirror offsets are un-flipped, their x
+    negated and their limbs permuted to the mirror limb. A limb whose mirror exists only reversed keeps its own
+    offsets (its mirror field lives at the other keypoint). Returns ``(heatmaps, offsets, scales)``.
+    """
+    heatmaps, offsets = _as_tensor(heatmaps), _as_tensor(offsets)
+    fh, fo = _as_tensor(flipped_heatmaps), _as_tensor(flipped_offsets)
+    if fh.shape != heatmaps.shape or fo.shape != offsets.shape:
+        raise ValueError("flipped maps must have the shapes of the maps they are merged with")
+    perm = torch.as_tensor(contract.spec.flip_permutation, device=heatmaps.device)
+    hm = 0.5 * (heatmaps + fh.flip(-1)[:, perm])
+    n, _, h, w = offsets.shape
+    L = contract.n_limbs
+    mirror, found = contract.limb_flip
+    off = offsets.reshape(n, L, 2, h, w).clone()
+    if found.any():
+        src = torch.as_tensor(mirror[found], device=offsets.device)
+        dst = torch.as_tensor(np.nonzero(found)[0], device=offsets.device)
+        un = fo.reshape(n, L, 2, h, w)[:, src].flip(-1)
+        un = torch.stack((-un[:, :, 0], un[:, :, 1]), dim=2)
+        off[:, dst] = 0.5 * (off[:, dst] + un)
+    sc = None
+    if scales is not None and flipped_scales is not None:
+        sc = 0.5 * (_as_tensor(scales) + _as_tensor(flipped_scales).flip(-1)[:, perm])
+    elif scales is not None:
+        sc = _as_tensor(scales)
+    return hm, off.reshape(n, 2 * L, h, w), sc

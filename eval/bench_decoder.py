@@ -1,0 +1,97 @@
+"""``gopose bench decoder``: decoding speed and accuracy on encoded ground truth of real COCO annotations.
+
+Times ``core.decoder.decode`` from stride-4 maps to poses in original image coordinates (the inverse transform
+included), per image, single process, and compares with the paper's way of finding peaks (maps upsampled by the
+stride first), on clean maps and on maps damaged like a network's (blur, lower peaks, noise, offset noise).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+HELP = "decoder speed (median ms/image) and upper-bound AP, ours vs the paper's upsampling, clean and damaged maps"
+
+DAMAGE = {"clean": None,
+          "mild": {"noise": 0.02, "blur": 0.8, "peak_scale": 0.7, "offset_noise": 2.0},
+          "heavy": {"noise": 0.05, "blur": 1.5, "peak_scale": 0.5, "offset_noise": 4.0}}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from eval.shared_data import shared_path
+
+    parser.add_argument("--annotations", default=str(shared_path("coco/person_keypoints_val2017_538img.json")))
+    parser.add_argument("--dataset", choices=("coco", "crowdpose"), default="coco")
+    parser.add_argument("--long-edge", type=int, default=640)
+    parser.add_argument("--skeleton", default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="timed decodes per image (median over all)")
+    parser.add_argument("--paper-images", type=int, default=100,
+                        help="images for the slower paper-style (upsampling) runs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def _time_decode(maps, contract, cfg, repeats: int) -> list[float]:
+    from core.decoder import decode
+
+    times = []
+    decode(maps[0][0], maps[0][1], contract, cfg)  # warm-up
+    for hm, off, transform in maps:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            decode(hm, off, contract, cfg)[0].map_points(transform.inverse)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.contract import PoseContract
+    from core.geometry import long_edge_transform
+    from core.keypoints import get_spec
+    from eval.annotations import load_keypoint_annotations
+    from eval.oracle import PAPER_DECODER, run_oracle
+    from eval.oracle_model import OracleModel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = get_spec(args.dataset)
+    data = load_keypoint_annotations(args.annotations, spec)
+    contract = PoseContract(spec, skeleton_name=args.skeleton or spec.default_skeleton)
+    oracle = OracleModel(data, contract)
+    maps = []
+    for img in data:
+        t = long_edge_transform(img.width, img.height, args.long_edge)
+        kps, scales = oracle.people(img.id, t)
+        tg = oracle.encoder.encode(kps, t.dst_size, person_scales=scales)
+        maps.append((torch.from_numpy(tg.heatmaps[None]), torch.from_numpy(tg.offsets[None]), t))
+    few = maps[: args.paper_images]
+    ours = _time_decode(maps, contract, PAPER_DECODER, args.repeats)
+    ours_few = _time_decode(few, contract, PAPER_DECODER, 1)
+    paper_few = _time_decode(few, contract, PAPER_DECODER.with_(peak_mode="upsample"), 1)
+    full = run_oracle(data, args.dataset, args.long_edge, args.skeleton, None, PAPER_DECODER)
+    rows = [{"maps": "clean", "peaks": "stride4", "images": full["images"], "AP": full["AP"], "AP50": full["AP50"]}]
+    paper_ids = data.image_ids[: args.paper_images]
+    for name, dmg in DAMAGE.items():  # both peak modes on the same images and the same damaged maps
+        for mode in ("stride4", "upsample"):
+            m = run_oracle(data, args.dataset, args.long_edge, args.skeleton, paper_ids,
+                           PAPER_DECODER.with_(peak_mode=mode), damage=dmg)
+            rows.append({"maps": name, "peaks": mode, "images": m["images"], "AP": m["AP"], "AP50": m["AP50"]})
+    print(f"decoder benchmark: {args.annotations}, {len(maps)} images, long edge {args.long_edge}, skeleton "
+          f"{contract.skeleton_name} ({contract.n_limbs} limbs), torch threads {torch.get_num_threads()}")
+    print(f"{'decoder':<34}{'images':>8}{'median ms':>11}{'p90 ms':>9}")
+    print(f"{'ours (stride-4 peaks)':<34}{len(maps):>8}{np.median(ours):>11.2f}{np.percentile(ours, 90):>9.2f}")
+    print(f"{'ours, same images as paper-style':<34}{len(few):>8}{np.median(ours_few):>11.2f}"
+          f"{np.percentile(ours_few, 90):>9.2f}")
+    print(f"{'paper-style (upsample x4)':<34}{len(few):>8}{np.median(paper_few):>11.2f}"
+          f"{np.percentile(paper_few, 90):>9.2f}")
+    speedup = float(np.median(paper_few) / np.median(ours_few))
+    print(f"speed-up over upsampling: {speedup:.1f}x")
+    print(f"\n{'maps':<8}{'peaks':<10}{'images':>8}{'AP':>8}{'AP50':>8}")
+    for r in rows:
+        print(f"{r['maps']:<8}{r['peaks']:<10}{r['images']:>8}{r['AP']:>8.4f}{r['AP50']:>8.4f}")
+    print(json.dumps({"decode_ms_median": float(np.median(ours)), "decode_ms_p90": float(np.percentile(ours, 90)),
+                      "upsample_ms_median": float(np.median(paper_few)), "speedup_vs_upsample": speedup,
+                      "AP": rows[0]["AP"], "accuracy": rows}))
+    return 0
