@@ -143,8 +143,9 @@ def _candidates(heatmaps: torch.Tensor, offsets: torch.Tensor, contract: PoseCon
     gathered = off.gather(-1, start_idx.unsqueeze(2).expand(n, L, 2, t))        # (N, L, 2, T)
     guided = cell_xy[:, a] + gathered.permute(0, 1, 3, 2)                       # (N, L, T, 2)
     end_xy = xy[:, b]                                                            # (N, L, T, 2)
-    d = torch.cdist(guided, end_xy)                                              # (N, L, T, T)
-    length = torch.cdist(xy[:, a], end_xy).clamp_min(cfg.min_limb_length)
+    exact = "donot_use_mm_for_euclid_dist"  # the matmul form loses precision for near-zero distances
+    d = torch.cdist(guided, end_xy, compute_mode=exact)                          # (N, L, T, T)
+    length = torch.cdist(xy[:, a], end_xy, compute_mode=exact).clamp_min(cfg.min_limb_length)
     limit = torch.full_like(d, cfg.dist_max)
     if scales is not None:  # the paper's rule with a scale head: the end keypoint's scale may widen the limit
         sc = scales.float().reshape(n, k, h * w).gather(-1, idx)                # (N, K, T)
