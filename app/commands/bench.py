@@ -13,6 +13,7 @@ BENCHES: dict[str, str] = {
     "model": "eval.bench_model",
     "pipeline": "eval.bench_pipeline",
     "loader": "eval.bench_loader",
+    "gui": "eval.bench_gui",
 }
 
 

@@ -1,0 +1,71 @@
+"""``gopose eval``: run a checkpoint (or the ground-truth oracle) over COCO or CrowdPose and report AP and speed."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "evaluate a checkpoint (or --oracle-model) on COCO / CrowdPose: AP table, timing split, results.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="model checkpoint (ours or the authors' PoseNet_*.pth)")
+    src.add_argument("--oracle-model", action="store_true",
+                     help="use the encoded ground truth of each image as the network output (upper bound)")
+    parser.add_argument("--arch", help="architecture of an authors' checkpoint (e.g. hourglass104)")
+    parser.add_argument("--annotations", type=Path, required=True, help="COCO-style person keypoints JSON")
+    parser.add_argument("--images", type=Path, required=True, help="folder with the images of --annotations")
+    parser.add_argument("--dataset", choices=("coco", "crowdpose"), default="coco",
+                        help="keypoint layout and protocol (coco: pycocotools; crowdpose: official protocol)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for results.json and summary.json")
+    g = parser.add_argument_group("test-time geometry")
+    g.add_argument("--flip", action="store_true", help="flip test: average with the mirrored input")
+    g.add_argument("--fixed-height", action="store_true",
+                   help="resize to --height, pad right/bottom (default: long edge with centre padding)")
+    g.add_argument("--long-edge", type=int, default=640, help="long edge in pixels (default 640)")
+    g.add_argument("--height", type=int, default=640, help="height for --fixed-height (default 640)")
+    g.add_argument("--multiple", type=int, default=None,
+                   help="pad canvases to a multiple of this (default: the network's input multiple, 128 for "
+                        "Hourglass-104 and the oracle)")
+    d = parser.add_argument_group("decoder (defaults: core.decoder.DecoderConfig)")
+    d.add_argument("--topk", type=int, default=None, help="keypoint candidates per channel (paper: 32)")
+    d.add_argument("--threshold", type=float, default=None, help="heatmap peak threshold")
+    d.add_argument("--dist-max", type=float, default=None, help="limb acceptance distance in input px (paper: 40)")
+    d.add_argument("--person-threshold", type=float, default=None, help="drop people scoring below this")
+    d.add_argument("--skeleton", default=None, help="skeleton for --oracle-model (a checkpoint fixes its own)")
+    r = parser.add_argument_group("run")
+    r.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size canvases)")
+    r.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (0 = in-process)")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    r.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
+    r.add_argument("--limit", type=int, default=None, help="only the first N images of the file")
+    r.add_argument("--test-dev", action="store_true",
+                   help="no ground truth (COCO test-dev image list): write results.json for the server, skip AP")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from eval.evaluate import format_metrics_table
+    from eval.runner import EvalOptions, format_timing, run_evaluation, summary_line
+
+    opts = EvalOptions(
+        annotations=args.annotations, images=args.images, out=args.out, dataset=args.dataset,
+        checkpoint=args.checkpoint, arch=args.arch, oracle_model=args.oracle_model, skeleton=args.skeleton,
+        flip=args.flip, fixed_height=args.fixed_height, long_edge=args.long_edge, height=args.height,
+        multiple=args.multiple, topk=args.topk, threshold=args.threshold, dist_max=args.dist_max,
+        person_threshold=args.person_threshold, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, amp=args.amp, limit=args.limit, test_dev=args.test_dev,
+    )
+    result = run_evaluation(opts, progress=not args.no_progress)
+    s = result.summary
+    source = "oracle (encoded ground truth)" if args.oracle_model else str(args.checkpoint)
+    print(f"{args.dataset} evaluation of {source} on {s['n_images']} images ({s['device']})")
+    if s["metrics"] is not None:
+        print(format_metrics_table(s["metrics"]))
+    else:
+        print(f"test-dev: {s['n_results']} results written for submission (no ground truth, no AP)")
+    print(format_timing(s["timing"], s["n_images"]))
+    print(f"wrote {opts.out / 'results.json'} and {opts.out / 'summary.json'}")
+    print(json.dumps(summary_line(s)))
+    return 0

@@ -1,0 +1,91 @@
+"""``gopose models add|list|download``: the user's installed models (see ``app/model_store.py``).
+
+Registered into ``app/commands/models.py``'s sub-command table as ``STORE_SUBCOMMANDS``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+
+def _add_store_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=None, metavar="DIR",
+                   help="model folder (default: $GOPOSE_HOME/models or ~/.local/share/gopose/models)")
+
+
+def _add_add(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="checkpoint file (ours, or the authors' with --arch)")
+    p.add_argument("--name", default=None, help="name to install it under (default: the file name)")
+    p.add_argument("--arch", default=None, help="architecture of an authors' checkpoint (e.g. hourglass104)")
+    p.add_argument("--force", action="store_true", help="replace an installed model of the same name")
+    _add_store_option(p)
+
+
+def _run_add(args: argparse.Namespace) -> int:
+    from app.model_store import add_model
+
+    e = add_model(args.file, name=args.name, arch=args.arch, root=args.store, force=args.force)
+    print(f"installed {e.name}: {e.arch}, {e.contract.get('spec')}/{e.contract.get('skeleton')}, "
+          f"{e.size / 2**20:.1f} MB, sha256 {e.sha256[:16]}... in {e.path.parent}")
+    return 0
+
+
+def _add_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    _add_store_option(p)
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from app.model_store import list_models, store_dir
+
+    entries = list_models(args.store)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries]))
+        return 0
+    if not entries:
+        print(f"no models installed in {store_dir(args.store)}; add one with `gopose models add FILE`")
+        return 0
+    rows = [(e.name, e.arch, f"{e.contract.get('spec')}/{e.contract.get('skeleton')}", f"{e.size / 2**20:.1f} MB",
+             e.added, e.sha256[:12]) for e in entries]
+    head = ("NAME", "ARCH", "SPEC/SKELETON", "SIZE", "ADDED", "SHA256")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+    print(f"({len(entries)} in {store_dir(args.store)})")
+    return 0
+
+
+def _add_download(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", help="http(s) URL of a checkpoint")
+    p.add_argument("--sha256", required=True, help="expected SHA-256 (hex) of the file")
+    p.add_argument("--name", default=None, help="name to install it under (default: from the URL)")
+    p.add_argument("--arch", default=None, help="architecture of an authors' checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an installed model of the same name")
+    p.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
+    _add_store_option(p)
+
+
+def _run_download(args: argparse.Namespace) -> int:
+    from app.model_store import download_model
+
+    def progress(done: int, total: int | None) -> None:
+        if sys.stderr.isatty():
+            pct = f" {100 * done / total:5.1f}%" if total else ""
+            print(f"\r{done / 2**20:8.1f} MB{pct}", end="", file=sys.stderr, flush=True)
+
+    e = download_model(args.url, args.sha256, name=args.name, arch=args.arch, root=args.store,
+                       timeout=args.timeout, force=args.force, progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"installed {e.name} from {args.url}: {e.arch}, {e.contract.get('spec')}, sha256 verified")
+    return 0
+
+
+STORE_SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
+                                   Callable[[argparse.Namespace], int]]] = {
+    "add": ("validate a checkpoint and install it in the user's model folder", _add_add, _run_add),
+    "list": ("list the installed models", _add_list, _run_list),
+    "download": ("download a checkpoint, verify its sha256 and install it", _add_download, _run_download),
+}

@@ -1,0 +1,55 @@
+"""``gopose train``: train a pose network from a YAML config (one process, or many under torchrun)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+HELP = "train a network from a YAML config (--set section.key=value overrides; --resume RUN_DIR); torchrun-ready"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML training config (resources/configs/*.yaml); default: every option's default, "
+                             "or RUN_DIR/config.yaml with --resume")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config field, e.g. --set optim.lr=2e-4 --set data.batch_size=4 "
+                             "(repeatable)")
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="continue the newest checkpoint of this run folder exactly where it stopped")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="write the run here (default: run.output_dir/run.name or a time stamp)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.errors import InputError
+    from train.config import dump_config, load_config
+    from train.distributed import cleanup, env_world
+
+    config_path = args.config
+    if args.resume is not None and config_path is None:
+        config_path = args.resume / "config.yaml"
+        if not config_path.is_file():
+            raise InputError(f"run folder {args.resume} has no config.yaml (not a gopose training run?)")
+    cfg = load_config(config_path, args.overrides)
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    rank, _, _ = env_world()
+    if rank != 0:  # other ranks stay quiet below warnings
+        logging.getLogger().setLevel(logging.WARNING)
+    elif logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    from train.trainer import Trainer
+
+    try:
+        trainer = Trainer(cfg, run_dir=args.run_dir, resume=args.resume)
+        summary = trainer.train()
+    finally:
+        cleanup()
+    if rank == 0:
+        print(json.dumps({k: summary[k] for k in ("run_dir", "step", "epoch", "stopped", "best_ap", "losses",
+                                                  "seconds", "skipped_images")}))
+    return 0

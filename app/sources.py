@@ -1,0 +1,432 @@
+"""Frame sources: video files and network streams (PyAV), webcams (OpenCV), image folders.
+
+Every source is an iterable of :class:`Frame` (BGR uint8 image, running index, timestamp in seconds) with
+``fps``, ``size`` (width, height), ``frame_count`` (None when unknown), ``is_live``, ``seekable``,
+``seek(seconds)`` and ``close()``; sources are context managers. Bad input raises
+:class:`core.errors.InputError` naming the input; a damaged video yields every frame that decodes and counts
+the rest in ``decode_errors``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from core.errors import InputError
+
+LOG = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+                            ".ts", ".3gp", ".ogv"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+URL_SCHEMES = ("http://", "https://", "rtsp://", "rtmp://", "udp://", "tcp://", "srt://", "rtp://")
+LIVE_SCHEMES = ("rtsp://", "rtmp://", "udp://", "tcp://", "srt://", "rtp://")
+
+
+@dataclass
+class Frame:
+    """One decoded frame: ``image`` BGR uint8 (H, W, 3), ``index`` in the source, ``timestamp`` seconds."""
+
+    image: np.ndarray
+    index: int
+    timestamp: float
+    name: str | None = None  # the image file of an image-folder frame
+
+
+class FrameSource:
+    """Base class: subclasses implement ``_frames()`` and set the attributes below."""
+
+    name: str = ""
+    fps: float = 0.0
+    size: tuple[int, int] = (0, 0)
+    frame_count: int | None = None
+    is_live: bool = False
+    seekable: bool = False
+
+    def __init__(self) -> None:
+        self._decode_errors = 0
+        self._closed = False
+
+    @property
+    def decode_errors(self) -> int:
+        """Packets or images that could not be decoded and were skipped."""
+        return self._decode_errors
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds of the source when known (``frame_count / fps``), else None (live sources)."""
+        if self.is_live or not self.frame_count or not self.fps:
+            return None
+        return self.frame_count / self.fps
+
+    def _frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._frames()
+
+    def seek(self, seconds: float) -> None:
+        """Jump to ``seconds``; the next frame iterated is the first one at or after it."""
+        raise InputError(f"source {self.name} is not seekable")
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        w, h = self.size
+        return f"{type(self).__name__}({self.name!r}, {w}x{h}, {self.fps:.2f} fps)"
+
+
+def _rotate(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Apply a display-matrix rotation (degrees counter-clockwise, FFmpeg's convention) to an image."""
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+class VideoSource(FrameSource):
+    """A video file or network stream decoded by PyAV; timestamps come from each frame's pts."""
+
+    def __init__(self, spec: str, *, timeout: float = 10.0, live: bool | None = None) -> None:
+        super().__init__()
+        import av  # local: importing PyAV is slow-ish and optional for image folders/webcams
+
+        self._av = av
+        self.name = spec
+        is_url = spec.startswith(URL_SCHEMES)
+        if not is_url:
+            path = Path(spec)
+            if not path.exists():
+                raise InputError(f"video file not found: {spec}")
+            if path.is_dir():
+                raise InputError(f"{spec} is a folder, not a video file")
+        try:
+            self._container = av.open(spec, timeout=(timeout, timeout), metadata_errors="ignore")
+        except (av.error.FFmpegError, OSError) as exc:
+            what = "cannot open stream" if is_url else "not a readable video"
+            raise InputError(f"{what}: {spec} ({_short(exc)})") from None
+        try:
+            if not self._container.streams.video:
+                raise InputError(f"no video stream in {spec}")
+            self._stream = self._container.streams.video[0]
+            cc = self._stream.codec_context
+            if (cc.width or 0) * (cc.height or 0) > 1280 * 720:  # threads pay for large frames; small ones
+                self._stream.thread_type = "AUTO"  # decode in ~1 ms and extra threads only compete with the net
+            rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
+            self.fps = float(rate) if rate else 0.0
+            self._time_base = self._stream.time_base
+            start = self._stream.start_time
+            self._start = float(start * self._time_base) if start is not None and self._time_base else 0.0
+            if live is None:  # a stream protocol, or a URL without a known duration (HLS/DASH live, ...)
+                live = spec.startswith(LIVE_SCHEMES) or (is_url and self._container.duration is None)
+            self.is_live = bool(live)
+            self.seekable = not self.is_live
+            frames = int(self._stream.frames or 0)
+            self.frame_count = frames if frames > 0 and not self.is_live else None
+            self._lock = threading.Lock()
+            self._pending_seek: float | None = None
+            self._index = 0
+            self._frames_read = 0
+            self._seeked = False
+            self._packets = self._container.demux(self._stream)
+            self._decoded: list = []
+            first = self._next_av_frame()
+            if first is None:
+                raise InputError(f"no decodable video frames in {spec}")
+            self._first = first
+            image = self._to_bgr(first)
+            self.size = (image.shape[1], image.shape[0])
+            if not self.fps:
+                self.fps = 25.0
+        except InputError:
+            self._container.close()
+            raise
+
+    # -- decoding -------------------------------------------------------------------------------------
+    def _next_av_frame(self):
+        """Next decoded PyAV frame, or None at the end; undecodable packets are counted and skipped."""
+        av = self._av
+        while not self._decoded:
+            try:
+                packet = next(self._packets)
+            except StopIteration:
+                return None
+            except (av.error.FFmpegError, OSError) as exc:
+                self._decode_errors += 1
+                LOG.warning("%s: stopped reading after a demux error (%s)", self.name, _short(exc))
+                return None
+            try:
+                self._decoded = list(packet.decode())
+            except (av.error.FFmpegError, ValueError) as exc:
+                self._decode_errors += 1
+                LOG.debug("%s: skipped an undecodable packet (%s)", self.name, _short(exc))
+                continue
+            if packet.size == 0 and not self._decoded:  # flush packet at the end of the stream
+                return None
+        return self._decoded.pop(0)
+
+    def _to_bgr(self, frame) -> np.ndarray:
+        image = frame.to_ndarray(format="bgr24")
+        rotation = getattr(frame, "rotation", 0) or 0
+        return _rotate(image, rotation)
+
+    def _timestamp(self, frame, fallback_index: int) -> float:
+        if frame.pts is not None and frame.time_base:
+            return float(frame.pts * frame.time_base) - self._start
+        return fallback_index / self.fps
+
+    def _frames(self) -> Iterator[Frame]:
+        while not self._closed:
+            with self._lock:
+                target, self._pending_seek = self._pending_seek, None
+                if target is not None:
+                    self._do_seek(target)
+                if self._first is not None:
+                    frame, self._first = self._first, None
+                else:
+                    frame = self._next_av_frame()
+                if frame is None:
+                    self._report_end()
+                    return
+                self._frames_read += 1
+                if getattr(frame, "is_corrupt", False):
+                    self._decode_errors += 1
+                ts = self._timestamp(frame, self._index)
+                index = self._index
+                self._index += 1
+            yield Frame(self._to_bgr(frame), index, ts)
+
+    @property
+    def missing_frames(self) -> int:
+        """Frames the container announces but that never decoded (a truncated file), once read to the end."""
+        if self.frame_count is None or self._seeked or not getattr(self, "_ended", False):
+            return 0
+        return max(0, self.frame_count - self._frames_read)
+
+    def _report_end(self) -> None:
+        self._ended = True
+        if self.missing_frames or self.decode_errors:
+            LOG.warning("%s is damaged or truncated: decoded %d of %d frames, %d undecodable packets skipped",
+                        self.name, self._frames_read, max(self.frame_count or 0, self._frames_read),
+                        self.decode_errors)
+
+    def seek(self, seconds: float) -> None:
+        if not self.seekable:
+            raise InputError(f"source {self.name} is live and cannot seek")
+        with self._lock:
+            self._pending_seek = max(0.0, float(seconds))
+            self._seeked = True
+
+    def _do_seek(self, seconds: float) -> None:
+        """Seek to the key frame before ``seconds`` and decode forward to the first frame at or after it."""
+        av = self._av
+        self._first = None
+        self._decoded = []
+        offset = int((seconds + self._start) / self._time_base)
+        try:
+            self._container.seek(offset, stream=self._stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            raise InputError(f"cannot seek {self.name} to {seconds:.3f}s ({_short(exc)})") from None
+        self._packets = self._container.demux(self._stream)
+        while True:
+            frame = self._next_av_frame()
+            if frame is None:
+                break
+            ts = self._timestamp(frame, 0)
+            if ts >= seconds - 0.5 / max(self.fps, 1.0):
+                self._first = frame
+                break
+        ts = self._timestamp(self._first, 0) if self._first is not None else seconds
+        self._index = int(round(ts * self.fps))
+
+    def close(self) -> None:
+        if not self._closed:
+            super().close()
+            with self._lock:
+                self._container.close()
+
+
+class WebcamSource(FrameSource):
+    """A camera opened by OpenCV; timestamps are seconds since the source opened."""
+
+    def __init__(self, index: int, *, width: int | None = None, height: int | None = None,
+                 fps: float | None = None) -> None:
+        super().__init__()
+        self.name = f"webcam:{index}"
+        self.is_live = True
+        self._cap = cv2.VideoCapture(index)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise InputError(f"no webcam at index {index} (camera absent, busy or not permitted)")
+        if width:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        if height:
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        if fps:
+            self._cap.set(cv2.CAP_PROP_FPS, fps)
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            self._cap.release()
+            raise InputError(f"webcam {index} opened but delivered no frame")
+        self._first: np.ndarray | None = image
+        self.size = (image.shape[1], image.shape[0])
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or fps or 30.0)
+        self._t0 = time.monotonic()
+
+    def _frames(self) -> Iterator[Frame]:
+        index = 0
+        while not self._closed:
+            if self._first is not None:
+                image, self._first = self._first, None
+            else:
+                ok, image = self._cap.read()
+                if not ok or image is None:
+                    LOG.warning("%s stopped delivering frames", self.name)
+                    return
+            yield Frame(image, index, time.monotonic() - self._t0)
+            index += 1
+
+    def close(self) -> None:
+        if not self._closed:
+            super().close()
+            self._cap.release()
+
+
+class ImageFolderSource(FrameSource):
+    """The images of a folder in name order, played at ``fps`` (timestamps ``index / fps``). Images may differ
+    in size; ``size`` is the first image's."""
+
+    def __init__(self, folder: Path, *, fps: float | None = None) -> None:
+        super().__init__()
+        self.name = str(folder)
+        self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
+        self.fps = float(fps or 25.0)
+        self.frame_count = len(self._files)
+        self.seekable = True
+        self._position = 0
+        self._lock = threading.Lock()
+        first = self._read(0)
+        if first is None:
+            raise InputError(f"first image of {folder} is unreadable: {self._files[0].name}")
+        self.size = (first.shape[1], first.shape[0])
+
+    def _read(self, i: int) -> np.ndarray | None:
+        image = cv2.imread(str(self._files[i]), cv2.IMREAD_COLOR)
+        if image is None:
+            self._decode_errors += 1
+            LOG.warning("skipped unreadable image %s", self._files[i])
+        return image
+
+    def _frames(self) -> Iterator[Frame]:
+        while not self._closed:
+            with self._lock:
+                i = self._position
+                if i >= len(self._files):
+                    return
+                self._position += 1
+            image = self._read(i)
+            if image is not None:
+                yield Frame(image, i, i / self.fps, self._files[i].name)
+
+    def seek(self, seconds: float) -> None:
+        with self._lock:
+            self._position = min(len(self._files), max(0, int(round(seconds * self.fps))))
+
+
+class PacedSource(FrameSource):
+    """Replays another source in real time (optionally ``speed`` times faster) as a live source: frames are
+    released at their timestamps, as a camera would deliver them. Used for live-mode tests and benchmarks."""
+
+    def __init__(self, inner: FrameSource, speed: float = 1.0) -> None:
+        super().__init__()
+        self.inner = inner
+        self.speed = float(speed)
+        self.name, self.fps, self.size = inner.name, inner.fps * self.speed, inner.size
+        self.frame_count = inner.frame_count
+        self.is_live = True
+
+    def _frames(self) -> Iterator[Frame]:
+        t0 = time.monotonic()
+        first_ts = None
+        for frame in self.inner:
+            if self._closed:
+                return
+            first_ts = frame.timestamp if first_ts is None else first_ts
+            due = t0 + (frame.timestamp - first_ts) / self.speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            yield Frame(frame.image, frame.index, time.monotonic() - t0)
+
+    @property
+    def decode_errors(self) -> int:
+        return self.inner.decode_errors
+
+    @property
+    def missing_frames(self) -> int:
+        return getattr(self.inner, "missing_frames", 0)
+
+    def close(self) -> None:
+        super().close()
+        self.inner.close()
+
+
+def parse_webcam(spec: str | int | Path) -> int | None:
+    """The camera index of ``3``, ``"3"`` or ``"webcam:3"``, else None."""
+    if isinstance(spec, bool):
+        return None
+    if isinstance(spec, int):
+        return spec
+    text = str(spec)
+    if text.startswith("webcam:"):
+        text = text[len("webcam:"):]
+    elif isinstance(spec, Path):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def is_url(spec: str | int | Path) -> bool:
+    return isinstance(spec, str) and spec.startswith(URL_SCHEMES)
+
+
+def open_source(spec: str | int | Path, *, width: int | None = None, height: int | None = None,
+                fps: float | None = None) -> FrameSource:
+    """Open a video file, URL, webcam (``int`` or ``"webcam:N"``) or image folder.
+
+    ``width``/``height``/``fps`` request a camera mode (webcams) or set the frame rate of an image folder.
+    """
+    cam = parse_webcam(spec)
+    if cam is not None and not (isinstance(spec, str) and Path(spec).exists()):
+        return WebcamSource(cam, width=width, height=height, fps=fps)
+    if is_url(spec):
+        return VideoSource(str(spec))
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"input not found: {spec}")
+    if path.is_dir():
+        return ImageFolderSource(path, fps=fps)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise InputError(f"{spec} is a single image; give its folder to process images as frames")
+    return VideoSource(str(path))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]

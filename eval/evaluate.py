@@ -1,0 +1,188 @@
+"""Keypoint AP with the official tools: pycocotools for COCO, faster-coco-eval ``keypoints_crowd`` for CrowdPose.
+
+Both functions take the ground truth as a path, a parsed dict or a ``KeypointDataset`` and the results as a
+list of COCO keypoint results (``image_id``, ``category_id``, ``keypoints``, ``score``). The evaluators'
+own console chatter is captured and logged at debug level; callers print ``format_metrics_table``.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from core.errors import InputError
+from core.keypoints import COCO as COCO_SPEC
+from core.keypoints import CROWDPOSE as CROWDPOSE_SPEC
+from eval.annotations import KeypointDataset, read_json, subset_coco_dict
+
+LOG = logging.getLogger(__name__)
+
+COCO_METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+CROWDPOSE_METRICS = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard")
+
+GroundTruth = str | Path | dict | KeypointDataset
+
+
+def _gt_dict(gt: GroundTruth, image_ids: Sequence[int] | None) -> tuple[dict[str, Any], str]:
+    """The ground truth as a COCO dict (restricted to ``image_ids``) and a name for messages."""
+    if isinstance(gt, KeypointDataset):
+        raw, name = gt.raw, gt.describe()
+    elif isinstance(gt, dict):
+        raw, name = gt, "the ground-truth dict"
+    else:
+        raw, name = read_json(gt, "ground-truth file"), str(gt)
+    if not isinstance(raw, dict) or "images" not in raw or "annotations" not in raw:
+        raise InputError(f"ground truth {name} must be a COCO object with 'images' and 'annotations'")
+    if image_ids is not None:
+        raw = subset_coco_dict(raw, image_ids)
+    # the evaluators write flags ('ignore') into the annotation dicts: give them copies
+    raw = dict(raw, annotations=[dict(a) for a in raw["annotations"]])
+    return raw, name
+
+
+def _check_results(results: list[dict], raw: dict[str, Any], name: str, n_keypoints: int) -> list[dict]:
+    """Validate results and copy them (the evaluators add fields to the dicts they are given)."""
+    if not isinstance(results, list):
+        raise InputError(f"results must be a list of COCO keypoint results, got {type(results).__name__}")
+    ids = {int(img["id"]) for img in raw["images"]}
+    out = []
+    for i, r in enumerate(results):
+        if not isinstance(r, dict) or "image_id" not in r or "keypoints" not in r or "score" not in r:
+            raise InputError(f"result {i} is not a COCO keypoint result (needs image_id, keypoints, score)")
+        if len(r["keypoints"]) != 3 * n_keypoints:
+            raise InputError(f"result {i} has {len(r['keypoints']) // 3} keypoints, {name} has {n_keypoints}")
+        if int(r["image_id"]) not in ids:
+            raise InputError(f"result {i} is for image {r['image_id']}, which is not in {name}")
+        c = dict(r)
+        c.setdefault("category_id", 1)
+        out.append(c)
+    return out
+
+
+def _with_categories(raw: dict[str, Any], keypoint_names: Sequence[str]) -> dict[str, Any]:
+    if raw.get("categories"):
+        return raw
+    out = dict(raw)
+    out["categories"] = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(keypoint_names)}]
+    return out
+
+
+def _named(names: Sequence[str], stats: Sequence[float]) -> dict[str, Any]:
+    metrics: dict[str, Any] = {n: float(v) for n, v in zip(names, stats)}
+    metrics["stats"] = [float(v) for v in stats]
+    return metrics
+
+
+def _empty_metrics(names: Sequence[str], n_images: int) -> dict[str, Any]:
+    out = _named(names, [0.0] * len(names))
+    out.update(n_images=n_images, n_results=0)
+    return out
+
+
+def evaluate_coco(gt: GroundTruth, results: list[dict], image_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """pycocotools ``COCOeval(iouType='keypoints')``: AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl and
+    ``stats`` (the ten numbers in pycocotools' order). ``image_ids`` restricts the evaluation to those images.
+    An empty result list scores 0 everywhere."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    raw, name = _gt_dict(gt, image_ids)
+    raw = _with_categories(raw, COCO_SPEC.keypoints)
+    no_area = next((a.get("id") for a in raw["annotations"] if "area" not in a), False)
+    if no_area is not False:
+        raise InputError(f"ground truth {name}: annotation {no_area} has no 'area' (COCO's OKS needs it)")
+    dets = _check_results(results, raw, name, _n_keypoints(raw, name))
+    if not dets:
+        return _empty_metrics(COCO_METRICS, len(raw["images"]))
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter):
+        coco_gt = COCO()
+        coco_gt.dataset = raw
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(dets)
+        ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        ev.params.imgIds = sorted(coco_gt.getImgIds())
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    LOG.debug("pycocotools:\n%s", chatter.getvalue())
+    out = _named(COCO_METRICS, ev.stats)
+    out.update(n_images=len(raw["images"]), n_results=len(dets))
+    return out
+
+
+def evaluate_crowdpose(gt: GroundTruth, results: list[dict],
+                       image_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """The official CrowdPose protocol (faster-coco-eval ``keypoints_crowd``, ``use_area=False``, the 14
+    CrowdPose sigmas): AP, AP50, AP75, AR, AR50, AR75, AP_easy, AP_medium, AP_hard and ``stats``.
+    Every image needs a ``crowdIndex`` (it decides easy / medium / hard)."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    raw, name = _gt_dict(gt, image_ids)
+    raw = _with_categories(raw, CROWDPOSE_SPEC.keypoints)
+    missing = [img.get("id") for img in raw["images"] if "crowdIndex" not in img]
+    if missing:
+        raise InputError(f"ground truth {name}: CrowdPose evaluation needs 'crowdIndex' on every image "
+                         f"(missing on {len(missing)}, e.g. image {missing[0]})")
+    dets = _check_results(results, raw, name, _n_keypoints(raw, name))
+    if not dets:
+        return _empty_metrics(CROWDPOSE_METRICS, len(raw["images"]))
+    chatter = io.StringIO()
+    sink = LOG.debug
+    with contextlib.redirect_stdout(chatter):
+        coco_gt = COCO(raw, print_function=sink)
+        coco_dt = coco_gt.loadRes(dets)
+        ev = COCOeval_faster(coco_gt, coco_dt, iouType="keypoints_crowd", use_area=False,
+                             kpt_oks_sigmas=np.asarray(CROWDPOSE_SPEC.sigmas), print_function=sink)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    if chatter.getvalue():
+        LOG.debug("faster-coco-eval:\n%s", chatter.getvalue())
+    out = _named(CROWDPOSE_METRICS, ev.all_stats[:len(CROWDPOSE_METRICS)])
+    out.update(n_images=len(raw["images"]), n_results=len(dets))
+    return out
+
+
+def evaluate(dataset: str, gt: GroundTruth, results: list[dict],
+             image_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """Dispatch on ``dataset`` (``coco`` or ``crowdpose``)."""
+    if dataset == "coco":
+        return evaluate_coco(gt, results, image_ids)
+    if dataset == "crowdpose":
+        return evaluate_crowdpose(gt, results, image_ids)
+    raise InputError(f"unknown dataset {dataset!r}; choose coco or crowdpose")
+
+
+def _n_keypoints(raw: dict[str, Any], name: str) -> int:
+    """Keypoints per person: from the annotations, else from the person category, else 17."""
+    for a in raw["annotations"]:
+        if "keypoints" in a:
+            return len(a["keypoints"]) // 3
+    for c in raw.get("categories") or []:
+        if c.get("keypoints"):
+            return len(c["keypoints"])
+    return COCO_SPEC.n_keypoints
+
+
+_LABELS = {"AP": "AP @[.50:.95]", "AP50": "AP @ .50", "AP75": "AP @ .75", "APm": "AP medium area",
+           "APl": "AP large area", "AR": "AR @[.50:.95]", "AR50": "AR @ .50", "AR75": "AR @ .75",
+           "ARm": "AR medium area", "ARl": "AR large area",
+           "AP_easy": "AP easy", "AP_medium": "AP medium", "AP_hard": "AP hard"}
+
+
+def format_metrics_table(metrics: dict[str, Any]) -> str:
+    """A two-column text table of the named metrics (in the evaluator's order); the evaluators' -1 (no ground
+    truth in that group, e.g. no "hard" CrowdPose image) is shown as n/a."""
+    names = [n for n in (*COCO_METRICS, *CROWDPOSE_METRICS) if n in metrics]
+    names = list(dict.fromkeys(names))
+    width = max(len(_LABELS.get(n, n)) for n in names) if names else 6
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
+    for n in names:
+        v = float(metrics[n])
+        lines.append(f"{_LABELS.get(n, n):<{width}}  {v:.4f}" if v >= 0 else f"{_LABELS.get(n, n):<{width}}  n/a")
+    return "\n".join(lines)

@@ -1,0 +1,241 @@
+"""Reading and writing checkpoints: ours (self-describing) and the authors' (``PoseNet_*_epoch.pth``).
+
+Every file is read with ``torch.load(weights_only=True)``: a pickle that needs arbitrary Python objects is
+refused, never executed. Ours stores the model config (architecture, keyword arguments, keypoint spec,
+skeleton, heads), the training config, epoch/step, metrics and a format version; the authors' format is
+``{'epoch', 'train_loss', 'model_state_dict', 'optimizer_state_dict', 'amp'}`` with keys possibly prefixed
+``module.`` and needs the architecture name (the contract is read from the head shapes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import os
+import pickle
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from core.contract import PoseContract
+from core.errors import InputError
+from core.keypoints import SPECS
+from models.base import PoseNet
+from models.config import ModelConfig
+from models.factory import build_model
+
+LOG = logging.getLogger(__name__)
+
+FORMAT = "gopose"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(InputError):
+    """A checkpoint file is missing, unreadable, unsafe or does not fit the model; the message names it."""
+
+
+# ---------------------------------------------------------------------------------------------- saving
+def _plain(obj: Any, where: str = "value") -> Any:
+    """Convert to types ``torch.load(weights_only=True)`` accepts (dict/list/str/number/bool/None/tensor)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name), f"{where}.{f.name}") for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        bad = [k for k in obj if not isinstance(k, (str, int, float, bool, type(None)))]
+        if bad:
+            raise TypeError(f"cannot store {where} with a key of type {type(bad[0]).__name__} in a checkpoint")
+        return {k: _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, (str, int, float, bool, type(None), torch.Tensor)):
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"cannot store {where} of type {type(obj).__name__} in a checkpoint")
+
+
+def _unwrap(model: torch.nn.Module) -> PoseNet:
+    inner = getattr(model, "module", model)  # DataParallel / DistributedDataParallel
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+    if not isinstance(inner, PoseNet):
+        raise TypeError(f"expected a PoseNet, got {type(inner).__name__}")
+    if getattr(inner, "fused_for_inference", False):
+        raise ValueError("this model was fused for inference (batch norms folded); save the unfused model")
+    return inner
+
+
+def temp_path_for(path: Path) -> Path:
+    """A fresh hidden name beside ``path`` (same file system, so ``os.replace`` is atomic)."""
+    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the target folder, then rename over ``path``.
+
+    The temporary file is created with ``open(..., 'xb')`` so the result gets the usual umask permissions.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        with open(tmp, "xb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, epoch: int | None = None,
+                    step: int | None = None, metrics: Mapping[str, Any] | None = None,
+                    train_config: Any = None, extra: Mapping[str, Any] | None = None,
+                    optimizer_state: Mapping[str, Any] | None = None) -> Path:
+    """Write our self-describing checkpoint atomically; returns the path."""
+    net = _unwrap(model)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": net.config.to_dict(),
+        "model_state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "epoch": epoch,
+        "step": step,
+        "metrics": _plain(dict(metrics or {}), "metrics"),
+        "train_config": _plain(train_config, "train_config"),
+        "extra": _plain(dict(extra or {}), "extra"),
+        "optimizer_state_dict": _plain(optimizer_state, "optimizer_state") if optimizer_state else None,
+        "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": str(torch.__version__),
+    }
+    return atomic_torch_save(payload, path)
+
+
+# --------------------------------------------------------------------------------------------- reading
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """The raw contents of a checkpoint, loaded weights-only; ``CheckpointError`` when unsafe or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists()
+                              else f"checkpoint {path} is not a file")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        unsafe = next((line for line in lines if "GLOBAL" in line), None)
+        if unsafe is None:  # garbage rather than a forbidden object
+            raise CheckpointError(f"cannot read checkpoint {path}: {lines[-1] if lines else exc!r} "
+                                  f"(truncated or not a PyTorch file?)") from None
+        raise CheckpointError(
+            f"refusing checkpoint {path}: it is not a weights-only file ({unsafe}). Loading it would run "
+            f"arbitrary Python code. If you trust its source, load it once with torch.load(weights_only=False), "
+            f"re-save only its tensors (e.g. its 'model_state_dict') and use that file.") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r} "
+                              f"(truncated or not a PyTorch file?)") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, expected a dict")
+    return data
+
+
+def checkpoint_kind(data: Mapping[str, Any]) -> str:
+    """``'gopose'``, ``'authors'`` (``model_state_dict`` + ``epoch``...), ``'state_dict'`` (bare tensors)."""
+    if data.get("format") == FORMAT:
+        return FORMAT
+    if isinstance(data.get("model_state_dict"), Mapping):
+        return "authors"
+    if data and all(isinstance(v, torch.Tensor) for v in data.values()):
+        return "state_dict"
+    return "unknown"
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+    """Drop the DataParallel/DDP prefix from every key that has it."""
+    n = len(prefix)
+    return {(k[n:] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
+
+
+def infer_contract(state_dict: Mapping[str, torch.Tensor], spec: str | None = None,
+                   skeleton: str | None = None) -> PoseContract:
+    """Recover the output contract from the head shapes of an authors'-layout state dict."""
+    try:
+        n_kp = state_dict["headnets.0.hp_convs.0.weight"].shape[0]
+        n_off = state_dict["headnets.1.reg_convs.0.weight"].shape[0]
+    except KeyError as exc:
+        raise CheckpointError(f"state dict has no head weights {exc.args[0]!r}; not a GOPose/authors' layout") from None
+    with_scale = "headnets.1.scale_convs.0.weight" in state_dict
+    candidates = [SPECS[spec]] if spec else [s for s in SPECS.values() if s.n_keypoints == n_kp]
+    for sp in candidates:
+        names = [skeleton] if skeleton else ["default"] + [n for n in sp.skeletons if n != "default"]
+        for name in names:
+            if name in sp.skeletons and sp.n_keypoints == n_kp and 2 * len(sp.skeletons[name]) == n_off:
+                return PoseContract(sp, skeleton_name=name, with_scale=with_scale)
+    raise CheckpointError(f"no keypoint spec/skeleton gives {n_kp} heatmaps and {n_off} offset channels "
+                          f"(spec={spec}, skeleton={skeleton})")
+
+
+def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strict load; every missing, unexpected and mis-shaped key is listed in one ``CheckpointError``."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        def block(title: str, items: list[str]) -> str:
+            if not items:
+                return ""
+            more = f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
+            return f"\n  {title} ({len(items)}):\n    " + "\n    ".join(items[:20]) + more
+        raise CheckpointError(f"{source} does not fit the {getattr(model, 'arch', type(model).__name__)} model:"
+                              + block("missing keys", missing) + block("unexpected keys", unexpected)
+                              + block("shape mismatches", shapes))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_checkpoint(path: str | os.PathLike, arch: str | None = None, map_location: Any = "cpu", *,
+                    spec: str | None = None, skeleton: str | None = None) -> tuple[PoseNet, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes and load its weights; returns ``(model, info)``.
+
+    ``arch`` is required for the authors' format (and bare state dicts), optional for ours (checked if given).
+    ``info`` holds ``kind``, ``format_version``, ``epoch``, ``step``, ``metrics``, ``train_config``, ``extra``,
+    ``train_loss``, ``optimizer_state_dict``, ``model_config`` and ``path``.
+    """
+    data = read_checkpoint(path, map_location)
+    kind = checkpoint_kind(data)
+    info: dict[str, Any] = {"kind": kind, "format": kind, "path": str(path)}
+    if kind == FORMAT:
+        version = int(data.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise CheckpointError(f"checkpoint {path} has format version {version}; this GOPose reads up to "
+                                  f"{FORMAT_VERSION}")
+        try:
+            config = ModelConfig.from_dict(data["model_config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} has an invalid model config: {exc}") from None
+        if arch is not None and arch != config.arch:
+            raise CheckpointError(f"checkpoint {path} holds a {config.arch!r} model, not {arch!r}")
+        state = strip_prefix(data["model_state_dict"])
+        info.update({k: data.get(k) for k in ("format_version", "epoch", "step", "metrics", "train_config",
+                                               "extra", "optimizer_state_dict", "saved_at")})
+    elif kind in ("authors", "state_dict"):
+        if arch is None:
+            raise CheckpointError(f"checkpoint {path} is in the authors' format (no model description); "
+                                  f"name its architecture (e.g. arch='hourglass104' / --arch hourglass104)")
+        state = strip_prefix(data["model_state_dict"] if kind == "authors" else data)
+        config = ModelConfig(arch, infer_contract(state, spec, skeleton), {})
+        info.update({"format_version": None, "epoch": data.get("epoch"), "step": None, "metrics": {},
+                     "train_config": None, "extra": {}, "train_loss": data.get("train_loss"),
+                     "optimizer_state_dict": data.get("optimizer_state_dict"), "amp": data.get("amp")})
+    else:
+        raise CheckpointError(f"checkpoint {path} is neither a GOPose checkpoint nor the authors' format "
+                              f"(top-level keys: {sorted(map(str, data))[:10]})")
+    model = build_model(config)
+    load_weights(model, state, source=f"checkpoint {path}")
+    info["model_config"] = model.config.to_dict()
+    LOG.info("loaded %s checkpoint %s (%s, epoch %s)", kind, path, config.arch, info.get("epoch"))
+    return model, info

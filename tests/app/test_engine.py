@@ -1,0 +1,121 @@
+"""The inference engine with a real (randomly initialised) real-time network."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.engine import EngineConfig, PoseEstimator
+from app.sources import open_source
+from core.decoder import decode
+from core.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def frames(street_video: Path) -> list[np.ndarray]:
+    with open_source(street_video) as src:
+        return [f.image for f in src][:3]
+
+
+def test_estimate_is_network_plus_decoder_in_frame_coordinates(estimator, frames) -> None:
+    image = frames[0]
+    res = estimator.estimate(image)
+    assert res.frame_size == (960, 540) and len(res.poses) > 0
+    assert set(res.timings) == {"preprocess", "network", "decode", "total"} and res.timings["total"] > 0
+    # the same computation by hand: letterbox, the network's own normalisation, decode, inverse transform
+    t = estimator.transform_for(960, 540)
+    assert t.dst_size == (256, 256)
+    x = estimator.model.preprocess(t.warp(image))[None]
+    with torch.inference_mode():
+        out = estimator.model.infer(x)
+    ref = decode(out["heatmaps"], out["offsets"], estimator.contract, estimator.decoder_config)[0]
+    ref = ref.map_points(t.inverse)
+    np.testing.assert_allclose(res.poses.keypoints, ref.keypoints, atol=1e-3)
+    np.testing.assert_allclose(res.poses.scores, ref.scores, atol=1e-6)
+
+
+def test_batch_matches_single_and_mixed_sizes(estimator, frames) -> None:
+    small = frames[1][::2, ::3].copy()  # 320x270: another size in the same batch
+    batch = estimator.estimate_batch([frames[0], small, frames[2]])
+    assert [r.frame_size for r in batch] == [(960, 540), (320, 270), (960, 540)]
+    for img, res in zip([frames[0], small, frames[2]], batch):
+        single = estimator.estimate(img)
+        np.testing.assert_allclose(res.poses.keypoints, single.poses.keypoints, atol=1e-2)
+    assert estimator.estimate_batch([]) == []
+
+
+def test_flip_test_changes_maps(estimator, frames) -> None:
+    flipped = PoseEstimator(estimator.model, EngineConfig(device="cpu", long_edge=256, flip=True, backend="torch",
+                                                          decoder=estimator.decoder_config))
+    a = estimator.estimate(frames[0]).poses
+    b = flipped.estimate(frames[0]).poses
+    assert len(b) > 0 and (len(a) != len(b) or not np.allclose(a.keypoints, b.keypoints))
+
+
+def test_update_decoder_live_from_another_thread(estimator, frames) -> None:
+    old = estimator.decoder_config
+    try:
+        many = len(estimator.estimate(frames[0]).poses)
+        t = threading.Thread(target=estimator.update_decoder, kwargs={"threshold": 0.5})
+        t.start()
+        t.join()
+        assert estimator.decoder_config.threshold == 0.5
+        assert len(estimator.estimate(frames[0]).poses) < many
+    finally:
+        estimator._decoder = old
+
+
+def test_bad_frames_and_settings(estimator) -> None:
+    with pytest.raises(InputError, match="BGR uint8"):
+        estimator.estimate(np.zeros((10, 10), np.uint8))
+    with pytest.raises(InputError, match="BGR uint8"):
+        estimator.estimate(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(InputError, match="precision"):
+        EngineConfig(precision="int4")
+    with pytest.raises(InputError, match="long edge"):
+        EngineConfig(long_edge=8)
+    with pytest.raises(InputError, match="device"):
+        EngineConfig(device="tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_requested_without_cuda(estimator) -> None:
+    with pytest.raises(InputError, match="CUDA is not available"):
+        PoseEstimator(estimator.model, EngineConfig(device="cuda"))
+
+
+def test_cpu_ignores_amp_and_auto_picks_cpu(estimator, frames) -> None:
+    est = PoseEstimator(estimator.model, EngineConfig(device="auto", precision="fp16", long_edge=128))
+    assert est.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if est.device.type == "cpu":
+        assert est.amp_dtype is None
+    assert est.estimate(frames[0]).frame_size == (960, 540)
+    est.model.to("cpu")  # the shared module must stay on the CPU for the other tests
+
+
+def test_from_checkpoint(checkpoint: Path, frames) -> None:
+    est = PoseEstimator.from_checkpoint(checkpoint, EngineConfig(long_edge=128))
+    assert est.name == "realtime_random" and est.info["kind"] and "optimizer_state_dict" not in est.info
+    assert est.estimate(frames[0]).frame_size == (960, 540)
+    est.close()
+
+
+@pytest.mark.skipif(not __import__("app.onnx_backend", fromlist=["x"]).onnxruntime_available(),
+                    reason="onnxruntime (optional extra gopose[onnx]) is not installed")
+def test_onnx_backend_matches_torch(estimator, frames) -> None:
+    est = PoseEstimator(estimator.model, EngineConfig(device="cpu", long_edge=256, backend="onnx",
+                                                      decoder=estimator.decoder_config))
+    assert est.backend == "onnxruntime"
+    for img in frames[:2]:
+        a, b = estimator.estimate(img).poses, est.estimate(img).poses
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=0.05)
+    batch = est.estimate_batch(frames[:2])
+    assert len(batch) == 2 and len(batch[0].poses) == len(estimator.estimate(frames[0]).poses)
+    auto = PoseEstimator(estimator.model, EngineConfig(device="cpu", long_edge=128, backend="auto"))
+    assert auto.backend in ("torch", "onnxruntime") and set(auto.backend_timings) == {"torch", "onnxruntime"}
+    timings = auto.backend_timings
+    assert (auto.backend == "onnxruntime") == (timings["onnxruntime"] <= 0.95 * timings["torch"])

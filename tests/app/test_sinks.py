@@ -1,0 +1,129 @@
+"""Exporters on real frames and real COCO people: formats, atomic writes, abort, unwritable folders."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from app.engine import FrameResult
+from app.sinks import (CocoJsonSink, CsvSink, JsonlSink, StreamMeta, VideoSink, make_sinks, output_paths,
+                       parse_formats)
+from app.sources import open_source
+from core.contract import PoseContract
+from core.errors import InputError
+from core.keypoints import COCO
+from core.poses import Poses
+
+
+def _run(sinks, video: Path, people: list[Poses], abort: bool = False) -> int:
+    with open_source(video) as src:
+        meta = StreamMeta(src.name, src.size, src.fps, PoseContract(COCO), src.frame_count)
+        for s in sinks:
+            s.open(meta)
+        n = 0
+        for frame in src:
+            p = people[frame.index % len(people)]
+            p = Poses(p.keypoints, p.scores, np.arange(len(p)) + 10 * frame.index)
+            for s in sinks:
+                s.write(frame, FrameResult(p, {}, src.size))
+            n += 1
+    for s in sinks:
+        s.abort() if abort else s.close()
+    return n
+
+
+def test_all_formats(street_video: Path, coco_people: list[Poses], tmp_path: Path) -> None:
+    from pycocotools.coco import COCO as CocoApi
+
+    people = coco_people[:5]
+    paths = output_paths("street", tmp_path, parse_formats("coco,jsonl,csv,video"))
+    assert paths["coco"].name == "street.coco.json" and paths["video"].name == "street.mp4"
+    n = _run(make_sinks(paths), street_video, people)
+    assert n == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())  # no temp files
+    n_people = sum(len(people[i % len(people)]) for i in range(5))
+
+    api = CocoApi(str(paths["coco"]))  # real pycocotools reads it
+    assert len(api.getImgIds()) == 5 and len(api.getAnnIds()) == n_people
+    img = api.loadImgs(3)[0]
+    assert img["frame_index"] == 2 and img["timestamp"] == pytest.approx(0.4) and img["width"] == 960
+    ann = api.loadAnns(api.getAnnIds(imgIds=[1]))[0]
+    src_kp = people[0].keypoints[0]
+    kp = np.asarray(ann["keypoints"]).reshape(-1, 3)
+    np.testing.assert_allclose(kp[:, :2], np.where(src_kp[:, 2:3] > 0, src_kp[:, :2], 0), atol=0.01)
+    assert set(kp[:, 2]) <= {0, 2} and ann["track_id"] == 0 and ann["num_keypoints"] == int((src_kp[:, 2] > 0).sum())
+    info = json.loads(paths["coco"].read_text())["info"]
+    assert info["frames"] == 5 and info["contract"]["spec"] == "coco"
+
+    lines = paths["jsonl"].read_text().splitlines()
+    assert len(lines) == 5
+    rec = json.loads(lines[1])
+    assert rec["frame"] == 1 and len(rec["people"]) == len(people[1]) and rec["people"][0]["track_id"] == 10
+
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert len(rows) == n_people
+    assert rows[0]["frame"] == "0" and float(rows[0]["nose_score"]) == pytest.approx(src_kp[0, 2], abs=1e-3)
+    absent = int(np.flatnonzero(src_kp[:, 2] == 0)[0]) if (src_kp[:, 2] == 0).any() else None
+    if absent is not None:
+        assert rows[0][f"{COCO.keypoints[absent]}_x"] == ""
+
+    with av.open(str(paths["video"])) as c:
+        s = c.streams.video[0]
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(s)]
+        assert (s.codec_context.name, s.width, s.height) == ("h264", 960, 540)
+        assert float(s.average_rate) == pytest.approx(5.0)
+    assert len(frames) == 5
+    with open_source(street_video) as src:
+        raw = next(iter(src)).image
+    assert np.abs(frames[0].astype(int) - raw).mean() > 0.5  # the overlay is there
+
+
+def test_abort_leaves_nothing(street_video: Path, coco_people, tmp_path: Path) -> None:
+    sinks = make_sinks(output_paths("x", tmp_path, ["coco", "jsonl", "csv", "video"]))
+    _run(sinks, street_video, coco_people[:2], abort=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_kept_until_the_new_one_is_complete(street_video: Path, coco_people, tmp_path: Path) -> None:
+    target = tmp_path / "x.jsonl"
+    target.write_text("old\n")
+    sink = JsonlSink(target)
+    with open_source(street_video) as src:
+        sink.open(StreamMeta(src.name, src.size, src.fps, PoseContract(COCO)))
+        frame = next(iter(src))
+        sink.write(frame, FrameResult(coco_people[0], {}, src.size))
+        assert target.read_text() == "old\n"  # still the previous complete file while writing
+    sink.close()
+    assert json.loads(target.read_text())["frame"] == 0
+
+
+def test_odd_frame_size_video(tmp_path: Path) -> None:
+    """yuv420p needs even sizes: an odd-sized stream is padded by one pixel, never rejected."""
+    from app.sources import Frame
+
+    sink = VideoSink(tmp_path / "odd.mp4")
+    sink.open(StreamMeta("odd", (65, 49), 12.5, PoseContract(COCO)))
+    for i in range(3):
+        sink.write(Frame(np.full((49, 65, 3), 80, np.uint8), i, i / 12.5), FrameResult(Poses.empty(17), {}, (65, 49)))
+    sink.close()
+    with av.open(str(tmp_path / "odd.mp4")) as c:
+        assert c.streams.video[0].width == 66 and sum(1 for _ in c.decode(video=0)) == 3
+
+
+@pytest.mark.parametrize("cls", [CocoJsonSink, JsonlSink, CsvSink, VideoSink])
+def test_unwritable_output_folder(cls, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    sink = cls(blocker / "sub" / "out.bin")  # parent is a file: the folder cannot exist
+    with pytest.raises(InputError, match="cannot write to output folder"):
+        sink.open(StreamMeta("v", (64, 48), 10.0, PoseContract(COCO)))
+
+
+def test_bad_format_name() -> None:
+    with pytest.raises(InputError, match="unknown output format"):
+        parse_formats("coco,xml")
+    assert parse_formats("csv, coco,csv") == ["csv", "coco"]

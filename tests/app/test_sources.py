@@ -1,0 +1,240 @@
+"""Frame sources on the real shared videos, damaged copies, rotation metadata, folders, webcams and URLs."""
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.sources import ImageFolderSource, PacedSource, VideoSource, open_source, parse_webcam
+from core.errors import InputError
+
+
+def test_video_frames_timestamps_and_metadata(ped_video: Path) -> None:
+    with open_source(ped_video) as src:
+        assert isinstance(src, VideoSource)
+        assert src.size == (480, 360) and src.fps == pytest.approx(10.0) and src.frame_count == 795
+        assert src.seekable and not src.is_live
+        frames = list(src)
+    assert len(frames) == 795
+    assert [f.index for f in frames[:3]] == [0, 1, 2]
+    ts = np.array([f.timestamp for f in frames])
+    np.testing.assert_allclose(ts, np.arange(795) / 10.0, atol=1e-6)
+    assert frames[0].image.shape == (360, 480, 3) and frames[0].image.dtype == np.uint8
+    assert src.decode_errors == 0 and src.missing_frames == 0
+
+
+def test_seek_lands_on_the_requested_time(ped_video: Path) -> None:
+    with open_source(ped_video) as src:
+        it = iter(src)
+        next(it)
+        src.seek(30.0)
+        f = next(it)
+        assert f.timestamp == pytest.approx(30.0) and f.index == 300
+        src.seek(5.04)
+        f = next(it)
+        assert f.timestamp == pytest.approx(5.0, abs=0.06)
+        # the frame after a seek is the very frame a linear read gives at that time
+    with open_source(ped_video) as src:
+        linear = next(f for f in src if f.index == 50)
+    np.testing.assert_array_equal(linear.image, f.image)
+
+
+def test_truncated_video_decodes_what_it_can(ped_video: Path, tmp_path: Path, make_damaged) -> None:
+    bad = make_damaged(ped_video, tmp_path / "cut.mp4", keep_fraction=0.5)
+    with open_source(bad) as src:
+        n = sum(1 for _ in src)
+        assert 100 < n < 795
+        assert src.missing_frames == 795 - n  # reported, not silently lost
+
+
+def test_overwritten_bytes_are_counted_and_skipped(ped_video: Path, tmp_path: Path, make_damaged) -> None:
+    bad = make_damaged(ped_video, tmp_path / "noise.mp4", overwrite=8)
+    with open_source(bad) as src:
+        n = sum(1 for _ in src)
+        assert n > 600
+        assert src.decode_errors + src.missing_frames > 0
+
+
+@pytest.mark.parametrize("content,match", [(b"", "readable video|no decodable"),
+                                           (b"this is not a video" * 50, "not a readable video")])
+def test_not_a_video(tmp_path: Path, content: bytes, match: str) -> None:
+    p = tmp_path / "fake.mp4"
+    p.write_bytes(content)
+    with pytest.raises(InputError, match=match) as info:
+        open_source(p)
+    assert str(p) in str(info.value)
+
+
+def test_zero_frame_video(ped_video: Path, tmp_path: Path, make_damaged) -> None:
+    """A file cut inside its first frame has a valid header but no decodable frame."""
+    bad = make_damaged(ped_video, tmp_path / "empty.mp4", keep_fraction=0.002)
+    with pytest.raises(InputError, match="no decodable video frames|not a readable video"):
+        open_source(bad)
+
+
+def test_missing_file_and_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        open_source(tmp_path / "nope.mp4")
+    with pytest.raises(InputError, match="no images"):
+        open_source(tmp_path)
+
+
+def test_absent_webcam() -> None:
+    assert parse_webcam("webcam:99") == 99 and parse_webcam(3) == 3 and parse_webcam("clip.mp4") is None
+    with pytest.raises(InputError, match="no webcam at index 99"):
+        open_source("webcam:99")
+    with pytest.raises(InputError, match="no webcam at index 98"):
+        open_source(98)
+
+
+def test_unreachable_url() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/clip.mp4"
+    with pytest.raises(InputError, match="cannot open stream") as info:
+        open_source(url)
+    assert url in str(info.value)
+
+
+class _RangeHandler:
+    """Builds an HTTP handler serving one file with byte-range support (what FFmpeg's HTTP reader seeks with)."""
+
+    @staticmethod
+    def make(path: Path):
+        import http.server
+
+        data = path.read_bytes()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server naming
+                if self.path.lstrip("/") != path.name:
+                    self.send_error(404)
+                    return
+                start, end = 0, len(data) - 1
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    a, _, b = rng[6:].partition("-")
+                    start, end = int(a or 0), int(b) if b else len(data) - 1
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.send_header("Content-Type", "video/mp4")
+                self.end_headers()
+                try:
+                    self.wfile.write(data[start:end + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        return Handler
+
+
+def test_video_over_http(street_video: Path) -> None:
+    """A real HTTP server on 127.0.0.1 serving the shared clip: PyAV reads it as a network stream."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler.make(street_video))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with open_source(f"http://127.0.0.1:{server.server_address[1]}/{street_video.name}") as src:
+            frames = list(src)
+        assert len(frames) == 5 and frames[0].image.shape == (540, 960, 3)
+        assert [round(f.timestamp, 3) for f in frames] == [0.0, 0.2, 0.4, 0.6, 0.8]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _rotated_copy(tmp_path: Path) -> Path:
+    """A small H.264 MP4 whose track header carries a 90-degree display matrix (as phones write)."""
+    import av
+
+    path = tmp_path / "plain.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(3):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[:16, :24] = 255  # a white block top-left
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    data = bytearray(path.read_bytes())
+    i = data.find(b"tkhd")
+    assert data[i + 4] == 0  # version 0 track header
+    off = i + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 8 + 8  # version/flags, times, track id, reserved, duration, ...
+    data[off:off + 36] = struct.pack(">9I", 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+    rotated = tmp_path / "rotated.mp4"
+    rotated.write_bytes(bytes(data))
+    return rotated
+
+
+def test_rotation_metadata_is_applied(tmp_path: Path) -> None:
+    with open_source(_rotated_copy(tmp_path)) as src:
+        assert src.size == (48, 64)  # portrait after rotation
+        frame = next(iter(src))
+    assert frame.image.shape == (64, 48, 3)
+    # turned 90 degrees clockwise: the top-left block is now top-right
+    assert frame.image[:20, -12:].mean() > 200 and frame.image[:20, :12].mean() < 50
+
+
+def test_image_folder(tmp_path: Path, data_dir: Path) -> None:
+    imgs = sorted((data_dir / "coco" / "val2017_subset" / "images").glob("*.jpg"))[:3]
+    assert len(imgs) == 3
+    for i, p in enumerate(imgs):
+        (tmp_path / f"{i:03d}.jpg").write_bytes(p.read_bytes())
+    (tmp_path / "003.jpg").write_bytes(b"broken")
+    with open_source(tmp_path, fps=5) as src:
+        assert isinstance(src, ImageFolderSource) and src.frame_count == 4
+        frames = list(src)
+        assert [f.index for f in frames] == [0, 1, 2] and frames[2].timestamp == pytest.approx(0.4)
+        assert src.decode_errors == 1
+    np.testing.assert_array_equal(frames[0].image, cv2.imread(str(imgs[0])))
+
+
+def test_paced_source_is_live_and_real_time(street_video: Path) -> None:
+    import time
+
+    src = PacedSource(open_source(street_video), speed=10.0)  # 5 fps clip at 10x: 20 ms per frame
+    t0 = time.monotonic()
+    frames = list(src)
+    elapsed = time.monotonic() - t0
+    src.close()
+    assert src.is_live and len(frames) == 5
+    assert elapsed >= 0.075  # 4 intervals of 20 ms
+
+
+def test_variable_frame_rate_round_trip(tmp_path: Path) -> None:
+    """Irregular timestamps written by the video sink come back exactly from the video source (relative to the
+    first frame: a camera clock starting at 10 s gives a video starting at 0)."""
+    from app.engine import FrameResult
+    from app.sinks import StreamMeta, VideoSink
+    from app.sources import Frame
+    from core.contract import PoseContract
+    from core.keypoints import COCO
+    from core.poses import Poses
+
+    stamps = [10.0, 10.04, 10.1, 10.5, 10.52, 11.3]
+    sink = VideoSink(tmp_path / "vfr.mp4")
+    sink.open(StreamMeta("vfr", (64, 48), 25.0, PoseContract(COCO)))
+    for i, t in enumerate(stamps):
+        img = np.full((48, 64, 3), 40 * i, np.uint8)
+        sink.write(Frame(img, i, t), FrameResult(Poses.empty(17), {}, (64, 48)))
+    sink.close()
+    with open_source(tmp_path / "vfr.mp4") as src:
+        frames = list(src)
+    assert len(frames) == len(stamps)
+    np.testing.assert_allclose([f.timestamp for f in frames], np.subtract(stamps, 10.0), atol=1e-3)
+    assert [int(round(f.image.mean() / 40)) for f in frames] == [0, 1, 2, 3, 4, 5]

@@ -1,0 +1,89 @@
+"""The keypoint annotation loader on the real shared files and on malformed ones."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import InputError
+from core.keypoints import COCO, CROWDPOSE
+from eval.annotations import load_keypoint_annotations
+
+
+def test_coco_538_counts_and_values(coco_538: Path) -> None:
+    t = time.perf_counter()
+    ds = load_keypoint_annotations(coco_538, COCO)
+    assert time.perf_counter() - t < 1.0  # generous bound; it takes ~0.1 s
+    raw = json.loads(coco_538.read_text())
+    assert len(ds) == 538 == len(raw["images"])
+    assert sum(img.n_people for img in ds) == 1354
+    assert sum(int(img.iscrowd.sum()) for img in ds) == 49
+    assert sum(len(img) for img in ds) == 2213
+    # one annotation compared field by field with the JSON
+    ann = raw["annotations"][0]
+    img = ds.image(ann["image_id"])
+    row = int(np.flatnonzero(img.annotation_ids == ann["id"])[0])
+    assert img.keypoints.dtype == np.float32 and img.keypoints.shape[1:] == (17, 3)
+    np.testing.assert_array_equal(img.keypoints[row].reshape(-1), np.asarray(ann["keypoints"], np.float32))
+    assert img.area[row] == pytest.approx(ann["area"])
+    np.testing.assert_allclose(img.bbox[row], ann["bbox"])
+    assert img.num_keypoints[row] == ann["num_keypoints"]
+    meta = next(m for m in raw["images"] if m["id"] == ann["image_id"])
+    assert (img.width, img.height, img.file_name) == (meta["width"], meta["height"], meta["file_name"])
+    assert img.crowd_index is None
+    assert ds.gt_path == coco_538 and ds.raw["images"][0]["id"] == ds.image_ids[0]
+
+
+def test_crowdpose_crowd_index(data_dir: Path) -> None:
+    ds = load_keypoint_annotations(data_dir / "eval_reference" / "example_crowdpose_val.json", CROWDPOSE)
+    assert len(ds) == 4
+    assert ds[0].crowdIndex == pytest.approx(0.76)
+    assert all(img.keypoints.shape[1:] == (14, 3) for img in ds)
+
+
+def test_image_without_annotations_and_subset(tmp_path: Path) -> None:
+    raw = {"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 20},
+                      {"id": 2, "file_name": "b.jpg", "width": 30, "height": 40}],
+           "annotations": [{"id": 5, "image_id": 2, "keypoints": [0, 0, 2] + [0] * 48, "area": 4.0,
+                            "bbox": [0, 0, 2, 2], "iscrowd": 0}]}
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps(raw))
+    ds = load_keypoint_annotations(p, COCO)
+    assert len(ds[0]) == 0 and ds[0].keypoints.shape == (0, 17, 3) and ds[0].n_people == 0
+    # a keypoint at (0, 0) with v=2 is annotated (num_keypoints counted when the file omits it)
+    assert ds.image(2).num_keypoints.tolist() == [1] and ds.image(2).n_people == 1
+    sub = ds.subset_raw([2])
+    assert [i["id"] for i in sub["images"]] == [2] and len(sub["annotations"]) == 1
+    with pytest.raises(InputError, match="image id 7"):
+        ds.image(7)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"annotations": []}', "no 'images' field"),
+    ('{"images": []}', "no 'annotations' field"),
+    ('{"images": [{"id": 1, "width": 5, "height": 5}], "annotations": [{"id": 9, "image_id": 1, "bbox": [0,0,1,1]}]}',
+     "no 'keypoints' field"),
+    ('{"images": [{"id": 1, "width": 5}], "annotations": []}', "no 'height' field"),
+    ('{"images": [{"id": 1, "width": 5, "height": 5}], "annotations": [{"id": 9, "image_id": 3, "keypoints": '
+     + json.dumps([0] * 51) + "}]}", "not in 'images'"),
+])
+def test_bad_files_name_the_file(tmp_path: Path, content: str | None, message: str) -> None:
+    p = tmp_path / "bad.json"
+    if content is not None:
+        p.write_text(content)
+    with pytest.raises(InputError, match=message) as info:
+        load_keypoint_annotations(p, COCO)
+    assert str(p) in str(info.value)
+
+
+def test_wrong_keypoint_count_for_spec(data_dir: Path) -> None:
+    path = data_dir / "eval_reference" / "example_crowdpose_val.json"
+    with pytest.raises(InputError, match="14 keypoints, the coco spec needs 17") as info:
+        load_keypoint_annotations(path, COCO)
+    assert str(path) in str(info.value)

@@ -1,0 +1,151 @@
+"""Checkpoints: the authors' format (deterministic Hourglass-104 weights), ours, safety and clear errors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import (CheckpointError, FORMAT_VERSION, load_checkpoint, read_checkpoint,
+                               save_checkpoint)
+from models.factory import build_model, make_config
+
+
+def test_authors_format_with_module_prefix_loads_and_reproduces(tmp_path, hg_weights, hg_input, hg_reference):
+    state = {"module." + k: v for k, v in hg_weights.items()}
+    names = [k for k in state if k.endswith("conv1.weight")][:3]
+    optimizer_state = {"state": {i: {"momentum_buffer": torch.zeros_like(state[k]) + 0.1} for i, k in enumerate(names)},
+                       "param_groups": [{"lr": 2.5e-4, "momentum": 0.9, "weight_decay": 0.0,
+                                         "params": list(range(len(names)))}]}
+    path = tmp_path / "PoseNet_77_epoch.pth"
+    torch.save({"epoch": 77, "train_loss": 0.0123, "model_state_dict": state,
+                "optimizer_state_dict": optimizer_state,
+                "amp": {"loss_scaler0": {"loss_scale": 65536.0, "unskipped": 12}}}, path)
+    with pytest.raises(CheckpointError, match="authors' format"):
+        load_checkpoint(path)  # no architecture named
+    model, info = load_checkpoint(path, arch="hourglass104")
+    assert info["kind"] == "authors" and info["epoch"] == 77 and info["train_loss"] == pytest.approx(0.0123)
+    assert info["optimizer_state_dict"]["param_groups"][0]["lr"] == 2.5e-4
+    assert info["model_config"]["contract"] == {"spec": "coco", "skeleton": "default", "stride": 4,
+                                                "with_scale": False}
+    with torch.no_grad():
+        out = model.eval()(hg_input)
+    for i in range(2):
+        np.testing.assert_allclose(out[i]["heatmaps"].numpy(), hg_reference[f"hmp_stack{i}"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out[i]["offsets"].numpy(), hg_reference[f"omp_stack{i}"], rtol=1e-4, atol=1e-5)
+
+
+def test_ours_round_trip_is_self_describing(tmp_path):
+    model = build_model(make_config("realtime", "crowdpose", "dense", with_scale=True, channels=48))
+    torch.nn.init.normal_(model.headnets[0].hp_convs[0].weight)
+    path = save_checkpoint(tmp_path / "sub" / "ours.pt", model, epoch=3, step=1200, metrics={"ap": 0.41},
+                           train_config={"lr": 1e-3, "sizes": (512, 640), "out": Path("runs/x")},
+                           extra={"note": "test"})
+    assert [p.name for p in path.parent.iterdir()] == ["ours.pt"]  # no temporary file left behind
+    loaded, info = load_checkpoint(path)
+    assert info["kind"] == "gopose" and info["format_version"] == FORMAT_VERSION
+    assert (info["epoch"], info["step"], info["metrics"]) == (3, 1200, {"ap": 0.41})
+    assert info["train_config"] == {"lr": 1e-3, "sizes": [512, 640], "out": "runs/x"}
+    assert loaded.config == model.config and loaded.contract.n_limbs == model.contract.n_limbs
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    with pytest.raises(CheckpointError, match="not 'hourglass104'"):
+        load_checkpoint(path, arch="hourglass104")
+
+
+def test_mismatched_keys_and_shapes_are_listed_in_one_error(tmp_path):
+    model = build_model(make_config("realtime"))
+    state = model.state_dict()
+    state.pop("headnets.0.hp_convs.0.bias")
+    state["extra.weight"] = torch.zeros(1)
+    state["decoder.laterals.0.0.weight"] = torch.zeros(10, 24, 1, 1)
+    path = tmp_path / "bad.pth"
+    torch.save({"epoch": 1, "model_state_dict": state}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, arch="realtime", spec="coco", skeleton="default")
+    msg = str(err.value)
+    assert "missing keys (1)" in msg and "headnets.0.hp_convs.0.bias" in msg
+    assert "unexpected keys (1)" in msg and "extra.weight" in msg
+    assert "shape mismatches (1)" in msg and "(10, 24, 1, 1)" in msg
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_non_weights_only_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"model_state_dict": {}, "payload": Evil()}, path)
+    with pytest.raises(CheckpointError, match="not a weights-only file"):
+        read_checkpoint(path)
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pth")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(junk)
+    good = save_checkpoint(tmp_path / "good.pt", build_model(make_config("realtime")))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(truncated)
+
+
+def test_failed_save_leaves_previous_file_intact(tmp_path):
+    model = build_model(make_config("realtime"))
+    path = save_checkpoint(tmp_path / "m.pt", model, epoch=1)
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match="metrics"):
+        save_checkpoint(path, model, epoch=2, metrics={"bad": object()})
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_fused_models_are_not_saved(tmp_path):
+    from models.precision import fuse_for_inference
+    fused = fuse_for_inference(build_model(make_config("realtime")))
+    with pytest.raises(ValueError, match="fused"):
+        save_checkpoint(tmp_path / "f.pt", fused)
+
+
+def test_our_files_load_weights_only_without_custom_classes(tmp_path):
+    path = save_checkpoint(tmp_path / "a.pt", build_model(make_config("realtime")), train_config={"a": (1, 2)})
+    data = torch.load(path, weights_only=True)
+    assert data["format"] == "gopose" and data["model_config"]["arch"] == "realtime"
+
+
+@pytest.mark.parametrize("spec,skeleton,with_scale", [("crowdpose", "default", False), ("coco", "redundant", True),
+                                                      ("coco", "dense", False)])
+def test_contract_is_read_from_head_shapes(spec, skeleton, with_scale):
+    from models.checkpoint import infer_contract
+    with torch.device("meta"):
+        model = build_model(make_config("hourglass104", spec, skeleton, with_scale))
+    contract = infer_contract(model.state_dict())
+    assert (contract.spec.name, contract.skeleton_name, contract.with_scale) == (spec, skeleton, with_scale)
+
+
+def test_optimizer_state_round_trips_with_integer_keys(tmp_path):
+    model = build_model(make_config("realtime"))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(1, 3, 64, 64))[0]["heatmaps"].sum().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "o.pt", model, optimizer_state=opt.state_dict(),
+                           extra={"train_state": {"optimizer": opt.state_dict(), "step": 1}})
+    _, info = load_checkpoint(path)
+    fresh = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    fresh.load_state_dict(info["optimizer_state_dict"])
+    assert 0 in info["extra"]["train_state"]["optimizer"]["state"]
+    for key, value in opt.state_dict()["state"].items():
+        assert torch.equal(fresh.state_dict()["state"][key]["momentum_buffer"], value["momentum_buffer"])
+
+
+def test_saved_file_has_umask_permissions(tmp_path):
+    path = save_checkpoint(tmp_path / "p.pt", build_model(make_config("realtime")))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -1,0 +1,97 @@
+"""Training config: YAML -> dataclasses, typed overrides, errors naming the key, shipped recipes load."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.errors import InputError
+from train.config import TrainConfig, apply_overrides, dump_config, load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "resources" / "configs"
+
+
+def test_defaults_without_a_file():
+    cfg = load_config(None)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.data.input_size == 512 and cfg.model.arch == "realtime"
+    assert (cfg.loss.heatmap_weight, cfg.loss.offset_weight, cfg.loss.scale_weight) == (1.0, 10000.0, 10.0)
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["optim.lr=2e-4", "data.batch_size=3", "augmentation.enabled=false",
+                             "schedule.milestones=[3, 5]", "model.kwargs.channels=32", "run.amp=bf16"])
+    assert cfg.optim.lr == pytest.approx(2e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.data.batch_size == 3 and cfg.augmentation.enabled is False
+    assert cfg.schedule.milestones == [3, 5] and cfg.model.kwargs == {"channels": 32} and cfg.run.amp == "bf16"
+
+
+@pytest.mark.parametrize("override, words", [
+    ("optim.lr=fast", ["optim.lr", "float"]),
+    ("data.batch_size=2.5", ["data.batch_size", "int"]),
+    ("optim.momentum=0.9", ["optim", "momentum"]),
+    ("nosection.x=1", ["nosection"]),
+    ("run.amp=fp8", ["run.amp", "fp16"]),
+    ("data=1", ["data", "section"]),
+    ("optim.lr", ["optim.lr", "key=value"]),
+    ("augmentation.scale_min=3", ["augmentation.scale_min"]),
+])
+def test_bad_overrides_name_the_key(override, words):
+    with pytest.raises(InputError) as err:
+        load_config(None, [override])
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_yaml_errors_name_file_and_key(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("optim:\n  lr: 1e-4\n  nesterov: true\n")
+    with pytest.raises(InputError, match=r"bad.yaml.*optim.nesterov"):
+        load_config(p)
+    p.write_text("optim: [1, 2]\n")
+    with pytest.raises(InputError, match="optim"):
+        load_config(p)
+    with pytest.raises(InputError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_yaml_1e4_without_dot_is_a_float(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("optim:\n  lr: 1e-4\n")  # YAML 1.1 reads this as a string
+    assert load_config(p).optim.lr == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml"])
+def test_shipped_recipes_load_and_round_trip(name, tmp_path):
+    cfg = load_config(CONFIGS / name)
+    again = tmp_path / "again.yaml"
+    again.write_text(dump_config(cfg))
+    assert load_config(again) == cfg
+
+
+def test_paper_recipe_values_and_unconfirmed_marks():
+    cfg = load_config(CONFIGS / "coco_hourglass104.yaml")
+    assert cfg.model.arch == "hourglass104" and cfg.data.input_size == 512 and cfg.data.batch_size == 8
+    assert cfg.optim.lr == pytest.approx(1.25e-4) and cfg.optim.scale_lr_with_world_size
+    assert (cfg.loss.heatmap_weight, cfg.loss.offset_weight, cfg.loss.scale_weight) == (1.0, 10000.0, 10.0)
+    assert cfg.loss.gamma == 2.0 and cfg.loss.sqrt_re
+    assert "UNCONFIRMED" in (CONFIGS / "coco_hourglass104.yaml").read_text()
+    assert load_config(CONFIGS / "crowdpose_hourglass104.yaml").data.dataset == "crowdpose"
+
+
+def test_apply_overrides_does_not_mutate_input():
+    data = {"optim": {"lr": 0.1}}
+    out = apply_overrides(data, ["optim.lr=0.2"])
+    assert data["optim"]["lr"] == 0.1 and out["optim"]["lr"] == 0.2
+
+
+def test_cli_prints_the_resolved_config_and_reports_bad_keys_in_one_line(capsys):
+    from app.cli import main
+
+    assert main(["train", "--config", str(CONFIGS / "coco_realtime.yaml"), "--set", "optim.lr=3e-4",
+                 "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "arch: realtime" in out and "lr: 0.0003" in out
+    assert main(["train", "--set", "optim.nope=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "optim" in err[0] and "nope" in err[0]

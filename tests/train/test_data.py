@@ -1,0 +1,185 @@
+"""Augmentation geometry, ignore masks, CrowdPose loading, decode failures and loader determinism (real data)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from core.contract import PoseContract
+from core.errors import InputError
+from core.keypoints import COCO, CROWDPOSE
+from train import augment
+from train.config import AugmentationConfig
+from train.datasets import PoseDataset
+from train.loader import ResumableSampler, make_loader
+
+COCO_C = PoseContract(COCO)
+
+
+def _coco_mini(data_dir):
+    root = data_dir / "coco" / "train2017_mini"
+    return root / "annotations.json", root / "images"
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_image_and_keypoints_share_one_warp(flip):
+    """A smooth blob centred on a keypoint is centred, after the warp, exactly where the keypoint is mapped
+    (a half-pixel convention slip would show as a 0.5 px shift)."""
+    h, w, size = 90, 120, 64
+    rng = np.random.default_rng(3)
+    pts = np.array([[30, 20], [100, 70], [60, 45]], np.float32)
+    checked = 0
+    for _ in range(4):
+        params = augment.WarpParams(center=(59.5 + rng.uniform(-5, 5), 44.5), scale=float(rng.uniform(0.6, 0.9)),
+                                    rotation_deg=float(rng.uniform(-45, 45)), stretch=(1.1, 1 / 1.1), flip=flip)
+        t = augment.params_transform(params, w, h, size)
+        yy, xx = np.mgrid[:h, :w]
+        for p in pts:
+            q = t.apply(p[None])[0]
+            if not (8 < q[0] < size - 8 and 8 < q[1] < size - 8):
+                continue  # a blob cut by the crop border has a shifted centroid
+            blob = np.exp(-((xx - p[0]) ** 2 + (yy - p[1]) ** 2) / (2 * 4.0 ** 2)).astype(np.float32)
+            out = augment.warp_image(np.repeat(blob[:, :, None], 3, 2), t)[:, :, 0].astype(np.float64)
+            ys, xs = np.mgrid[:size, :size]
+            centroid = np.array([(out * xs).sum(), (out * ys).sum()]) / out.sum()
+            np.testing.assert_allclose(centroid, q, atol=0.05)
+            checked += 1
+    assert checked >= 6
+
+
+def test_flip_swaps_left_and_right_and_mirrors_positions():
+    kps = np.zeros((1, 17, 3), np.float32)
+    kps[0, 5] = (10, 20, 2)   # left shoulder on the image's left
+    kps[0, 6] = (30, 20, 2)   # right shoulder
+    t = augment.params_transform(augment.WarpParams((19.5, 19.5), 1.0, 0.0, (1.0, 1.0), True), 40, 40, 40)
+    out = augment.warp_keypoints(kps, t, COCO.flip_permutation, flip=True)
+    np.testing.assert_allclose(out[0, 5], (39 - 30, 20, 2))   # "left" is now the mirrored right shoulder
+    np.testing.assert_allclose(out[0, 6], (39 - 10, 20, 2))
+
+
+def test_keypoints_leaving_the_crop_become_absent_without_moving():
+    kps = np.array([[[5, 5, 2], [100, 5, 2], [20, 20, 0]]], np.float32)
+    t = augment.params_transform(augment.WarpParams((19.5, 19.5), 1.0, 0.0, (1.0, 1.0), False), 40, 40, 40)
+    out = augment.warp_keypoints(kps, t, None, flip=False)
+    assert out[0, :, 2].tolist() == [2, 0, 0]
+    np.testing.assert_allclose(out[0, 1, :2], (100, 5))  # absence is v=0, never x=0 / y=0
+
+
+def test_mask_follows_the_image_warp():
+    h, w = 80, 100
+    mask = np.zeros((h, w), bool)
+    mask[20:50, 30:70] = True
+    t = augment.params_transform(augment.WarpParams((49.5, 39.5), 0.7, 30.0, (1.0, 1.0), True), w, h, 64)
+    warped_mask = augment.warp_mask(mask, t)
+    warped_img = augment.warp_image(np.repeat(mask[:, :, None].astype(np.uint8) * 255, 3, 2), t)[:, :, 0] > 127
+    assert (warped_mask != warped_img).mean() < 0.01 and warped_mask.sum() > 100
+
+
+def test_colour_jitter_changes_colours_not_geometry():
+    img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    out = augment.colour_jitter(img, np.random.default_rng(1), AugmentationConfig())
+    assert out.shape == img.shape and out.dtype == np.uint8 and not np.array_equal(out, img)
+    assert augment.colour_jitter(img, np.random.default_rng(1), AugmentationConfig(enabled=False)) is img
+
+
+def test_crowd_and_keypointless_people_are_ignored(data_dir):
+    ann, images = _coco_mini(data_dir)
+    ds = PoseDataset(ann, images, COCO_C, input_size=256, augmentation=AugmentationConfig(enabled=False))
+    crowd_img = next(img for img in ds.images if img.id == 129648)  # a crowd RLE plus people with keypoints
+    mask = ds.ignore_mask(crowd_img, crowd_img.height, crowd_img.width)
+    raw = json.loads(ann.read_text())
+    crowd = next(a for a in raw["annotations"] if a["image_id"] == 129648 and a["iscrowd"])
+    assert mask is not None and mask.sum() >= 0.9 * crowd["area"]
+    sample = ds[ds.image_ids.index(129648)]
+    assert sample["ignore"].any() and sample["ignore"].shape == (64, 64)
+    # an image whose only extra rows are people without keypoints: their segmentations are masked
+    none_kp = [a for a in raw["annotations"] if a["num_keypoints"] == 0 and not a["iscrowd"]]
+    img_id = next(a["image_id"] for a in none_kp if a["image_id"] in ds.image_ids)
+    rec = ds.images[ds.image_ids.index(img_id)]
+    assert ds.ignore_mask(rec, rec.height, rec.width).any()
+
+
+def test_samples_are_deterministic_per_seed_epoch_index(data_dir):
+    ann, images = _coco_mini(data_dir)
+    ds = PoseDataset(ann, images, COCO_C, input_size=128, seed=7)
+    a, b = ds[3], ds[3]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["heatmaps"], b["heatmaps"])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[3]["image"], a["image"])
+    assert a["heatmaps"].shape == (17, 32, 32) and a["offsets"].shape == (38, 32, 32)
+
+
+def test_targets_match_the_warped_keypoints(data_dir):
+    ann, images = _coco_mini(data_dir)
+    ds = PoseDataset(ann, images, COCO_C, input_size=256, augmentation=AugmentationConfig(enabled=False))
+    i = ds.image_ids.index(535506)  # one large person
+    s = ds[i]
+    rec = ds.images[i]
+    t = augment.params_transform(augment.fit_params(rec.width, rec.height, 256), rec.width, rec.height, 256)
+    kps = augment.warp_keypoints(rec.keypoints[rec.num_keypoints > 0], t, None, False)[0]
+    nose = kps[0]
+    assert nose[2] > 0
+    peak = np.unravel_index(int(s["heatmaps"][0].argmax()), (64, 64))
+    assert abs(peak[0] * 4 + 1.5 - nose[1]) <= 2.5 and abs(peak[1] * 4 + 1.5 - nose[0]) <= 2.5
+
+
+def test_crowdpose_mini_loads_with_14_keypoints_and_box_masks(data_dir):
+    root = data_dir / "crowdpose" / "mini"
+    ds = PoseDataset(root / "test_crowdpose.json", root, PoseContract(CROWDPOSE), input_size=128,
+                     min_keypoints=0)
+    assert len(ds) == 2 and all(img.crowd_index is not None for img in ds.images)
+    s = ds[0]
+    assert s["heatmaps"].shape == (14, 32, 32) and s["offsets"].shape == (30, 32, 32)
+    for img in ds.images:  # no segmentations in CrowdPose: keypoint-less people are masked by their boxes
+        if ((img.num_keypoints == 0) | img.iscrowd).any():
+            assert ds.ignore_mask(img, img.height, img.width).any()
+
+
+def test_undecodable_images_are_logged_counted_and_skipped(data_dir, tmp_path, caplog):
+    ann, images = _coco_mini(data_dir)
+    ds0 = PoseDataset(ann, images, COCO_C, input_size=64)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for img in ds0.images[:4]:
+        shutil.copy(images / img.file_name, folder / img.file_name)
+    (folder / ds0.images[1].file_name).write_bytes(b"not a jpeg")
+    ds = PoseDataset(ann, folder, COCO_C, input_size=64, image_ids=ds0.image_ids[:4])
+    with caplog.at_level("WARNING"):
+        s = ds[1]
+    assert s["skipped"] == 1 and s["image_id"] == ds.image_ids[2] and ds.decode_failures == 1
+    assert ds0.images[1].file_name in caplog.text
+
+
+def test_bad_inputs_name_the_input(data_dir, tmp_path):
+    ann, images = _coco_mini(data_dir)
+    with pytest.raises(InputError, match="does not exist"):
+        PoseDataset(ann, tmp_path / "nope", COCO_C)
+    with pytest.raises(InputError, match="123456789"):
+        PoseDataset(ann, images, COCO_C, image_ids=[123456789])
+    with pytest.raises(InputError, match="keypoints"):
+        PoseDataset(ann, images, PoseContract(CROWDPOSE))
+
+
+def test_resumable_sampler_skips_exactly_the_consumed_samples():
+    data = list(range(23))
+    full = ResumableSampler(data, num_replicas=2, rank=1, seed=5)
+    full.set_position(3)
+    tail = ResumableSampler(data, num_replicas=2, rank=1, seed=5)
+    tail.set_position(3, start=4)
+    assert list(tail) == list(full)[4:] and len(tail) == len(full) - 4
+
+
+def test_loader_batches_do_not_depend_on_worker_count(data_dir):
+    ann, images = _coco_mini(data_dir)
+    ds = PoseDataset(ann, images, COCO_C, input_size=64, seed=1)
+    batches = {}
+    for workers in (0, 2):
+        sampler = ResumableSampler(ds, seed=1)
+        sampler.set_position(2)
+        ds.set_epoch(2)
+        batches[workers] = [b for _, b in zip(range(2), make_loader(ds, sampler, 4, workers, seed=1, epoch=2))]
+    for a, b in zip(batches[0], batches[2]):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["offsets"], b["offsets"])

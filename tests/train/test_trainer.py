@@ -1,0 +1,223 @@
+"""Trainer: exact resume (stop/resume and a SIGKILLed process), DDP with two gloo processes = one process with
+the same global batch, bf16 autocast on CPU, schedules, frozen backbone, init from a checkpoint."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from train import state as S
+from train.config import load_config
+from train.trainer import Trainer, lr_factor
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = "model.kwargs={stem: 8, widths: [8, 8, 16, 16], depths: [1, 1, 1, 1], expand: 2, channels: 16}"
+
+
+def _overrides(**extra):
+    base = {
+        "data.input_size": 64, "data.batch_size": 2, "data.workers": 0, "schedule.epochs": 2,
+        "optim.lr": 1e-3, "run.progress": False, "run.val_every_epochs": 0, "run.log_every_steps": 1,
+        "run.tensorboard": False, "data.image_ids": [535506, 84533, 30752, 37666, 463557, 234748],
+    }
+    base.update(extra)
+    out = [TINY]
+    for k, v in base.items():
+        out.append(f"{k}={json.dumps(v) if not isinstance(v, str) else v}")
+    return out
+
+
+def _cfg(**extra):
+    return load_config(None, _overrides(**extra))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model_state_dict"]
+
+
+def _final(run_dir: Path) -> dict[str, torch.Tensor]:
+    return _weights(S.latest_checkpoint(run_dir))
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir):
+    """6 steps (2 epochs of 3 batches) with augmentation, in one go."""
+    run = tmp_path_factory.mktemp("full")
+    summary = Trainer(_cfg(), run_dir=run).train()
+    assert summary["step"] == 6 and summary["epoch"] == 2 and summary["stopped"] == "epochs"
+    return _final(run)
+
+
+def test_stop_and_resume_mid_epoch_is_exact(tmp_path, uninterrupted):
+    first = Trainer(_cfg(**{"schedule.max_steps": 4}), run_dir=tmp_path).train()
+    assert first["step"] == 4 and first["stopped"] == "max_steps"
+    assert S.latest_checkpoint(tmp_path).name == "ckpt_00000004.pt"
+    partial = _final(tmp_path)
+    assert any(not torch.equal(partial[k], uninterrupted[k]) for k in partial)
+    resumed = Trainer(_cfg(), resume=tmp_path)
+    assert (resumed.step, resumed.epoch, resumed.batches_done) == (4, 1, 1)
+    assert resumed.train()["step"] == 6
+    _assert_same(_final(tmp_path), uninterrupted)
+
+
+def test_resume_from_a_periodic_checkpoint_after_a_crash(tmp_path, uninterrupted):
+    """Steps 1-5 with a checkpoint every 2 steps; the process 'dies' after step 5 before saving it: the run
+    resumes from step 4 and still ends with the uninterrupted weights."""
+    Trainer(_cfg(**{"schedule.max_steps": 5, "run.checkpoint_every_steps": 2}), run_dir=tmp_path).train()
+    S.checkpoint_path(tmp_path, 5).unlink()
+    assert S.latest_checkpoint(tmp_path).name == "ckpt_00000004.pt"
+    Trainer(_cfg(**{"run.checkpoint_every_steps": 2}), resume=tmp_path).train()
+    _assert_same(_final(tmp_path), uninterrupted)
+
+
+def test_sigkilled_process_resumes_exactly(tmp_path, data_dir):
+    """A real ``python -m train`` process killed with SIGKILL mid-run; ``--resume`` continues exactly."""
+    reference = tmp_path / "reference"
+    Trainer(_cfg(**{"schedule.epochs": 4}), run_dir=reference).train()     # 12 steps in one go
+    run = tmp_path / "killed"
+    over = _overrides(**{"run.checkpoint_every_steps": 1, "schedule.epochs": 1000})
+    cmd = [sys.executable, "-m", "train", "--run-dir", str(run)] + [a for o in over for a in ("--set", o)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 90
+        while not S.checkpoint_path(run, 2).exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "no checkpoint after 90 s"
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = int(S.latest_checkpoint(run).stem.split("_")[1])
+    if killed_at >= 12:
+        pytest.skip(f"the process reached step {killed_at} before the kill landed")
+    for ckpt in S.list_checkpoints(run):  # atomic writes: whatever exists is complete
+        assert "model_state_dict" in torch.load(ckpt, map_location="cpu", weights_only=True)
+    rc = subprocess.run([sys.executable, "-m", "train", "--resume", str(run), "--set", "schedule.epochs=4",
+                         "--set", "run.checkpoint_every_steps=0"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=120)
+    assert rc.returncode == 0, rc.stderr[-2000:]
+    assert json.loads(rc.stdout.strip().splitlines()[-1])["step"] == 12
+    _assert_same(_final(run), _final(reference))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_gloo_processes_match_one_process(tmp_path, data_dir):
+    """2 processes x batch 2 (lr scaled x2 by world size) == 1 process x batch 4 at lr 2e-3, after 3 steps.
+
+    BatchNorm normalises with per-process batch statistics, so plain BN cannot match (and SyncBatchNorm is
+    GPU-only in torch); ``model.freeze_bn`` uses the running statistics instead. ``loss.per_sample`` makes the
+    paper's batch-normalised offset term a mean over images, so splitting the batch does not change the loss."""
+    common = {"augmentation.enabled": True, "model.freeze_bn": True, "loss.per_sample": True,
+              "schedule.epochs": 3, "schedule.max_steps": 3, "optim.lr": 1e-3}
+    single = tmp_path / "single"
+    Trainer(_cfg(**{**common, "data.batch_size": 4, "optim.lr": 2e-3}), run_dir=single).train()
+    multi = tmp_path / "multi"
+    over = _overrides(**common)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "train", "--run-dir", str(multi)] + [a for o in over for a in ("--set", o)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    rc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=150, env=env)
+    assert rc.returncode == 0, rc.stderr[-3000:]
+    assert json.loads(rc.stdout.strip().splitlines()[-1])["step"] == 3
+    a, b = _final(single), _final(multi)
+    init = Trainer(_cfg(**common), run_dir=tmp_path / "init").model.state_dict()
+    moved = sum(float((a[k].float() - init[k].float()).abs().sum()) for k in a)
+    diff = sum(float((a[k].float() - b[k].float()).abs().sum()) for k in a)
+    assert moved > 0 and diff < 1e-3 * moved, (diff, moved)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=2e-5)
+
+
+def test_bf16_autocast_on_cpu_gives_finite_losses(tmp_path, data_dir):
+    trainer = Trainer(_cfg(**{"run.amp": "bf16", "schedule.max_steps": 2}), run_dir=tmp_path)
+    seen = []
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    summary = trainer.train()
+    assert seen and all(d == torch.bfloat16 for d in seen)
+    assert summary["step"] == 2 and summary["nonfinite_steps"] == 0
+    assert all(math.isfinite(v) for v in summary["losses"].values()) and summary["losses"]["loss"] > 0
+
+
+def test_fp16_on_cpu_is_refused(tmp_path):
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="run.amp=fp16"):
+        Trainer(_cfg(**{"run.amp": "fp16"}), run_dir=tmp_path)
+
+
+def test_lr_schedules():
+    cfg = _cfg(**{"schedule.kind": "step", "schedule.milestones": [2, 4], "schedule.warmup_steps": 10,
+                  "schedule.warmup_factor": 0.1})
+    assert lr_factor(cfg, 0, 10) == pytest.approx(0.1)
+    assert lr_factor(cfg, 5, 10) == pytest.approx(0.55)
+    assert lr_factor(cfg, 19, 10) == 1.0 and lr_factor(cfg, 20, 10) == pytest.approx(0.1)
+    assert lr_factor(cfg, 45, 10) == pytest.approx(0.01)
+    cos = _cfg(**{"schedule.kind": "cosine", "schedule.epochs": 10, "schedule.min_lr_factor": 0.1})
+    assert lr_factor(cos, 0, 10) == 1.0 and lr_factor(cos, 50, 10) == pytest.approx(0.55)
+    assert lr_factor(cos, 100, 10) == pytest.approx(0.1)
+
+
+def test_frozen_backbone_trains_heads_only(tmp_path, data_dir):
+    trainer = Trainer(_cfg(**{"model.freeze_backbone": True, "schedule.max_steps": 1}), run_dir=tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    after = trainer.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k]) and "running" not in k
+               and "num_batches" not in k}
+    assert changed and all(k.startswith("headnets.") for k in changed)
+
+
+def test_init_from_checkpoint_with_fresh_heads(tmp_path, data_dir):
+    src = tmp_path / "src"
+    Trainer(_cfg(**{"schedule.max_steps": 1}), run_dir=src).train()
+    ckpt = S.latest_checkpoint(src)
+    trained = _weights(ckpt)
+    t = Trainer(_cfg(**{"model.init_checkpoint": str(ckpt), "model.reinit_heads": True, "run.seed": 5}),
+                run_dir=tmp_path / "dst")
+    own = t.model.state_dict()
+    backbone = [k for k in own if not k.startswith("headnets.")]
+    assert all(torch.equal(own[k], trained[k]) for k in backbone)
+    assert not torch.equal(own["headnets.0.hp_convs.0.weight"], trained["headnets.0.hp_convs.0.weight"])
+
+
+def test_resume_of_a_missing_run_names_the_folder(tmp_path):
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="no checkpoints"):
+        Trainer(_cfg(), resume=tmp_path)
+
+
+def test_crowdpose_training_and_validation_with_the_official_protocol(tmp_path, data_dir):
+    """One epoch on the shared CrowdPose images (14 keypoints, 15 limbs), validated with the CrowdPose evaluator."""
+    cfg = _cfg(**{"data.dataset": "crowdpose", "data.image_ids": [], "data.batch_size": 2, "schedule.epochs": 1,
+                  "run.val_on_train": True, "run.val_every_epochs": 1, "run.val_input_size": 64})
+    trainer = Trainer(cfg, run_dir=tmp_path)
+    assert trainer.contract.n_keypoints == 14 and trainer.contract.n_limbs == 15
+    summary = trainer.train()
+    assert summary["step"] == 1 and summary["best_ap"] is not None
+    val = [r for r in trainer.history if r["kind"] == "val"]
+    assert val and 0.0 <= val[0]["AP"] <= 1.0
+    assert (tmp_path / "best.pt").is_file() and json.loads((tmp_path / "best.json").read_text())["step"] == 1
+    summary_json = json.loads(next((tmp_path / "val").glob("step_*/summary.json")).read_text())
+    assert "AP_hard" in summary_json["metrics"]

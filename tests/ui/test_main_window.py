@@ -1,0 +1,299 @@
+"""The main window with real widgets (offscreen), the shared videos and a real randomly initialised network."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from PyQt5.QtCore import Qt
+from PyQt5.QtGui import QImage
+from PyQt5.QtWidgets import QPushButton, QSlider
+
+from app.sources import open_source
+from core.poses import Poses
+
+pytestmark = pytest.mark.gui
+
+WAIT = 20000  # ms
+
+
+@pytest.fixture
+def video(data_dir) -> str:
+    return str(data_dir / "videos" / "pedestrians_480x360.mp4")
+
+
+@pytest.fixture
+def short_video(data_dir) -> str:
+    return str(data_dir / "videos" / "street_5frames_960x540.mp4")
+
+
+def _open(qtbot, window, spec: str, frames: int = 3) -> None:
+    start = window.frames_displayed
+    window.open_source(spec)
+    qtbot.waitUntil(lambda: window.frames_displayed >= start + frames, timeout=WAIT)
+
+
+def test_no_model_plays_the_source_and_explains_how_to_add_one(qtbot, make_window, video):
+    window = make_window()
+    assert window.estimator is None
+    assert window.banner.isVisible()
+    assert "gopose models add" in window.banner_text.text()
+    _open(qtbot, window, video, frames=5)
+    assert window.view.frame.shape == (360, 480, 3)
+    assert window.view.poses is None
+    assert window.status.text("resolution") == "480×360"
+    assert "pedestrians_480x360.mp4" in window.status.fields["source"].toolTip()
+    qtbot.waitUntil(lambda: window.status.text("display_fps") != "display 0.0 fps", timeout=WAIT)
+    fps = float(window.status.text("display_fps").split()[1])
+    assert 5.0 <= fps <= 15.0  # the file plays at its own 10 fps
+    assert window.status.text("inference_fps") == "inference –"
+    # the view keeps the aspect ratio of the frame
+    r = window.view.image_rect()
+    assert r.width() / r.height() == pytest.approx(480 / 360, rel=0.01)
+    assert r.width() <= window.view.width() + 0.5 and r.height() <= window.view.height() + 0.5
+
+
+def test_play_pause_step_seek_and_shortcuts(qtbot, make_window, video):
+    window = make_window()
+    _open(qtbot, window, video)
+    window.act_play.trigger()  # pause
+    assert window.playback.paused and window.act_play.text() == "Play"
+    qtbot.wait(300)
+    n = window.frames_displayed
+    qtbot.wait(400)
+    assert window.frames_displayed == n
+    window.act_step.trigger()
+    qtbot.waitUntil(lambda: window.frames_displayed == n + 1, timeout=WAIT)
+    window.seek(40.0)
+    qtbot.waitUntil(lambda: abs(window.playback.position - 40.0) < 0.15, timeout=WAIT)
+    qtbot.waitUntil(lambda: abs(window.playbar.slider.value() - 40000) <= 150, timeout=WAIT)
+    assert window.playback.paused  # seeking while paused shows the frame there and stays paused
+    qtbot.keyClick(window, Qt.Key_Left)  # back 5 s
+    qtbot.waitUntil(lambda: abs(window.playback.position - 35.0) < 0.15, timeout=WAIT)
+    window.playbar.slider.triggerAction(QSlider.SliderPageStepAdd)  # the seek slider: +5 s
+    qtbot.waitUntil(lambda: abs(window.playback.position - 40.0) < 0.15, timeout=WAIT)
+    qtbot.keyClick(window, Qt.Key_BracketRight)  # faster
+    assert window.playback.speed == 1.5
+    qtbot.keyClick(window, Qt.Key_Space)  # play again
+    assert not window.playback.paused
+    m = window.frames_displayed
+    qtbot.waitUntil(lambda: window.frames_displayed >= m + 3, timeout=WAIT)
+    assert window.playback.position > 35.0
+    window.act_play.trigger()  # closing while paused must not hang on the waiting player
+    runner = window.runner
+    t0 = time.monotonic()
+    window.shutdown()
+    assert time.monotonic() - t0 < 5.0 and not runner.running
+
+
+def test_bad_file_shows_an_error_dialog_and_the_window_survives(qtbot, make_window, tmp_path, video):
+    window = make_window()
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    window.open_source(str(bad))
+    qtbot.waitUntil(lambda: len(window.errors) == 1, timeout=WAIT)
+    assert "broken.mp4" in window.errors[0]
+    assert window.dialogs and window.dialogs[-1].isVisible() and "broken.mp4" in window.dialogs[-1].text()
+    window.open_source(str(tmp_path / "missing.mp4"))
+    qtbot.waitUntil(lambda: len(window.errors) == 2, timeout=WAIT)
+    assert "missing.mp4" in window.errors[1]
+    _open(qtbot, window, video)  # still works
+    assert window.isVisible()
+
+
+def test_snapshot_and_recording(qtbot, make_window, tmp_path, video):
+    window = make_window()
+    _open(qtbot, window, video)
+    png = tmp_path / "snap.png"
+    assert window.save_snapshot(str(png))
+    image = QImage(str(png))
+    assert (image.width(), image.height()) == (480, 360)
+    out = tmp_path / "rec.mp4"
+    assert window.start_recording(str(out))
+    n = window.frames_displayed
+    qtbot.waitUntil(lambda: window.frames_displayed >= n + 8, timeout=WAIT)
+    assert window.stop_recording() == str(out)
+    assert not window.errors
+    with open_source(str(out)) as src:
+        frames = list(src)
+    assert src.size == (480, 360) and len(frames) >= 8
+    assert not list(tmp_path.glob(".*tmp*"))  # nothing left behind
+    # snapshots into a missing folder fail with a dialog, not an exception
+    assert not window.save_snapshot(str(tmp_path / "nope" / "x.png"))
+    assert "nope" in window.errors[-1]
+
+
+def test_settings_and_recent_files_are_remembered(qtbot, make_window, tmp_path, video):
+    settings_file = tmp_path / "remember.ini"
+    window = make_window(settings_file)
+    _open(qtbot, window, video, frames=1)
+    window.panel.flip.setChecked(True)
+    window.panel.long_edge.setCurrentIndex(window.panel.long_edge.findData(640))
+    window.panel.threshold.setValue(20)
+    qtbot.keyClick(window, Qt.Key_B)  # boxes on
+    assert window.view.style_options.show_boxes
+    window.close()
+    again = make_window(settings_file)
+    s = again.settings
+    assert (s.flip, s.long_edge, s.keypoint_threshold, s.show_boxes) == (True, 640, 0.2, True)
+    assert again.panel.flip.isChecked() and again.panel.threshold.value() == 20
+    assert again.store.recent_files()[0] == str(Path(video).resolve())
+
+
+def test_realtime_network_runs_live_with_overlay_and_live_thresholds(qtbot, make_window, video,
+                                                                        realtime_checkpoint):
+    window = make_window()
+    window.settings.long_edge = 256
+    window.panel.apply(window.settings)
+    window.load_model(str(realtime_checkpoint))
+    qtbot.waitUntil(lambda: window.estimator is not None, timeout=WAIT)
+    assert not window.banner.isVisible()
+    assert window.estimator.long_edge == 256
+    assert window.view.limbs.shape == (19, 2)
+    _open(qtbot, window, video, frames=1)
+    qtbot.waitUntil(lambda: window.results_displayed >= 4, timeout=WAIT)
+    assert isinstance(window.view.poses, Poses)
+    assert window.view.poses.n_keypoints == 17
+    qtbot.waitUntil(lambda: window.status.text("inference_fps") not in ("inference –", "inference 0.0 fps"),
+                    timeout=WAIT)
+    assert window.status.text("people").startswith("people ")
+    assert window.status.text("latency").endswith(" ms")
+    window.panel.threshold.setValue(30)  # live: the running estimator's decoder changes
+    assert window.estimator.decoder_config.threshold == pytest.approx(0.30)
+    # changing the input size reloads the model in a worker and keeps playing
+    old = window.estimator
+    window.panel.long_edge.setCurrentIndex(window.panel.long_edge.findData(384))
+    qtbot.waitUntil(lambda: window.estimator is not old, timeout=WAIT)
+    assert window.estimator.long_edge == 384
+    n = window.results_displayed
+    qtbot.waitUntil(lambda: window.results_displayed >= n + 2, timeout=WAIT)
+    assert not window.errors
+    window.act_play.trigger()  # pause, then close: the pipeline must end cleanly
+    runner = window.runner
+    window.shutdown()
+    assert not runner.running and not runner.pipeline.running
+
+
+def test_loading_a_bad_checkpoint_shows_an_error(qtbot, make_window, tmp_path):
+    window = make_window()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    window.load_model(str(bad))
+    qtbot.waitUntil(lambda: len(window.errors) == 1, timeout=WAIT)
+    assert "bad.pt" in window.errors[0]
+    assert window.estimator is None and window.banner.isVisible()
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    names_a = sorted(p.name for p in a.iterdir())
+    assert names_a == sorted(p.name for p in b.iterdir())
+    for name in names_a:
+        if name.endswith(".json"):
+            assert json.loads((a / name).read_text()) == json.loads((b / name).read_text()), name
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_export_writes_the_same_files_as_the_cli(qtbot, make_window, tmp_path, short_video, realtime_checkpoint):
+    from app.cli import main as cli_main
+
+    window = make_window()
+    window.load_model(str(realtime_checkpoint))
+    qtbot.waitUntil(lambda: window.estimator is not None, timeout=WAIT)
+    gui_out, cli_out = tmp_path / "gui", tmp_path / "cli"
+    with qtbot.waitSignal(window.export_finished, timeout=60000) as blocker:
+        task = window.start_export(short_video, str(gui_out), ["coco", "jsonl", "csv"])
+        assert task is not None and window.progress_dialog is not None
+    result = blocker.args[0]
+    assert result is not None and result.frames == 5 and not result.cancelled, window.errors
+    assert window.progress_dialog is None and not window.errors
+    code = cli_main(["annotate", short_video, "--model", str(realtime_checkpoint), "--out", str(cli_out),
+                     "--formats", "coco,jsonl,csv", "--long-edge", str(window.settings.long_edge)])
+    assert code == 0
+    assert sorted(p.name for p in gui_out.iterdir()) == [
+        "street_5frames_960x540.coco.json", "street_5frames_960x540.csv", "street_5frames_960x540.jsonl"]
+    _same_outputs(gui_out, cli_out)
+
+
+def test_export_cancel_leaves_no_files(qtbot, make_window, tmp_path, video, realtime_checkpoint):
+    window = make_window()
+    window.settings.long_edge = 256
+    window.panel.apply(window.settings)
+    window.load_model(str(realtime_checkpoint))
+    qtbot.waitUntil(lambda: window.estimator is not None, timeout=WAIT)
+    out = tmp_path / "out"
+    with qtbot.waitSignal(window.export_finished, timeout=60000) as blocker:
+        window.start_export(video, str(out), ["coco", "jsonl", "csv"])
+        qtbot.waitUntil(lambda: window.progress_dialog is not None and window.progress_dialog.value() >= 3,
+                        timeout=WAIT)
+        cancel_button = window.progress_dialog.findChild(QPushButton)
+        qtbot.mouseClick(cancel_button, Qt.LeftButton)  # the dialog's own Cancel button
+    assert blocker.args[0] is None
+    assert not list(out.iterdir())
+
+
+def test_drag_and_drop_opens_the_file(qtbot, make_window, video):
+    from PyQt5.QtCore import QMimeData, QPoint, QUrl
+    from PyQt5.QtGui import QDropEvent
+
+    window = make_window()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(video)])
+    event = QDropEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    window.view.dropEvent(event)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 2, timeout=WAIT)
+    assert window.source_spec == video
+
+
+def test_every_action_has_a_unique_shortcut_and_full_screen_toggles(qtbot, make_window):
+    window = make_window()
+    actions = [a for a in window.actions() if a.text()]
+    keys = [a.shortcut().toString() for a in actions]
+    assert all(keys), [a.text() for a in actions if not a.shortcut().toString()]
+    assert len(set(keys)) == len(keys)
+    window.act_fullscreen.trigger()
+    qtbot.waitUntil(window.isFullScreen, timeout=WAIT)
+    assert window.act_fullscreen.isChecked()
+    window.act_fullscreen.trigger()
+    qtbot.waitUntil(lambda: not window.isFullScreen(), timeout=WAIT)
+
+
+def test_webcam_dialog_lists_cameras_and_resolutions(qtbot):
+    from ui.dialogs import WebcamDialog
+
+    none = WebcamDialog([])
+    qtbot.addWidget(none)
+    assert none.camera.count() == 0
+    some = WebcamDialog([(0, (640, 480)), (2, (1280, 720))])
+    qtbot.addWidget(some)
+    some.camera.setCurrentIndex(1)
+    some.resolution.setCurrentIndex(2)
+    assert some.choice() == (2, 1280, 720)
+
+
+def test_installed_model_is_listed_and_loaded_by_default(qtbot, make_window, model_home, realtime_checkpoint):
+    from app.model_store import add_model
+
+    add_model(realtime_checkpoint, name="rt_test")
+    window = make_window()
+    assert window.panel.model.findData("rt_test") >= 0
+    assert "gopose models add" not in window.banner_text.text()  # a model exists: no install instructions
+    window.load_default_model()
+    qtbot.waitUntil(lambda: window.estimator is not None, timeout=WAIT)
+    assert window.model_name == "rt_test"
+    assert window.panel.model.currentData() == "rt_test"
+
+
+def test_unreachable_url_shows_an_error_and_the_window_survives(qtbot, make_window, video):
+    import socket
+
+    with socket.socket() as sock:  # a free port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    window = make_window()
+    url = f"http://127.0.0.1:{port}/stream.mp4"
+    window.open_source(url)
+    qtbot.waitUntil(lambda: len(window.errors) == 1, timeout=WAIT)
+    assert url in window.errors[0]
+    _open(qtbot, window, video)

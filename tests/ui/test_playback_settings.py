@@ -1,0 +1,126 @@
+"""Playback control over a real video (pacing, pause, step, seek, end) and remembered settings (QSettings)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from PyQt5.QtCore import QSettings
+
+from app.sources import open_source
+from ui.playback import PlaybackSource
+from ui.settings import MAX_RECENT, SettingsStore, ViewerSettings
+from ui.status import RateMeter
+from ui.video_view import fit_rect
+
+
+class Reader:
+    """Iterates a playback source in a thread, recording (index, timestamp, wall time)."""
+
+    def __init__(self, playback: PlaybackSource) -> None:
+        self.items: list[tuple[int, float, float]] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(playback,), daemon=True)
+        self.thread.start()
+
+    def _run(self, playback: PlaybackSource) -> None:
+        for frame in playback:
+            self.items.append((frame.index, frame.timestamp, time.monotonic()))
+        self.done.set()
+
+    def wait_count(self, n: int, timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while len(self.items) < n and time.monotonic() < end:
+            time.sleep(0.01)
+        assert len(self.items) >= n, f"only {len(self.items)} of {n} frames arrived"
+
+
+@pytest.fixture
+def pedestrians(data_dir):
+    src = open_source(str(data_dir / "videos" / "pedestrians_480x360.mp4"))
+    yield src
+    src.close()
+
+
+def test_paced_at_speed_and_pause_step(pedestrians):
+    play = PlaybackSource(pedestrians, speed=2.0)  # 10 fps file at 2x: 20 frames per second
+    reader = Reader(play)
+    reader.wait_count(11)
+    (_, ts0, w0), (_, ts1, w1) = reader.items[0], reader.items[10]
+    assert ts1 - ts0 == pytest.approx(1.0, abs=0.01)
+    assert 0.4 <= w1 - w0 <= 0.8  # 1 s of video at 2x takes ~0.5 s
+    play.set_paused(True)
+    time.sleep(0.3)
+    n = len(reader.items)
+    time.sleep(0.4)
+    assert len(reader.items) == n  # paused: nothing more
+    play.step()
+    reader.wait_count(n + 1)
+    time.sleep(0.3)
+    assert len(reader.items) == n + 1  # exactly one frame per step
+    assert reader.items[-1][0] == reader.items[-2][0] + 1
+    play.close()
+    assert reader.done.wait(5)
+
+
+def test_seek_while_paused_shows_the_target_frame(pedestrians):
+    play = PlaybackSource(pedestrians, paused=True)
+    reader = Reader(play)
+    time.sleep(0.2)
+    assert reader.items == []
+    play.seek(30.0)
+    reader.wait_count(1)
+    index, ts, _ = reader.items[0]
+    assert ts == pytest.approx(30.0, abs=0.11) and index == pytest.approx(300, abs=1)
+    play.seek(5.0)
+    reader.wait_count(2)
+    assert reader.items[1][1] == pytest.approx(5.0, abs=0.11)
+    assert play.position == reader.items[1][1]
+    play.close()
+    assert reader.done.wait(5)
+
+
+def test_end_pauses_and_play_restarts(data_dir):
+    src = open_source(str(data_dir / "videos" / "street_5frames_960x540.mp4"))
+    ended = threading.Event()
+    play = PlaybackSource(src, speed=4.0, on_end=ended.set)
+    reader = Reader(play)
+    assert ended.wait(10)
+    assert len(reader.items) == 5 and play.at_end and play.paused
+    assert not reader.done.is_set()  # the player waits at the end instead of finishing
+    play.set_paused(False)  # play after the end starts over
+    reader.wait_count(6)
+    assert reader.items[5][0] == 0
+    play.shutdown()
+    assert reader.done.wait(5)
+    assert src.closed
+
+
+def test_settings_roundtrip_and_recent(tmp_path):
+    store = SettingsStore(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    assert store.load() == ViewerSettings()  # defaults without saved state
+    s = ViewerSettings(model="rt", device="cpu", long_edge=640, flip=True, keypoint_threshold=0.2,
+                       smoothing=False, show_ids=True, speed=2.0)
+    store.save(s)
+    again = SettingsStore(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    assert again.load() == s
+    for i in range(MAX_RECENT + 3):
+        again.add_recent(f"webcam:{i}")
+    again.add_recent("webcam:5")
+    recent = again.recent_files()
+    assert len(recent) == MAX_RECENT and recent[0] == "webcam:5" and recent.count("webcam:5") == 1
+    again.qsettings.setValue("viewer/long_edge", "not a number")  # corrupt value -> default
+    assert again.load().long_edge == ViewerSettings().long_edge
+
+
+def test_fit_rect_and_rate_meter():
+    r = fit_rect(480, 360, 800, 400)  # wide area: pillarbox
+    assert (r.width(), r.height()) == pytest.approx((400 * 480 / 360, 400))
+    assert r.x() == pytest.approx((800 - r.width()) / 2) and r.y() == 0
+    r = fit_rect(1280, 720, 640, 640)  # tall area: letterbox
+    assert (r.width(), r.height(), r.y()) == pytest.approx((640, 360, 140))
+    meter = RateMeter(window=2.0)
+    for i in range(11):
+        meter.tick(100.0 + i * 0.1)
+    assert meter.rate(101.0) == pytest.approx(10.0)
+    assert meter.rate(110.0) == 0.0

@@ -1,0 +1,108 @@
+"""Training augmentation: ONE affine warp per sample to a square crop, plus colour jitter.
+
+The warp (``core.geometry.affine_crop_transform``) combines scale, per-axis stretch, rotation, translation and
+horizontal flip; the image, the keypoints and the ignore mask all go through the same matrix under the one pixel
+convention of ``core.geometry`` (pixel centres at integers), so no compensating random shift is needed. A flip
+mirrors the geometry and swaps left/right keypoints with ``spec.flip_permutation``; limbs follow because the
+encoder builds them from the swapped keypoints. Keypoints that leave the crop become absent (``v = 0``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from core.geometry import ImageTransform, affine_crop_transform
+from train.config import AugmentationConfig
+
+
+@dataclass(frozen=True)
+class WarpParams:
+    """The random draw of one sample's warp (kept for logging and tests)."""
+
+    center: tuple[float, float]
+    scale: float
+    rotation_deg: float
+    stretch: tuple[float, float]
+    flip: bool
+
+
+def fit_params(width: int, height: int, size: int) -> WarpParams:
+    """No augmentation: the whole image, long edge fitted to the crop, centred."""
+    return WarpParams(((width - 1) / 2.0, (height - 1) / 2.0), size / max(width, height), 0.0, (1.0, 1.0), False)
+
+
+def sample_params(rng: np.random.Generator, cfg: AugmentationConfig, width: int, height: int,
+                  size: int) -> WarpParams:
+    """Draw a warp: log-uniform scale around the long-edge fit, rotation, stretch, translation, flip."""
+    if not cfg.enabled:
+        return fit_params(width, height, size)
+    base = size / max(width, height)
+    scale = base * math.exp(rng.uniform(math.log(cfg.scale_min), math.log(cfg.scale_max)))
+    rotation = float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)) if cfg.rotation_deg > 0 else 0.0
+    a = float(rng.uniform(-1.0, 1.0)) * math.log1p(cfg.stretch) if cfg.stretch > 0 else 0.0
+    stretch = (math.exp(a), math.exp(-a))
+    # the crop centre moves by up to translate * size crop pixels, i.e. that divided by the scale in the image
+    shift = rng.uniform(-cfg.translate, cfg.translate, size=2) * size / scale
+    center = ((width - 1) / 2.0 + float(shift[0]), (height - 1) / 2.0 + float(shift[1]))
+    flip = bool(rng.random() < cfg.flip_prob)
+    return WarpParams(center, float(scale), rotation, stretch, flip)
+
+
+def params_transform(params: WarpParams, width: int, height: int, size: int) -> ImageTransform:
+    return affine_crop_transform((width, height), params.center, params.scale, (size, size),
+                                 rotation_deg=params.rotation_deg, stretch=params.stretch, flip=params.flip)
+
+
+def warp_keypoints(keypoints: np.ndarray, transform: ImageTransform, flip_permutation: tuple[int, ...] | None,
+                   flip: bool) -> np.ndarray:
+    """Map ``(P, K, 3)`` keypoints through ``transform``; swap left/right when ``flip``; mark those outside
+    the crop (or unannotated) absent with ``v = 0`` (coordinates kept, never used as a marker)."""
+    out = np.array(keypoints, dtype=np.float32, copy=True).reshape(len(keypoints), -1, 3)
+    if len(out) == 0:
+        return out
+    out[:, :, :2] = transform.apply(out[:, :, :2])
+    if flip:
+        out = out[:, list(flip_permutation)]
+    w, h = transform.dst_size
+    x, y = out[:, :, 0], out[:, :, 1]
+    inside = (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
+    out[:, :, 2] = np.where(inside & (out[:, :, 2] > 0), out[:, :, 2], 0.0)
+    return out
+
+
+def warp_mask(mask: np.ndarray, transform: ImageTransform) -> np.ndarray:
+    """Warp a boolean ``(H, W)`` mask with the image's matrix (bilinear, then > 0.5)."""
+    w, h = transform.dst_size
+    warped = cv2.warpAffine(mask.astype(np.float32), transform.matrix, (w, h), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return warped > 0.5
+
+
+def warp_image(image: np.ndarray, transform: ImageTransform) -> np.ndarray:
+    w, h = transform.dst_size
+    return cv2.warpAffine(image, transform.matrix, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def colour_jitter(image: np.ndarray, rng: np.random.Generator, cfg: AugmentationConfig) -> np.ndarray:
+    """Random brightness, contrast, saturation and hue of a BGR uint8 image (a no-op when disabled)."""
+    if not cfg.enabled or (cfg.brightness <= 0 and cfg.contrast <= 0 and cfg.saturation <= 0 and cfg.hue_deg <= 0):
+        return image
+    b = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
+    c = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
+    s = 1.0 + rng.uniform(-cfg.saturation, cfg.saturation)
+    hue = rng.uniform(-cfg.hue_deg, cfg.hue_deg)
+    img = image
+    if abs(hue) > 1e-6 or abs(s - 1.0) > 1e-6:
+        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+        if abs(hue) > 1e-6:  # OpenCV 8-bit hue is in [0, 180): degrees / 2
+            hsv[:, :, 0] = ((hsv[:, :, 0].astype(np.int16) + int(round(hue / 2))) % 180).astype(np.uint8)
+        if abs(s - 1.0) > 1e-6:
+            hsv[:, :, 1] = cv2.convertScaleAbs(hsv[:, :, 1], alpha=s)
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    mean = float(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).mean())
+    # out = b * (c * (x - mean) + mean) = b*c*x + b*(1-c)*mean, saturating to uint8
+    return cv2.convertScaleAbs(img, alpha=b * c, beta=b * (1.0 - c) * mean)

@@ -1,0 +1,547 @@
+"""The trainer: one process or many under torchrun (DDP), native AMP, Adam with warm-up and step/cosine decay,
+atomic checkpoints that resume exactly, periodic validation through the eval package, JSON-lines logs.
+
+``Trainer(cfg).train()`` runs a whole training; ``Trainer(cfg, resume=RUN_DIR)`` continues the newest
+checkpoint of ``RUN_DIR`` at the exact sample where it stopped (the data order depends only on the seed and the
+epoch, the optimizer / scaler / scheduler / RNG states are restored).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from core.contract import PoseContract
+from core.encoder import TargetEncoder
+from core.errors import InputError
+from core.keypoints import get_spec
+from eval.shared_data import shared_path
+from train import distributed as D
+from train import state as S
+from train.config import TrainConfig, dump_config
+from train.datasets import TARGET_KEYS, PoseDataset
+from train.loader import ResumableSampler, make_loader
+
+LOG = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------- small helpers
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate after ``step`` optimizer steps (warm-up x decay)."""
+    sch = cfg.schedule
+    factor = 1.0
+    if sch.kind == "step":
+        epoch = step // max(steps_per_epoch, 1)
+        factor = sch.gamma ** sum(1 for m in sch.milestones if epoch >= m)
+    elif sch.kind == "cosine":
+        total = max(sch.epochs * steps_per_epoch, 1)
+        t = min(step / total, 1.0)
+        factor = sch.min_lr_factor + (1.0 - sch.min_lr_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if sch.warmup_steps > 0 and step < sch.warmup_steps:
+        factor *= sch.warmup_factor + (1.0 - sch.warmup_factor) * step / sch.warmup_steps
+    return factor
+
+
+def default_paths(cfg: TrainConfig) -> tuple[Path, Path]:
+    """Training annotation file and image folder (the shared mini COCO set when the config leaves them empty)."""
+    d = cfg.data
+    if d.train_annotations:
+        ann = Path(d.train_annotations)
+        images = Path(d.train_images) if d.train_images else ann.parent / "images"
+        return ann, images
+    if d.dataset == "crowdpose":
+        return shared_path("crowdpose/mini/test_crowdpose.json"), shared_path("crowdpose/mini")
+    return shared_path("coco/train2017_mini/annotations.json"), shared_path("coco/train2017_mini/images")
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode (running statistics used and kept)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    return {n for n, _ in model.named_parameters() if n.startswith("headnets.")}
+
+
+class JsonLog:
+    """Append-only JSON-lines log (one record per line, flushed) plus TensorBoard scalars when available."""
+
+    def __init__(self, path: Path | None, tensorboard_dir: Path | None) -> None:
+        self.path = path
+        self.writer = None
+        if tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(tensorboard_dir))
+            except Exception as exc:  # noqa: BLE001 - tensorboard is an optional extra
+                LOG.info("TensorBoard logging off (%s)", exc)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is not None and "step" in record:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.writer.add_scalar(f"{record.get('kind', 'train')}/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class StopFlag:
+    """SIGINT / SIGTERM ask the trainer to stop after the current step (with a checkpoint); a second SIGINT
+    interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:  # noqa: ANN001
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        LOG.warning("signal %d: stopping after this step (a checkpoint will be written)", signum)
+        self.requested = True
+
+    @contextmanager
+    def installed(self) -> Iterator["StopFlag"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        try:
+            yield self
+        finally:
+            for sig, old in self._old.items():
+                signal.signal(sig, old)
+
+
+# ------------------------------------------------------------------------------------------------- the trainer
+class Trainer:
+    """Builds model, data, loss, optimizer and schedule from a ``TrainConfig`` and runs the training loop."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None, resume: str | Path | None = None,
+                 info: D.DistInfo | None = None) -> None:
+        self.cfg = cfg
+        self.info = info or D.init_distributed(cfg.run.device)
+        self.device = self.info.device
+        if cfg.run.threads > 0:
+            torch.set_num_threads(cfg.run.threads)
+        if cfg.run.amp == "fp16" and self.device.type != "cuda":
+            raise InputError("run.amp=fp16 needs a CUDA device (GradScaler); use run.amp=bf16 on CPU")
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.run.amp)
+        self.run_dir = self._make_run_dir(run_dir, resume)
+        torch.manual_seed(cfg.run.seed)
+
+        self.contract = PoseContract(get_spec(cfg.data.dataset), skeleton_name=cfg.model.skeleton,
+                                     with_scale=cfg.model.with_scale)
+        self.model = self._build_model()
+        self.dataset = self._build_dataset()
+        self.sampler = ResumableSampler(self.dataset, num_replicas=self.info.world_size, rank=self.info.rank,
+                                        shuffle=True, seed=cfg.run.seed, drop_last=False)
+        self.global_batch = cfg.data.batch_size * self.info.world_size
+        per_rank = self.sampler.num_samples
+        self.steps_per_epoch = per_rank // cfg.data.batch_size if cfg.data.drop_last else \
+            math.ceil(per_rank / cfg.data.batch_size)
+        if self.steps_per_epoch < 1:
+            raise InputError(f"data.batch_size {cfg.data.batch_size} is larger than the {per_rank} training images "
+                             f"per process; lower it or set data.drop_last=false")
+        self.loss_fn = self._build_loss()
+        self.lr = cfg.optim.lr * (self.info.world_size if cfg.optim.scale_lr_with_world_size else 1)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=self.lr, betas=tuple(cfg.optim.betas),
+                                          weight_decay=cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(cfg, s, self.steps_per_epoch))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.run.amp == "fp16")
+        self.ddp = self._wrap_ddp()
+
+        self.step = 0
+        self.epoch = 0
+        self.batches_done = 0            # batches of the current epoch already trained on
+        self.best_ap = -1.0
+        self.skipped_images = 0
+        self.nonfinite_steps = 0
+        self.last_losses: dict[str, float] = {}
+        self.history: list[dict[str, Any]] = []
+        if resume is not None:
+            self.load(S.latest_checkpoint(self.run_dir))
+        main = self.info.is_main
+        self.log = JsonLog(self.run_dir / "log.jsonl" if main else None,
+                           self.run_dir / "tensorboard" if main and cfg.run.tensorboard else None)
+        self._val_gt: Path | None = None
+        self._last_saved_step = self.step if resume is not None else -1
+
+    # ------------------------------------------------------------------------------------------------ building
+    def _make_run_dir(self, run_dir: str | Path | None, resume: str | Path | None) -> Path:
+        if resume is not None:
+            path = Path(resume)
+        elif run_dir is not None:
+            path = Path(run_dir)
+        else:
+            name = self.cfg.run.name or time.strftime("%Y%m%d-%H%M%S")
+            path = Path(self.cfg.run.output_dir) / name
+        path = Path(D.broadcast_object(str(path), self.info))
+        if self.info.is_main:
+            (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            S.write_text_atomic(path / "config.yaml", dump_config(self.cfg))
+        D.barrier(self.info)
+        return path
+
+    def _build_model(self) -> nn.Module:
+        from models.factory import build_model, make_config
+
+        mc = self.cfg.model
+        config = make_config(mc.arch, spec=self.contract.spec.name, skeleton=mc.skeleton, with_scale=mc.with_scale,
+                             **mc.kwargs)
+        model = build_model(config)
+        if mc.init_checkpoint:
+            self._init_from_checkpoint(model)
+        if mc.freeze_backbone:
+            heads = head_parameter_names(model)
+            if not heads:
+                raise InputError(f"model.freeze_backbone: {mc.arch} has no headnets.* parameters")
+            for name, p in model.named_parameters():
+                p.requires_grad_(name in heads)
+        if mc.sync_bn and self.info.distributed:
+            if self.device.type != "cuda":
+                raise InputError("model.sync_bn needs CUDA (torch's SyncBatchNorm is GPU-only); "
+                                 "use model.freeze_bn=true for multi-process CPU runs")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return model.to(self.device)
+
+    def _init_from_checkpoint(self, model: nn.Module) -> None:
+        """Copy matching weights from ``model.init_checkpoint`` (ours or the authors'); heads optionally fresh."""
+        from models.checkpoint import load_checkpoint
+
+        mc = self.cfg.model
+        source, _ = load_checkpoint(mc.init_checkpoint, arch=mc.init_arch or None, map_location="cpu")
+        own = model.state_dict()
+        take, skipped = {}, []
+        for key, value in source.state_dict().items():
+            if mc.reinit_heads and key.startswith("headnets."):
+                continue
+            if key in own and own[key].shape == value.shape:
+                take[key] = value
+            else:
+                skipped.append(key)
+        if not take:
+            raise InputError(f"model.init_checkpoint {mc.init_checkpoint}: no weight matches a {mc.arch} network")
+        missing = [k for k in own if k not in take]
+        model.load_state_dict(take, strict=False)
+        LOG.info("initialised %d tensors from %s; %d kept fresh (%s), %d of the checkpoint unused (%s)",
+                 len(take), mc.init_checkpoint, len(missing), ", ".join(missing[:4]), len(skipped),
+                 ", ".join(skipped[:4]))
+        if skipped and not mc.reinit_heads:
+            LOG.warning("model.init_checkpoint: %d tensors did not match by name/shape, e.g. %s", len(skipped),
+                        skipped[0])
+
+    def _build_dataset(self) -> PoseDataset:
+        d = self.cfg.data
+        ann, images = default_paths(self.cfg)
+        if not Path(ann).is_file():
+            raise InputError(f"data.train_annotations {ann} does not exist")
+        encoder = TargetEncoder(self.contract, sigma=d.target_sigma, window=d.target_window)
+        multiple = int(getattr(self.model, "input_multiple", 32))
+        if d.input_size % multiple:
+            raise InputError(f"data.input_size {d.input_size} must be a multiple of {multiple} "
+                             f"for {self.cfg.model.arch}")
+        self.train_annotations, self.train_images = Path(ann), Path(images)
+        return PoseDataset(ann, images, self.contract, input_size=d.input_size, augmentation=self.cfg.augmentation,
+                           encoder=encoder, seed=self.cfg.run.seed, image_ids=d.image_ids or None,
+                           min_keypoints=d.min_keypoints)
+
+    def _build_loss(self) -> nn.Module:
+        from models.losses import LossConfig, PoseLoss
+
+        lc = self.cfg.loss
+        return PoseLoss(LossConfig(tau=lc.tau, gamma=lc.gamma, heatmap_weight=lc.heatmap_weight,
+                                   offset_weight=lc.offset_weight, scale_weight=lc.scale_weight,
+                                   stack_weights=tuple(lc.stack_weights) or None, sqrt_re=lc.sqrt_re,
+                                   offset_margin=lc.offset_margin, scale_margin=lc.scale_margin))
+
+    def compute_loss(self, outputs: list[dict[str, torch.Tensor]],
+                     targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``PoseLoss`` on the batch, or (``loss.per_sample``) the mean of its value on each image."""
+        if not self.cfg.loss.per_sample:
+            return self.loss_fn(outputs, targets)
+        n = targets["heatmaps"].shape[0]
+        total, terms = None, {}
+        for i in range(n):
+            one_out = [{k: v[i:i + 1] for k, v in out.items()} for out in outputs]
+            one_tgt = {k: v[i:i + 1] for k, v in targets.items()}
+            t, tm = self.loss_fn(one_out, one_tgt)
+            total = t if total is None else total + t
+            for k, v in tm.items():
+                terms[k] = terms.get(k, 0) + v
+        return total / n, {k: v / n for k, v in terms.items()}
+
+    def _wrap_ddp(self) -> nn.Module:
+        if not self.info.distributed:
+            return self.model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+
+    # ------------------------------------------------------------------------------------------------- stepping
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def set_train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.model.freeze_bn:
+            freeze_batchnorm(self.model)
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimizer step on ``batch``; returns the loss terms (floats)."""
+        dev = self.device
+        images = batch["image"].to(dev, non_blocking=True)
+        targets = {k: batch[k].to(dev, non_blocking=True) for k in TARGET_KEYS if k in batch}
+        targets = {k: v.float() if v.is_floating_point() else v for k, v in targets.items()}
+        x = self.model.normalize(images)
+        with self._autocast():
+            outputs = self.ddp(x)
+        outputs = [{k: v.float() for k, v in out.items()} for out in outputs]
+        loss, terms = self.compute_loss(outputs, targets)
+        finite = torch.isfinite(loss.detach()).to(torch.float32)
+        if self.info.distributed:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        self.scaler.scale(loss).backward()
+        if finite.item() < 1:
+            self.nonfinite_steps += 1
+            LOG.warning("step %d: non-finite loss, update skipped", self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            if self.cfg.optim.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        out = {"loss": float(loss.detach())}
+        out.update({k: float(v) for k, v in terms.items() if k != "total"})
+        return out
+
+    # ---------------------------------------------------------------------------------------------- the loop
+    def train(self) -> dict[str, Any]:
+        """Train until ``schedule.epochs`` or ``schedule.max_steps``; returns a summary dict."""
+        cfg = self.cfg
+        stop = StopFlag()
+        reason = "epochs"
+        t_start = time.perf_counter()
+        start_step = self.step
+        if self.info.is_main:
+            LOG.info("run %s: %d images, %d steps/epoch, global batch %d, lr %.3g, world %d, device %s",
+                     self.run_dir, len(self.dataset), self.steps_per_epoch, self.global_batch, self.lr,
+                     self.info.world_size, self.device)
+        with stop.installed():
+            while self.epoch < cfg.schedule.epochs and not self._max_steps_reached():
+                if self._run_epoch(stop):
+                    self.epoch += 1
+                    self.batches_done = 0
+                    validate = cfg.run.val_every_epochs and self.epoch % cfg.run.val_every_epochs == 0
+                    if validate or self.epoch % cfg.run.checkpoint_every_epochs == 0:
+                        self.save()
+                    if validate:
+                        self.validate()
+                if self._stop_requested(stop):
+                    reason = "signal"
+                    break
+            if reason != "signal" and self._max_steps_reached():
+                reason = "max_steps"
+            if self._last_saved_step != self.step:
+                self.save()
+        self.log.close()
+        elapsed = time.perf_counter() - t_start
+        summary = {"run_dir": str(self.run_dir), "step": self.step, "epoch": self.epoch, "stopped": reason,
+                   "best_ap": self.best_ap if self.best_ap >= 0 else None, "losses": self.last_losses,
+                   "seconds": elapsed, "steps_this_session": self.step - start_step,
+                   "skipped_images": self.skipped_images, "nonfinite_steps": self.nonfinite_steps}
+        if self.info.is_main:
+            self.log.write({"kind": "end", **summary})
+        return summary
+
+    def _max_steps_reached(self) -> bool:
+        return 0 < self.cfg.schedule.max_steps <= self.step
+
+    def _stop_requested(self, stop: StopFlag) -> bool:
+        flag = torch.tensor([1.0 if stop.requested else 0.0], device=self.device)
+        if self.info.distributed:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
+    def _run_epoch(self, stop: StopFlag) -> bool:
+        """Train the rest of the current epoch; False when stopped early (max_steps or a signal)."""
+        cfg = self.cfg
+        bs = cfg.data.batch_size
+        self.sampler.set_position(self.epoch, self.batches_done * bs)
+        self.dataset.set_epoch(self.epoch)
+        loader = make_loader(self.dataset, self.sampler, bs, cfg.data.workers, cfg.run.seed, self.epoch,
+                             rank=self.info.rank, drop_last=cfg.data.drop_last,
+                             pin_memory=self.device.type == "cuda", start_method=cfg.data.worker_start)
+        self.set_train_mode()
+        bar = None
+        if cfg.run.progress and self.info.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.steps_per_epoch, initial=self.batches_done, unit="step", dynamic_ncols=True,
+                       desc=f"epoch {self.epoch + 1}/{cfg.schedule.epochs}", leave=False)
+        window_t, window_n = time.perf_counter(), 0
+        try:
+            for batch in loader:
+                self.skipped_images += int(batch["skipped"].sum())
+                losses = self.train_step(batch)
+                self.step += 1
+                self.batches_done += 1
+                window_n += 1
+                self.last_losses = losses
+                if self.step % cfg.run.log_every_steps == 0 or bar is not None:
+                    now = time.perf_counter()
+                    ips = window_n * self.global_batch / max(now - window_t, 1e-9)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()} | {"img/s": f"{ips:.1f}"},
+                                        refresh=False)
+                    if self.step % cfg.run.log_every_steps == 0:
+                        self._log_train(losses, ips)
+                        window_t, window_n = now, 0
+                if cfg.run.checkpoint_every_steps and self.step % cfg.run.checkpoint_every_steps == 0 \
+                        and self.batches_done < self.steps_per_epoch:
+                    self.save()
+                if self._max_steps_reached() or self._stop_requested(stop):
+                    return self.batches_done >= self.steps_per_epoch
+        finally:
+            if bar is not None:
+                bar.close()
+        return True
+
+    def _log_train(self, losses: dict[str, float], images_per_s: float) -> None:
+        values = D.all_reduce_mean(losses, self.info)
+        record = {"kind": "train", "step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"],
+                  **values, "images_per_s": images_per_s, "skipped_images": self.skipped_images,
+                  "time": time.time()}
+        self.history.append(record)
+        if self.info.is_main:
+            self.log.write(record)
+
+    # ----------------------------------------------------------------------------------------------- checkpoints
+    def train_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
+            "batch_size": self.cfg.data.batch_size, "world_size": self.info.world_size,
+            "optimizer": S.pack_optimizer_state(self.optimizer.state_dict()), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": S.rng_state(), "best_ap": self.best_ap,
+            "skipped_images": self.skipped_images,
+        }
+
+    def save(self) -> Path | None:
+        """Write ``checkpoints/ckpt_<step>.pt`` (rank 0, atomically) and prune old ones."""
+        from models.checkpoint import save_checkpoint
+
+        path = S.checkpoint_path(self.run_dir, self.step)
+        if self.info.is_main:
+            save_checkpoint(path, self.model, epoch=self.epoch, step=self.step,
+                            metrics={"loss": self.last_losses.get("loss")} if self.last_losses else None,
+                            train_config=self.cfg.to_dict(), extra={"train_state": self.train_state()})
+            S.prune(self.run_dir, self.cfg.run.keep_last)
+            LOG.info("checkpoint %s", path)
+        D.barrier(self.info)
+        self._last_saved_step = self.step
+        return path
+
+    def load(self, path: Path) -> None:
+        """Restore model, optimizer, scheduler, scaler, data position and RNG states from a run checkpoint."""
+        ckpt = S.load_training_state(path, map_location="cpu")
+        st = ckpt["extra"]["train_state"]
+        if st["batch_size"] != self.cfg.data.batch_size or st["world_size"] != self.info.world_size:
+            LOG.warning("resuming with batch %d x %d processes, the run used %d x %d: the data position is "
+                        "kept in samples, the continuation is not bit-exact", self.cfg.data.batch_size,
+                        self.info.world_size, st["batch_size"], st["world_size"])
+        self.model.load_state_dict(ckpt["model_state_dict"])
+        self.optimizer.load_state_dict(S.unpack_optimizer_state(st["optimizer"]))
+        self.scheduler.load_state_dict(st["scheduler"])
+        self.scaler.load_state_dict(st["scaler"])
+        S.set_rng_state(st["rng"])
+        self.step, self.epoch = int(st["step"]), int(st["epoch"])
+        samples = int(st["batches_done"]) * int(st["batch_size"]) * int(st["world_size"])
+        self.batches_done = samples // (self.cfg.data.batch_size * self.info.world_size)
+        self.best_ap = float(st.get("best_ap", -1.0))
+        best = self.run_dir / "best.json"
+        if best.is_file():
+            self.best_ap = max(self.best_ap, float(json.loads(best.read_text()).get("AP", -1.0)))
+        self.skipped_images = int(st.get("skipped_images", 0))
+        if self.info.is_main:
+            LOG.info("resumed %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batches_done)
+
+    # ------------------------------------------------------------------------------------------------ validation
+    def validation_set(self) -> tuple[Path, Path] | None:
+        """(subset annotation file, image folder) for validation, or None when there is nothing to validate."""
+        d, r = self.cfg.data, self.cfg.run
+        if d.val_annotations:
+            ann = Path(d.val_annotations)
+            images = Path(d.val_images) if d.val_images else ann.parent / "images"
+            ids = None
+        elif r.val_on_train:
+            ann, images, ids = self.train_annotations, self.train_images, self.dataset.image_ids
+        else:
+            return None
+        if self._val_gt is None:
+            from eval.annotations import load_keypoint_annotations, subset_coco_dict
+
+            gt = load_keypoint_annotations(ann, self.contract.spec)
+            pool = [img.id for img in gt.images if img.n_people > 0 and (ids is None or img.id in set(ids))]
+            if r.val_images:
+                pool = pool[:r.val_images]
+            self._val_gt = self.run_dir / "val_subset.json"
+            S.write_text_atomic(self._val_gt, json.dumps(subset_coco_dict(gt.raw, pool)))
+        return self._val_gt, images
+
+    def validate(self, checkpoint: Path | None = None) -> dict[str, Any] | None:
+        """COCO / CrowdPose AP of the newest checkpoint on the validation subset (rank 0; others wait)."""
+        target = self.validation_set() if self.info.is_main else None
+        metrics = None
+        if self.info.is_main and target is not None:
+            from eval.runner import EvalOptions, run_evaluation
+
+            ann, images = target
+            ckpt = checkpoint or S.checkpoint_path(self.run_dir, self.step)
+            out = self.run_dir / "val" / f"step_{self.step:08d}"
+            opts = EvalOptions(annotations=ann, images=images, out=out, dataset=self.cfg.data.dataset,
+                               checkpoint=ckpt, long_edge=self.cfg.run.val_input_size, workers=0,
+                               device=str(self.device), batch_size=1)
+            t0 = time.perf_counter()
+            result = run_evaluation(opts)
+            metrics = result.summary["metrics"]
+            record = {"kind": "val", "step": self.step, "epoch": self.epoch, "AP": metrics["AP"],
+                      "AP50": metrics["AP50"], "n_images": result.summary["n_images"],
+                      "seconds": time.perf_counter() - t0, "time": time.time()}
+            self.history.append(record)
+            self.log.write(record)
+            LOG.info("validation at step %d: AP %.4f AP50 %.4f", self.step, metrics["AP"], metrics["AP50"])
+            if metrics["AP"] > self.best_ap:
+                self.best_ap = float(metrics["AP"])
+                S.copy_atomic(ckpt, self.run_dir / "best.pt")
+                S.write_text_atomic(self.run_dir / "best.json",
+                                    json.dumps({"AP": self.best_ap, "step": self.step, "epoch": self.epoch}))
+        D.barrier(self.info)
+        if self.info.distributed:
+            self.best_ap = float(D.broadcast_object(self.best_ap, self.info))
+        return metrics

@@ -1,0 +1,101 @@
+"""The window's only door to ``app/``: model store, estimator construction, exports and camera probing.
+
+Everything here may block (file and device I/O): the window calls it from worker tasks.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from core.errors import InputError
+from ui.settings import ViewerSettings
+
+LOG = logging.getLogger(__name__)
+
+NO_MODEL_FALLBACK = (
+    "No pose model is installed. Register a checkpoint with  gopose models add FILE  "
+    "(or use Model ▸ Open checkpoint…); see docs/app.md."
+)
+
+
+def installed_models() -> list[tuple[str, str]]:
+    """(label, value) of each installed model; value is what ``load_estimator`` accepts."""
+    from app import model_store
+
+    try:
+        entries = model_store.list_models()
+    except Exception as exc:  # noqa: BLE001 - an unreadable store must not stop the window
+        LOG.warning("cannot list installed models: %s", exc)
+        return []
+    return [(f"{e.name} ({e.arch})" if e.arch else e.name, e.name) for e in entries]
+
+
+def no_model_text() -> str:
+    """The engine's explanation of the "no model installed" state (how to get and register a checkpoint)."""
+    from app.model_store import NoModelError, store_dir
+
+    text = str(NoModelError(root=store_dir()))
+    return (text[:1].upper() + text[1:]) if text else NO_MODEL_FALLBACK
+
+
+def engine_config(settings: ViewerSettings, threads: int | None = None) -> Any:
+    from app.engine import EngineConfig
+
+    return EngineConfig(device=settings.device, precision=settings.precision, threads=threads,
+                        long_edge=int(settings.long_edge), flip=bool(settings.flip))
+
+
+def decoder_fields(settings: ViewerSettings) -> dict[str, float]:
+    """The decoder settings the window controls (applied live with ``estimator.update_decoder``)."""
+    return {"threshold": max(0.01, settings.keypoint_threshold), "person_threshold": settings.person_threshold}
+
+
+def load_estimator(spec: str, settings: ViewerSettings, threads: int | None = None) -> Any:
+    """Build the estimator of an installed model name or checkpoint path with the window's settings."""
+    from app.engine import load_estimator as _load
+
+    estimator = _load(spec or None, engine_config(settings, threads))
+    estimator.update_decoder(**decoder_fields(settings))
+    return estimator
+
+
+def default_contract() -> Any:
+    """The output contract used to record a stream while no model is loaded (COCO keypoints)."""
+    from core.contract import PoseContract
+    from core.keypoints import COCO
+
+    return PoseContract(COCO)
+
+
+def export_annotations(input_path: str, out_dir: str, model: str, settings: ViewerSettings, formats: list[str],
+                       progress: Callable[[int, int], None], cancel: Any, threads: int | None = None) -> Any:
+    """The same export as ``gopose annotate`` (the engine's exporter), with its own estimator instance."""
+    from app.exports import export_video_annotations
+
+    estimator = load_estimator(model, settings, threads)
+    try:
+        return export_video_annotations(input_path, out_dir, estimator, formats=formats, track=True,
+                                        smooth=settings.smoothing, progress=progress, cancel=cancel)
+    finally:
+        close = getattr(estimator, "close", None)
+        if close is not None:
+            close()
+
+
+def open_source(spec: str, width: int | None = None, height: int | None = None) -> Any:
+    from app.sources import open_source as _open
+
+    return _open(spec, width=width, height=height)
+
+
+def probe_cameras(max_index: int = 4) -> list[tuple[int, tuple[int, int]]]:
+    """(index, (width, height)) of each camera that opens and delivers a frame."""
+    found = []
+    for index in range(max_index + 1):
+        try:
+            src = open_source(f"webcam:{index}")
+        except InputError:
+            continue
+        found.append((index, tuple(src.size)))
+        src.close()
+    return found

@@ -1,0 +1,83 @@
+"""Status bar: source, resolution, display fps, inference fps, latency and people count."""
+from __future__ import annotations
+
+import collections
+import time
+
+from PyQt5.QtCore import Qt
+from PyQt5.QtWidgets import QLabel, QStatusBar, QWidget
+
+
+class RateMeter:
+    """Events per second over a sliding window of the last ``window`` seconds."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window = window
+        self._times: collections.deque[float] = collections.deque()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._times.append(now)
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def reset(self) -> None:
+        self._times.clear()
+
+
+class StatusPanel:
+    """Permanent labels in a ``QStatusBar``; ``fields`` maps a name to its label (tests read the texts)."""
+
+    NAMES = ("source", "resolution", "display_fps", "inference_fps", "latency", "people")
+
+    def __init__(self, bar: QStatusBar, parent: QWidget | None = None) -> None:
+        self.bar = bar
+        self.fields: dict[str, QLabel] = {}
+        widest = {"source": "", "resolution": "8888×8888", "display_fps": "display 888.8 fps",
+                  "inference_fps": "inference 888.8 fps", "latency": "latency 8888 ms", "people": "people 888"}
+        for name in self.NAMES:
+            label = QLabel(parent)
+            label.setObjectName(f"status_{name}")
+            if widest[name]:
+                label.setMinimumWidth(label.fontMetrics().horizontalAdvance(widest[name]) + 8)
+            else:
+                label.setMinimumWidth(80)
+                label.setMaximumWidth(320)
+            bar.addPermanentWidget(label, 1 if name == "source" else 0)
+            self.fields[name] = label
+        self.reset()
+
+    def reset(self, source: str = "no source") -> None:
+        self.set_source(source)
+        self.fields["resolution"].setText("–")
+        self.update(0.0, None, None, None)
+
+    def set_source(self, text: str) -> None:
+        """Show the source (a file by its name; the full text is the tooltip)."""
+        shown = text if ("://" in text or text.startswith("webcam:") or "/" not in text) else text.rsplit("/", 1)[-1]
+        label = self.fields["source"]
+        label.setText(label.fontMetrics().elidedText(shown, Qt.ElideMiddle, label.maximumWidth() - 8))
+        label.setToolTip(text)
+
+    def set_resolution(self, width: int, height: int) -> None:
+        self.fields["resolution"].setText(f"{width}×{height}")
+
+    def update(self, display_fps: float, inference_fps: float | None, latency_ms: float | None,
+               people: int | None) -> None:
+        self.fields["display_fps"].setText(f"display {display_fps:.1f} fps")
+        self.fields["inference_fps"].setText("inference –" if inference_fps is None
+                                             else f"inference {inference_fps:.1f} fps")
+        self.fields["latency"].setText("latency –" if latency_ms is None else f"latency {latency_ms:.0f} ms")
+        self.fields["people"].setText("people –" if people is None else f"people {people}")
+
+    def text(self, name: str) -> str:
+        return self.fields[name].text()
