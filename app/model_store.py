@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from app.files import atomic_path, write_json_atomic
 from core.errors import InputError
 
 LOG = logging.getLogger(__name__)
@@ -128,23 +129,18 @@ def add_model(path: str | Path, name: str | None = None, arch: str | None = None
     except OSError as exc:
         raise InputError(f"cannot create model folder {folder}: {exc.strerror or exc}") from None
     dst = folder / f"{name}.pt"
-    tmp = folder / f".{name}.pt.part"
     digest = hashlib.sha256()
     try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        with atomic_path(dst) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
             for block in iter(lambda: fin.read(1 << 20), b""):
                 digest.update(block)
                 fout.write(block)
-        os.replace(tmp, dst)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"cannot copy {src} into {folder}: {exc.strerror or exc}") from None
     entry = ModelEntry(name=name, path=dst, arch=model_arch, contract=contract, sha256=digest.hexdigest(),
                        size=dst.stat().st_size, added=time.strftime("%Y-%m-%dT%H:%M:%S"),
                        source=source or str(src.resolve()))
-    meta_tmp = folder / f".{name}.json.part"
-    meta_tmp.write_text(json.dumps({**entry.to_dict(), "path": dst.name}, indent=2), encoding="utf-8")
-    os.replace(meta_tmp, folder / f"{name}.json")
+    write_json_atomic(folder / f"{name}.json", {**entry.to_dict(), "path": dst.name}, indent=2)
     LOG.info("installed model %s (%s, %s) in %s", name, model_arch, contract.get("spec"), folder)
     return entry
 

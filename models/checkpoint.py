@@ -13,12 +13,12 @@ import datetime as _dt
 import logging
 import os
 import pickle
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from app.files import atomic_path
 from core.contract import PoseContract
 from core.errors import InputError
 from core.keypoints import SPECS
@@ -67,29 +67,14 @@ def _unwrap(model: torch.nn.Module) -> PoseNet:
     return inner
 
 
-def temp_path_for(path: Path) -> Path:
-    """A fresh hidden name beside ``path`` (same file system, so ``os.replace`` is atomic)."""
-    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the target folder, then rename over ``path``.
-
-    The temporary file is created with ``open(..., 'xb')`` so the result gets the usual umask permissions.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
+    """``torch.save`` through a temporary file beside ``path`` and a rename (never a truncated checkpoint)."""
+    with atomic_path(path) as tmp:
         with open(tmp, "xb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, epoch: int | None = None,

@@ -11,7 +11,7 @@ from torch import nn
 
 from core.errors import InputError
 from models.base import PoseNet
-from models.checkpoint import temp_path_for
+from app.files import atomic_path
 from models.precision import fuse_for_inference
 
 LOG = logging.getLogger(__name__)
@@ -53,16 +53,10 @@ def export_onnx(model: PoseNet, path: str | os.PathLike, height: int = 320, widt
     names = output_names(model)
     axes = {"image": {0: "batch", 2: "height", 3: "width"}}
     axes.update({n: {0: "batch", 2: "out_height", 3: "out_width"} for n in names})
-    tmp = temp_path_for(path)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer and deprecation chatter
-            torch.onnx.export(graph, (torch.zeros(1, 3, height, width),), tmp, input_names=["image"],
-                              output_names=names, dynamic_axes=axes if dynamic else None, opset_version=opset,
-                              dynamo=False, do_constant_folding=True)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer and deprecation chatter
+        torch.onnx.export(graph, (torch.zeros(1, 3, height, width),), tmp, input_names=["image"],
+                          output_names=names, dynamic_axes=axes if dynamic else None, opset_version=opset,
+                          dynamo=False, do_constant_folding=True)
     LOG.info("exported %s to %s", model.arch, path)
     return path

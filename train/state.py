@@ -11,8 +11,6 @@ import logging
 import os
 import random
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -93,20 +91,6 @@ def prune(run_dir: Path, keep_last: int) -> None:
             pass
 
 
-def copy_atomic(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` through a temporary file in ``dst``'s folder and a rename."""
-    dst = Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def load_training_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The raw checkpoint dict (weights only); ``InputError`` when it is not a run checkpoint."""
     try:
@@ -119,17 +103,3 @@ def load_training_state(path: Path, map_location: str | torch.device = "cpu") ->
     return ckpt
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

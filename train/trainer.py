@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from app.files import copy_atomic, write_text_atomic
 from core.contract import PoseContract
 from core.encoder import TargetEncoder
 from core.errors import InputError
@@ -200,7 +201,7 @@ class Trainer:
         path = Path(D.broadcast_object(str(path), self.info))
         if self.info.is_main:
             (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-            S.write_text_atomic(path / "config.yaml", dump_config(self.cfg))
+            write_text_atomic(path / "config.yaml", dump_config(self.cfg))
         D.barrier(self.info)
         return path
 
@@ -511,7 +512,7 @@ class Trainer:
             if r.val_images:
                 pool = pool[:r.val_images]
             self._val_gt = self.run_dir / "val_subset.json"
-            S.write_text_atomic(self._val_gt, json.dumps(subset_coco_dict(gt.raw, pool)))
+            write_text_atomic(self._val_gt, json.dumps(subset_coco_dict(gt.raw, pool)))
         return self._val_gt, images
 
     def validate(self, checkpoint: Path | None = None) -> dict[str, Any] | None:
@@ -538,8 +539,8 @@ class Trainer:
             LOG.info("validation at step %d: AP %.4f AP50 %.4f", self.step, metrics["AP"], metrics["AP50"])
             if metrics["AP"] > self.best_ap:
                 self.best_ap = float(metrics["AP"])
-                S.copy_atomic(ckpt, self.run_dir / "best.pt")
-                S.write_text_atomic(self.run_dir / "best.json",
+                copy_atomic(ckpt, self.run_dir / "best.pt")
+                write_text_atomic(self.run_dir / "best.json",
                                     json.dumps({"AP": self.best_ap, "step": self.step, "epoch": self.epoch}))
         D.barrier(self.info)
         if self.info.distributed:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from PyQt5.QtGui import QCloseEvent, QIcon, QKeySequence
 from PyQt5.QtWidgets import (QAction, QDockWidget, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMainWindow,
                              QMessageBox, QProgressDialog, QPushButton, QVBoxLayout, QWidget)
 
+from app.files import atomic_path
 from ui import backend
 from ui.controls import SPEEDS, ModelPanel, PlaybackBar
 from ui.dialogs import ExportDialog, WebcamDialog
@@ -600,15 +600,13 @@ class MainWindow(QMainWindow):
 
     def _save_image_atomic(self, image, path: str, what: str) -> bool:
         target = Path(path)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.png")
         try:
             if not target.parent.is_dir():
                 raise FileNotFoundError(f"folder does not exist: {target.parent}")
-            if not image.save(str(tmp), "PNG"):
-                raise OSError(f"cannot write {target}")
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:
+                if not image.save(str(tmp), "PNG"):
+                    raise OSError(f"cannot write {target}")
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             self.show_error(str(exc), what)
             return False
         self.statusBar().showMessage(f"{what} saved to {target}", 5000)
