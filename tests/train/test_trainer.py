@@ -130,7 +130,12 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path, data_dir):
     common = {"augmentation.enabled": True, "model.freeze_bn": True, "loss.per_sample": True,
               "schedule.epochs": 3, "schedule.max_steps": 3, "optim.lr": 1e-3}
     single = tmp_path / "single"
-    Trainer(_cfg(**{**common, "data.batch_size": 4, "optim.lr": 2e-3}), run_dir=single).train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same reduction order as the OMP_NUM_THREADS=1 workers, whatever ran before
+    try:
+        Trainer(_cfg(**{**common, "data.batch_size": 4, "optim.lr": 2e-3}), run_dir=single).train()
+    finally:
+        torch.set_num_threads(threads)
     multi = tmp_path / "multi"
     over = _overrides(**common)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
