@@ -21,16 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.contract import PoseContract
     from core.geometry import long_edge_transform
-    from core.keypoints import get_spec
-    from eval.annotations import load_keypoint_annotations
-    from eval.oracle_model import OracleModel
+    from eval.oracle import build_oracle
 
-    spec = get_spec(args.dataset)
-    data = load_keypoint_annotations(args.annotations, spec)
-    contract = PoseContract(spec, skeleton_name=args.skeleton or spec.default_skeleton)
-    oracle = OracleModel(data, contract)
+    oracle = build_oracle(args.annotations, args.dataset, args.skeleton)
+    data, contract = oracle.dataset, oracle.contract
     samples = []
     for img in data:
         t = long_edge_transform(img.width, img.height, args.size, multiple=4)

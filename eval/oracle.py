@@ -42,6 +42,14 @@ def damage_maps(heatmaps: np.ndarray, offsets: np.ndarray, rng: np.random.Genera
     return hm, off
 
 
+def build_oracle(annotations: str | Path | KeypointDataset, dataset: str = "coco",
+                 skeleton: str | None = None) -> OracleModel:
+    """The encoded-ground-truth "network" of an annotation file (its ``dataset`` and ``contract`` attached)."""
+    spec = get_spec(dataset)
+    data = annotations if isinstance(annotations, KeypointDataset) else load_keypoint_annotations(annotations, spec)
+    return OracleModel(data, PoseContract(spec, skeleton_name=skeleton or spec.default_skeleton))
+
+
 def run_oracle(annotations: str | Path | KeypointDataset, dataset: str = "coco", long_edge: int = 640,
                skeleton: str | None = None, image_ids: Sequence[int] | None = None,
                decoder: DecoderConfig | None = None, damage: dict[str, float] | None = None,
@@ -49,11 +57,9 @@ def run_oracle(annotations: str | Path | KeypointDataset, dataset: str = "coco",
     """Encode every image's ground truth at ``long_edge``, decode it, evaluate. Returns the metrics plus
     ``decode_ms_median`` (decoding one image's stride-4 maps to poses in original image coordinates) and
     ``encode_ms_median``. ``damage`` (keyword arguments of :func:`damage_maps`) degrades the maps first."""
-    spec = get_spec(dataset)
-    data = annotations if isinstance(annotations, KeypointDataset) else load_keypoint_annotations(annotations, spec)
-    contract = PoseContract(spec, skeleton_name=skeleton or spec.default_skeleton)
+    oracle = build_oracle(annotations, dataset, skeleton)
+    data, contract = oracle.dataset, oracle.contract
     cfg = decoder or PAPER_DECODER
-    oracle = OracleModel(data, contract)
     ids = list(image_ids) if image_ids is not None else data.image_ids
     rng = np.random.default_rng(seed)
     results: list[dict] = []
