@@ -140,12 +140,16 @@ def canvas_batches(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[li
 
 # ---------------------------------------------------------------------------------------------------- backends
 class NetworkBackend:
-    """A ``PoseNet`` on a device: uint8 canvases in, final-stack maps out."""
+    """A ``PoseNet`` on a device: uint8 canvases in, final-stack maps out. The network runs prepared for
+    inference (batch norms folded, channels-last, fp16 autocast with ``amp`` on CUDA)."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device, amp: bool = False):
-        self.model = model.to(device).eval()
+        from models.precision import InferenceModel
+
         self.device = device
         self.amp = amp and device.type == "cuda"
+        self.net = InferenceModel(model, device, precision="fp16" if self.amp else "fp32")
+        self.model = self.net.model  # the prepared copy on ``device`` (its normalisation is the model's)
         self.contract: PoseContract = model.contract
         self.input_multiple = int(getattr(model, "input_multiple", 32))
 
@@ -160,9 +164,7 @@ class NetworkBackend:
     def infer(self, x: torch.Tensor, samples: list[dict[str, Any]], flip: bool) -> tuple[dict, dict | None]:
         """Outputs for ``x`` and, with ``flip``, for the mirrored ``x`` (one forward pass of 2N images)."""
         inp = torch.cat([x, x.flip(3)]) if flip else x
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.model.infer(inp)
-        out = {k: (v.float() if v is not None else None) for k, v in out.items()}
+        out = self.net(inp)
         if not flip:
             return out, None
         n = len(x)
