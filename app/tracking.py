@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.keypoints import KeypointSpec
-from core.poses import Poses
+from core.poses import Poses, keypoint_box_areas
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -40,23 +40,12 @@ def pairwise_oks(a: np.ndarray, b: np.ndarray, sigmas: np.ndarray) -> np.ndarray
     both = (a[:, None, :, 2] > 0) & (b[None, :, :, 2] > 0)  # (N, M, K)
     dx = a[:, None, :, 0] - b[None, :, :, 0]
     dy = a[:, None, :, 1] - b[None, :, :, 1]
-    area = np.maximum(_box_area(a)[:, None], _box_area(b)[None, :]).astype(np.float32)  # (N, M)
+    area = np.maximum(keypoint_box_areas(a)[:, None], keypoint_box_areas(b)[None, :]).astype(np.float32)  # (N, M)
     inv = (1.0 / (2.0 * (2.0 * np.asarray(sigmas, np.float32)) ** 2)).astype(np.float32)  # 1 / (2 var)
     e = (dx * dx + dy * dy) * inv / area[..., None]
     sim = (np.exp(-e) * both).sum(-1)
     n = both.sum(-1)
     return np.where(n > 0, sim / np.maximum(n, 1), 0.0)
-
-
-def _box_area(kp: np.ndarray) -> np.ndarray:
-    """Area of the box around each pose's present keypoints (at least 1 px^2)."""
-    vis = kp[:, :, 2] > 0
-    x0 = np.where(vis, kp[:, :, 0], np.inf).min(1)
-    x1 = np.where(vis, kp[:, :, 0], -np.inf).max(1)
-    y0 = np.where(vis, kp[:, :, 1], np.inf).min(1)
-    y1 = np.where(vis, kp[:, :, 1], -np.inf).max(1)
-    area = np.where(vis.any(1), (x1 - x0) * (y1 - y0), 1.0)
-    return np.maximum(area, 1.0)
 
 
 def greedy_match(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.contract import PoseContract
+from core.poses import keypoint_box_areas
 
 
 @dataclass
@@ -37,14 +38,7 @@ def cell_centers(n: int, stride: int) -> np.ndarray:
 
 def person_scales_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
     """Fallback person scale: square root of the area of the box around the annotated keypoints (at least 1)."""
-    vis = keypoints[:, :, 2] > 0
-    if keypoints.shape[0] == 0:
-        return np.zeros(0, np.float32)
-    x, y = keypoints[:, :, 0], keypoints[:, :, 1]
-    width = np.where(vis, x, -np.inf).max(1) - np.where(vis, x, np.inf).min(1)
-    height = np.where(vis, y, -np.inf).max(1) - np.where(vis, y, np.inf).min(1)
-    area = np.where(vis.any(1), width * height, 1.0)
-    return np.sqrt(np.maximum(area, 1.0)).astype(np.float32)
+    return np.sqrt(keypoint_box_areas(keypoints)).astype(np.float32)
 
 
 class TargetEncoder:

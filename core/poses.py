@@ -7,6 +7,28 @@ from typing import Any
 import numpy as np
 
 
+def keypoint_boxes(keypoints: np.ndarray) -> np.ndarray:
+    """``(P, 4)`` float32 ``x0, y0, x1, y1`` around each person's present keypoints (zeros for none)."""
+    kp = np.asarray(keypoints, np.float32)
+    out = np.zeros((len(kp), 4), np.float32)
+    if len(kp) == 0:
+        return out
+    vis = kp[:, :, 2] > 0
+    x, y = kp[:, :, 0], kp[:, :, 1]
+    out[:, 0] = np.where(vis, x, np.inf).min(axis=1)
+    out[:, 1] = np.where(vis, y, np.inf).min(axis=1)
+    out[:, 2] = np.where(vis, x, -np.inf).max(axis=1)
+    out[:, 3] = np.where(vis, y, -np.inf).max(axis=1)
+    out[~vis.any(axis=1)] = 0.0
+    return out
+
+
+def keypoint_box_areas(keypoints: np.ndarray) -> np.ndarray:
+    """Area of each person's keypoint box, at least 1 (also for people without keypoints)."""
+    b = keypoint_boxes(keypoints)
+    return np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1.0)
+
+
 @dataclass
 class Poses:
     """The people found in one image, sorted by descending score.
@@ -51,19 +73,7 @@ class Poses:
 
     def boxes(self) -> np.ndarray:
         """``(P, 4)`` ``x0, y0, x1, y1`` around each person's present keypoints (zeros for none)."""
-        out = np.zeros((len(self), 4), np.float32)
-        if len(self) == 0:
-            return out
-        vis = self.visible
-        x = self.keypoints[:, :, 0]
-        y = self.keypoints[:, :, 1]
-        has = vis.any(axis=1)
-        out[:, 0] = np.where(vis, x, np.inf).min(axis=1)
-        out[:, 1] = np.where(vis, y, np.inf).min(axis=1)
-        out[:, 2] = np.where(vis, x, -np.inf).max(axis=1)
-        out[:, 3] = np.where(vis, y, -np.inf).max(axis=1)
-        out[~has] = 0.0
-        return out
+        return keypoint_boxes(self.keypoints)
 
     def select(self, index: np.ndarray) -> "Poses":
         """A subset of people (boolean mask or integer index), keeping metadata."""
