@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from app.files import atomic_path, write_json_atomic
+from core.io.files import atomic_path, write_json_atomic
 from core.errors import InputError
 
 LOG = logging.getLogger(__name__)

@@ -69,6 +69,17 @@ class PoseContract:
             mirror[i] = index.get((perm[a], perm[b]), -1)
         return mirror, mirror >= 0
 
+    def limb_indices(self, skeleton_name: str) -> np.ndarray:
+        """Index in this contract's skeleton of every limb of the spec's skeleton ``skeleton_name`` (same order);
+        ``ValueError`` when one is missing. Decoding a network through a sub-skeleton uses these channels."""
+        index = {tuple(limb): i for i, limb in enumerate(self.skeleton)}
+        wanted = self.spec.skeleton(skeleton_name)
+        missing = [limb for limb in wanted if tuple(limb) not in index]
+        if missing:
+            raise ValueError(f"skeleton {skeleton_name!r} is not part of {self.skeleton_name!r}: limbs {missing[:3]} "
+                             "are missing")
+        return np.asarray([index[tuple(limb)] for limb in wanted], np.int64)
+
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.spec.name, "skeleton": self.skeleton_name, "stride": self.stride,
                 "with_scale": self.with_scale}

@@ -26,6 +26,7 @@ class Targets:
     keypoint_scale: np.ndarray      # (K, h, w) float32, person scale x OKS sigma around each keypoint (0: none)
     keypoint_scale_mask: np.ndarray  # (K, h, w) bool
     ignore: np.ndarray              # (h, w) bool, True = excluded from the losses
+    keypoint_ignore: np.ndarray     # (K, h, w) bool, True = this heatmap channel is excluded here (presence unknown)
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return dict(self.__dict__)
@@ -62,7 +63,6 @@ class TargetEncoder:
         radius_px = sigma * math.sqrt(2.0 * math.log(1.0 / min_heat))
         self._heat_radius = int(math.ceil(radius_px / stride)) + 1
         self._sigmas = np.asarray(contract.spec.sigmas, np.float32)
-        self._scratch: dict[int, np.ndarray] = {}
 
     @classmethod
     def from_config(cls, contract: PoseContract, cfg: dict | None = None) -> "TargetEncoder":
@@ -76,9 +76,14 @@ class TargetEncoder:
         return w // s, h // s
 
     def encode(self, keypoints: np.ndarray, input_size: tuple[int, int], person_scales: np.ndarray | None = None,
-               ignore_mask: np.ndarray | None = None, ignore_boxes: np.ndarray | None = None) -> Targets:
+               ignore_mask: np.ndarray | None = None, ignore_boxes: np.ndarray | None = None,
+               keypoint_ignore_boxes: np.ndarray | None = None) -> Targets:
         """Targets for people ``keypoints`` ``(P, K, 3)`` (input pixels, ``v > 0`` = annotated) on an input of
-        ``input_size = (W, H)``. Keypoints outside the input are treated as absent."""
+        ``input_size = (W, H)``. Keypoints outside the input are treated as absent.
+
+        ``ignore_mask`` ``(H, W)`` and ``ignore_boxes`` ``(M, 4)`` (x0, y0, x1, y1) exclude regions from every
+        loss; ``keypoint_ignore_boxes`` ``(M, 5)`` (k, x0, y0, x1, y1) exclude heatmap channel k in a box (a
+        keypoint whose presence near a person is unknown is neither trained as present nor as absent)."""
         c = self.contract
         K, L, stride = c.n_keypoints, c.n_limbs, c.stride
         w, h = self.output_size(input_size)
@@ -98,7 +103,9 @@ class TargetEncoder:
         offsets, offset_mask, person_scale = self._offsets(kps, valid, scales, L, w, h)
         kp_scale, kp_scale_mask = self._keypoint_scales(kps, valid, scales, K, w, h)
         ignore = self._ignore(ignore_mask, ignore_boxes, input_size, w, h)
-        return Targets(heatmaps, offsets, offset_mask, person_scale, kp_scale, kp_scale_mask, ignore)
+        keypoint_ignore = self._keypoint_ignore(keypoint_ignore_boxes, K, w, h)
+        return Targets(heatmaps, offsets, offset_mask, person_scale, kp_scale, kp_scale_mask, ignore,
+                       keypoint_ignore)
 
     # -- heatmaps -------------------------------------------------------------------------------------------
     def _heatmaps(self, kps: np.ndarray, valid: np.ndarray, K: int, w: int, h: int) -> np.ndarray:
@@ -135,18 +142,16 @@ class TargetEncoder:
         inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
         return cx, cy, inside
 
-    def _nearest_wins(self, flat: np.ndarray, length: np.ndarray, size: int) -> np.ndarray:
-        """Indices of the entries that are the shortest at their flat cell, exactly one per cell: a tiny
-        per-entry bias breaks exact ties in favour of the earlier entry. Uses a scratch buffer kept on the
-        instance (reset after use), which avoids touching a fresh full-size array per call."""
-        key = length.astype(np.float64) + np.arange(len(length)) * 1e-9
-        best = self._scratch.get(size)
-        if best is None:
-            best = self._scratch[size] = np.full(size, np.inf)
-        np.minimum.at(best, flat, key)
-        win = np.nonzero(key == best[flat])[0]
-        best[flat] = np.inf
-        return win
+    @staticmethod
+    def _nearest_wins(flat: np.ndarray, length: np.ndarray) -> np.ndarray:
+        """Indices of the entries that are the shortest at their flat cell, exactly one per cell (the earlier
+        entry wins an exact tie). A sort, with no per-instance state, so one encoder is safe to share between
+        threads."""
+        order = np.lexsort((length, flat))
+        cells = flat[order]
+        first = np.ones(len(order), bool)
+        first[1:] = cells[1:] != cells[:-1]
+        return order[first]
 
     def _offsets(self, kps, valid, scales, L, w, h):
         stride = self.contract.stride
@@ -167,7 +172,7 @@ class TargetEncoder:
             flat = l_idx[:, None] * (h * w) + cell
             sel = inside.reshape(-1)
             flat_s, length_s = flat.reshape(-1)[sel], length.reshape(-1)[sel]
-            win = self._nearest_wins(flat_s, length_s, L * h * w)
+            win = self._nearest_wins(flat_s, length_s)
             f = flat_s[win]
             lw, cw = f // (h * w), f % (h * w)
             offsets[lw, 0, cw] = vx.reshape(-1)[sel][win]
@@ -189,13 +194,33 @@ class TargetEncoder:
             flat = (k_idx[:, None] * h + cy) * w + cx
             sel = inside.reshape(-1)
             flat_s, length_s = flat.reshape(-1)[sel], length.reshape(-1)[sel]
-            win = self._nearest_wins(flat_s, length_s, K * h * w)
+            win = self._nearest_wins(flat_s, length_s)
             values = np.repeat(scales[p_idx] * self._sigmas[k_idx], cx.shape[1])[sel][win]
             out[flat_s[win]] = values
             mask[flat_s[win]] = True
         return out.reshape(K, h, w), mask.reshape(K, h, w)
 
     # -- ignore -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _box_cells(boxes: np.ndarray, w: int, h: int, stride: int) -> np.ndarray:
+        """``(M, h, w)`` bool: the cells whose centres lie inside each ``(x0, y0, x1, y1)`` box (input px)."""
+        xs, ys = cell_centers(w, stride), cell_centers(h, stride)
+        in_x = (xs[None, :] >= boxes[:, 0:1]) & (xs[None, :] <= boxes[:, 2:3])
+        in_y = (ys[None, :] >= boxes[:, 1:2]) & (ys[None, :] <= boxes[:, 3:4])
+        return in_y[:, :, None] & in_x[:, None, :]
+
+    def _keypoint_ignore(self, boxes: np.ndarray | None, K: int, w: int, h: int) -> np.ndarray:
+        out = np.zeros((K, h, w), bool)
+        if boxes is None or len(boxes) == 0:
+            return out
+        b = np.asarray(boxes, np.float32).reshape(-1, 5)
+        k = b[:, 0].astype(np.int64)
+        if (k < 0).any() or (k >= K).any():
+            raise ValueError(f"keypoint ignore boxes name channels outside 0..{K - 1}")
+        cells = self._box_cells(b[:, 1:], w, h, self.contract.stride)
+        np.logical_or.at(out, k, cells)
+        return out
+
     def _ignore(self, ignore_mask, ignore_boxes, input_size, w, h) -> np.ndarray:
         stride = self.contract.stride
         ignore = np.zeros((h, w), bool)
@@ -208,8 +233,5 @@ class TargetEncoder:
             ignore |= block.mean(axis=(1, 3), dtype=np.float32) > 0.5
         if ignore_boxes is not None and len(ignore_boxes):
             b = np.asarray(ignore_boxes, np.float32).reshape(-1, 4)      # x0, y0, x1, y1 in input pixels
-            xs, ys = cell_centers(w, stride), cell_centers(h, stride)
-            in_x = (xs[None, :] >= b[:, 0:1]) & (xs[None, :] <= b[:, 2:3])
-            in_y = (ys[None, :] >= b[:, 1:2]) & (ys[None, :] <= b[:, 3:4])
-            ignore |= (in_y[:, :, None] & in_x[:, None, :]).any(0)
+            ignore |= self._box_cells(b, w, h, stride).any(0)
         return ignore

@@ -48,6 +48,10 @@ COCO_SKELETON_DENSE: Skeleton = (
     (11, 14), (12, 13), (11, 15), (12, 16), (15, 13), (16, 14),
     (13, 16), (14, 15), (13, 14), (15, 16),
 )
+# Every limb of the three above, once per direction used (50 limbs): train on it once, then compare the skeletons
+# on the trained network's own output by decoding their limbs' channels (``PoseContract.limb_indices``).
+COCO_SKELETON_ALL: Skeleton = COCO_SKELETON_REDUNDANT + tuple(
+    limb for limb in COCO_SKELETON_DENSE if limb not in COCO_SKELETON_REDUNDANT)
 
 CROWDPOSE_KEYPOINTS = (
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
@@ -126,6 +130,7 @@ COCO = KeypointSpec(
         "downup": COCO_SKELETON_DOWNUP,
         "redundant": COCO_SKELETON_REDUNDANT,
         "dense": COCO_SKELETON_DENSE,
+        "all": COCO_SKELETON_ALL,
     },
 )
 

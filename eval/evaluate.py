@@ -17,7 +17,7 @@ import numpy as np
 from core.errors import InputError
 from core.keypoints import COCO as COCO_SPEC
 from core.keypoints import CROWDPOSE as CROWDPOSE_SPEC
-from eval.annotations import KeypointDataset, read_json, subset_coco_dict
+from core.io.annotations import KeypointDataset, read_json, subset_coco_dict
 
 LOG = logging.getLogger(__name__)
 

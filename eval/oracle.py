@@ -14,7 +14,7 @@ from core.contract import PoseContract
 from core.decoder import DecoderConfig, decode
 from core.geometry import long_edge_transform
 from core.keypoints import get_spec
-from eval.annotations import KeypointDataset, load_keypoint_annotations
+from core.io.annotations import KeypointDataset, load_keypoint_annotations
 from eval.evaluate import evaluate
 from eval.oracle_model import OracleModel
 

@@ -17,7 +17,7 @@ import torch
 from core.contract import PoseContract
 from core.encoder import TargetEncoder, person_scales_from_keypoints
 from core.geometry import ImageTransform, hflip_transform
-from eval.annotations import KeypointDataset
+from core.io.annotations import KeypointDataset
 
 
 class OracleModel:

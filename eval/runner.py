@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from app.files import write_json_atomic
+from core.io.files import write_json_atomic
 from core.contract import PoseContract
 from core.errors import InputError
 from core.geometry import ImageTransform, fixed_height_transform, long_edge_transform
 from core.keypoints import get_spec
-from eval.annotations import KeypointDataset, load_keypoint_annotations
+from core.io.annotations import KeypointDataset, load_keypoint_annotations
 from eval.evaluate import evaluate
 
 LOG = logging.getLogger(__name__)

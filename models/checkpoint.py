@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
-from app.files import atomic_path
+from core.io.files import AtomicFile
 from core.contract import PoseContract
 from core.errors import InputError
 from core.keypoints import SPECS
@@ -69,11 +69,8 @@ def _unwrap(model: torch.nn.Module) -> PoseNet:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` through a temporary file beside ``path`` and a rename (never a truncated checkpoint)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "xb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with AtomicFile(path, "wb") as f:
+        torch.save(obj, f.handle)
     return Path(path)
 
 

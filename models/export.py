@@ -11,7 +11,7 @@ from torch import nn
 
 from core.errors import InputError
 from models.base import PoseNet
-from app.files import atomic_path
+from core.io.files import atomic_path
 from models.precision import fuse_for_inference
 
 LOG = logging.getLogger(__name__)

@@ -22,6 +22,11 @@ def _realtime(contract: PoseContract, **kwargs: Any) -> PoseNet:
     return RealtimeNet(contract, **kwargs)
 
 
+def _mobilenet(contract: PoseContract, **kwargs: Any) -> PoseNet:
+    from models.mobilenet import MobileNetPose
+    return MobileNetPose(contract, **kwargs)
+
+
 def _midsize(contract: PoseContract, **kwargs: Any) -> PoseNet:
     from models.realtime import MidsizeNet
     return MidsizeNet(contract, **kwargs)
@@ -32,6 +37,7 @@ ARCHS: dict[str, Callable[..., PoseNet]] = {
     "hourglass104": _hourglass104,
     "realtime": _realtime,
     "midsize": _midsize,
+    "mobilenet": _mobilenet,
 }
 
 

@@ -50,9 +50,12 @@ def _margin_mean(errors: torch.Tensor, valid: torch.Tensor, margin: float, sqrt_
 
 
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor, tau: float = 0.01,
-                 gamma: float = 2.0) -> torch.Tensor:
-    """Focal L2 summed over non-ignored cells of ``(N, K, h, w)`` heatmaps (not yet divided by N)."""
+                 gamma: float = 2.0, keypoint_ignore: torch.Tensor | None = None) -> torch.Tensor:
+    """Focal L2 summed over non-ignored cells of ``(N, K, h, w)`` heatmaps (not yet divided by N);
+    ``keypoint_ignore`` ``(N, K, h, w)`` additionally excludes single channels."""
     keep = ~ignore.unsqueeze(1)
+    if keypoint_ignore is not None:
+        keep = keep & ~keypoint_ignore.bool()
     return torch.where(keep, focal_l2(pred, target, tau, gamma), torch.zeros_like(pred)).sum()
 
 
@@ -75,7 +78,7 @@ def scale_loss(pred: torch.Tensor, target: torch.Tensor, scale_mask: torch.Tenso
 
 
 TARGET_FIELDS = ("heatmaps", "offsets", "offset_mask", "person_scale", "keypoint_scale", "keypoint_scale_mask",
-                 "ignore")
+                 "ignore", "keypoint_ignore")
 
 
 class PoseLoss(torch.nn.Module):
@@ -83,7 +86,8 @@ class PoseLoss(torch.nn.Module):
 
     ``outputs`` is the network's list of per-stack dicts; ``targets`` maps the encoder's ``Targets`` field
     names to batched tensors (``heatmaps (N,K,h,w)``, ``offsets (N,2L,h,w)``, ``offset_mask (N,L,h,w)``,
-    ``person_scale (N,L,h,w)``, ``keypoint_scale`` and ``keypoint_scale_mask (N,K,h,w)``, ``ignore (N,h,w)``).
+    ``person_scale (N,L,h,w)``, ``keypoint_scale`` and ``keypoint_scale_mask (N,K,h,w)``, ``ignore (N,h,w)``,
+    optionally ``keypoint_ignore (N,K,h,w)``).
     ``terms`` holds the stack-weighted, batch-averaged ``heatmap``, ``offset``, ``scale`` losses (before
     task weights) and ``total``, all as detached tensors.
     """
@@ -116,7 +120,8 @@ class PoseLoss(torch.nn.Module):
             # fp16/bf16 outputs under autocast: compute the loss in (at least) float32, sums overflow in fp16
             out = {k: (v.float() if v is not None and v.dtype in (torch.float16, torch.bfloat16) else v)
                    for k, v in raw.items()}
-            hmp = hmp + w * heatmap_loss(out["heatmaps"], targets["heatmaps"], ignore, cfg.tau, cfg.gamma)
+            hmp = hmp + w * heatmap_loss(out["heatmaps"], targets["heatmaps"], ignore, cfg.tau, cfg.gamma,
+                                         targets.get("keypoint_ignore"))
             off = off + w * offset_loss(out["offsets"], targets["offsets"], targets["offset_mask"].bool(),
                                         targets["person_scale"], ignore, cfg.offset_margin, cfg.sqrt_re)
             if out.get("scales") is not None and "keypoint_scale" in targets:

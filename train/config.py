@@ -26,8 +26,11 @@ class DataConfig:
     dataset: str = "coco"                 # coco | crowdpose
     train_annotations: str = ""           # "" = the shared mini COCO set (../shared/data/coco/train2017_mini)
     train_images: str = ""
+    sources: list = field(default_factory=list)  # a mix instead of train_annotations: [{annotations, images,
+                                          # repeat: 1, split: ""}, ...] (split selects images by their 'split')
     val_annotations: str = ""             # "" = no validation (or the training set when run.val_on_train)
     val_images: str = ""
+    val_split: str = ""                   # validate on the images whose 'split' field is this ("" = all)
     image_ids: list = field(default_factory=list)  # restrict training to these image ids ([] = all)
     min_keypoints: int = 1                # keep images with a person having at least this many keypoints (0 = all)
     input_size: int = 512                 # side of the square training crop (multiple of the model's input_multiple)
@@ -54,6 +57,7 @@ class AugmentationConfig:
     contrast: float = 0.25
     saturation: float = 0.25
     hue_deg: float = 5.0
+    mosaic_prob: float = 0.0              # share of samples made of a 2x2 mosaic of four images (small people)
 
 
 @dataclass
@@ -64,6 +68,7 @@ class ModelSection:
     skeleton: str = "default"             # skeleton of the dataset's keypoint spec
     with_scale: bool = False              # predict keypoint scales
     kwargs: dict = field(default_factory=dict)  # extra keyword arguments for the architecture
+    backbone_weights: str = ""            # ImageNet backbone weights (.npz) for an arch with a loadable backbone
     init_checkpoint: str = ""             # start from these weights (ours or the authors')
     init_arch: str = ""                   # arch of an authors' checkpoint (when it is not ours)
     reinit_heads: bool = False            # re-initialise the output heads after loading init_checkpoint
@@ -97,6 +102,7 @@ class OptimConfig:
     scale_lr_with_world_size: bool = True
     betas: list = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
+    backbone_lr_factor: float = 1.0       # learning rate of the backbone's parameters relative to the others
     grad_clip: float = 0.0                # max gradient norm (0 = off)
 
 
@@ -286,10 +292,12 @@ def validate(cfg: TrainConfig) -> None:
         (0 < cfg.augmentation.scale_min <= cfg.augmentation.scale_max,
          "augmentation.scale_min must be > 0 and <= augmentation.scale_max"),
         (0 <= cfg.augmentation.flip_prob <= 1, "augmentation.flip_prob must be in [0, 1]"),
+        (0 <= cfg.augmentation.mosaic_prob <= 1, "augmentation.mosaic_prob must be in [0, 1]"),
         (cfg.augmentation.stretch >= 0, "augmentation.stretch must be >= 0"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (len(cfg.optim.betas) == 2, "optim.betas must hold two numbers"),
         (cfg.optim.grad_clip >= 0, "optim.grad_clip must be >= 0"),
+        (cfg.optim.backbone_lr_factor >= 0, "optim.backbone_lr_factor must be >= 0"),
         (cfg.schedule.epochs >= 1, "schedule.epochs must be >= 1"),
         (cfg.schedule.max_steps >= 0, "schedule.max_steps must be >= 0"),
         (cfg.schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0"),
@@ -304,6 +312,15 @@ def validate(cfg: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+    for i, src in enumerate(cfg.data.sources):
+        known = {"annotations", "images", "repeat", "split"}
+        if not isinstance(src, dict) or "annotations" not in src:
+            raise InputError(f"data.sources[{i}] must be a mapping with at least 'annotations'")
+        unknown = sorted(set(src) - known)
+        if unknown:
+            raise InputError(f"data.sources[{i}]: unknown key {unknown[0]} (known: {', '.join(sorted(known))})")
+        if not isinstance(src.get("repeat", 1), int) or src.get("repeat", 1) < 1:
+            raise InputError(f"data.sources[{i}].repeat must be an integer >= 1")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

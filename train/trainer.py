@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from app.files import copy_atomic, write_text_atomic
+from core.io.files import copy_atomic, write_text_atomic
 from core.contract import PoseContract
 from core.encoder import TargetEncoder
 from core.errors import InputError
@@ -165,8 +165,7 @@ class Trainer:
                              f"per process; lower it or set data.drop_last=false")
         self.loss_fn = self._build_loss()
         self.lr = cfg.optim.lr * (self.info.world_size if cfg.optim.scale_lr_with_world_size else 1)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=self.lr, betas=tuple(cfg.optim.betas),
+        self.optimizer = torch.optim.Adam(self._param_groups(), lr=self.lr, betas=tuple(cfg.optim.betas),
                                           weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(cfg, s, self.steps_per_epoch))
@@ -212,6 +211,12 @@ class Trainer:
         config = make_config(mc.arch, spec=self.contract.spec.name, skeleton=mc.skeleton, with_scale=mc.with_scale,
                              **mc.kwargs)
         model = build_model(config)
+        if mc.backbone_weights:
+            backbone = getattr(model, "backbone", None)
+            if backbone is None or not hasattr(backbone, "load_npz"):
+                raise InputError(f"model.backbone_weights: {mc.arch} has no backbone that loads ImageNet weights")
+            n = backbone.load_npz(mc.backbone_weights)
+            LOG.info("backbone initialised from %s (%d tensors)", mc.backbone_weights, n)
         if mc.init_checkpoint:
             self._init_from_checkpoint(model)
         if mc.freeze_backbone:
@@ -253,20 +258,39 @@ class Trainer:
             LOG.warning("model.init_checkpoint: %d tensors did not match by name/shape, e.g. %s", len(skipped),
                         skipped[0])
 
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Trainable parameters; the backbone's in a group of its own when ``optim.backbone_lr_factor != 1``."""
+        factor = self.cfg.optim.backbone_lr_factor
+        names = getattr(self.model, "backbone_parameter_names", lambda: set())()
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if factor == 1.0 or not names:
+            return [{"params": [p for _, p in trainable]}]
+        return [{"params": [p for n, p in trainable if n not in names]},
+                {"params": [p for n, p in trainable if n in names], "lr": self.lr * factor}]
+
     def _build_dataset(self) -> PoseDataset:
         d = self.cfg.data
-        ann, images = default_paths(self.cfg)
-        if not Path(ann).is_file():
-            raise InputError(f"data.train_annotations {ann} does not exist")
         encoder = TargetEncoder(self.contract, sigma=d.target_sigma, window=d.target_window)
         multiple = int(getattr(self.model, "input_multiple", 32))
         if d.input_size % multiple:
             raise InputError(f"data.input_size {d.input_size} must be a multiple of {multiple} "
                              f"for {self.cfg.model.arch}")
-        self.train_annotations, self.train_images = Path(ann), Path(images)
-        return PoseDataset(ann, images, self.contract, input_size=d.input_size, augmentation=self.cfg.augmentation,
-                           encoder=encoder, seed=self.cfg.run.seed, image_ids=d.image_ids or None,
-                           min_keypoints=d.min_keypoints)
+        common = dict(input_size=d.input_size, augmentation=self.cfg.augmentation, encoder=encoder,
+                      seed=self.cfg.run.seed, image_ids=d.image_ids or None, min_keypoints=d.min_keypoints)
+        if d.sources:
+            sources = [(f"data.sources[{i}].annotations", Path(src["annotations"]),
+                        Path(src["images"]) if src.get("images") else Path(src["annotations"]).parent / "images",
+                        src.get("split") or None, int(src.get("repeat", 1))) for i, src in enumerate(d.sources)]
+        else:
+            ann, images = default_paths(self.cfg)
+            sources = [("data.train_annotations", Path(ann), Path(images), None, 1)]
+        parts = []
+        for key, ann, images, split, repeat in sources:
+            if not ann.is_file():
+                raise InputError(f"{key} {ann} does not exist")
+            parts.append(PoseDataset(ann, images, self.contract, split=split, repeat=repeat, **common))
+        self.train_annotations, self.train_images = sources[0][1], sources[0][2]
+        return parts[0] if len(parts) == 1 else PoseDataset.merge(parts)
 
     def _build_loss(self) -> nn.Module:
         from models.losses import LossConfig, PoseLoss
@@ -505,10 +529,12 @@ class Trainer:
         else:
             return None
         if self._val_gt is None:
-            from eval.annotations import load_keypoint_annotations, subset_coco_dict
+            from core.io.annotations import load_keypoint_annotations, subset_coco_dict
 
             gt = load_keypoint_annotations(ann, self.contract.spec)
-            pool = [img.id for img in gt.images if img.n_people > 0 and (ids is None or img.id in set(ids))]
+            split = {int(r["id"]): r.get("split") for r in gt.raw["images"]}
+            pool = [img.id for img in gt.images if img.n_people > 0 and (ids is None or img.id in set(ids))
+                    and (not d.val_split or split[img.id] == d.val_split)]
             if r.val_images:
                 pool = pool[:r.val_images]
             self._val_gt = self.run_dir / "val_subset.json"

@@ -19,7 +19,7 @@ from PyQt5.QtGui import QCloseEvent, QIcon, QKeySequence
 from PyQt5.QtWidgets import (QAction, QDockWidget, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMainWindow,
                              QMessageBox, QProgressDialog, QPushButton, QVBoxLayout, QWidget)
 
-from app.files import atomic_path
+from core.io.files import atomic_path
 from ui import backend
 from ui.controls import SPEEDS, ModelPanel, PlaybackBar
 from ui.dialogs import ExportDialog, WebcamDialog

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from core.decoder import DecoderConfig
     from core.errors import InputError
     from core.keypoints import get_spec
-    from eval.annotations import load_keypoint_annotations
+    from core.io.annotations import load_keypoint_annotations
     from eval.evaluate import format_metrics_table
     from eval.oracle import run_oracle
 

@@ -182,7 +182,7 @@ def test_not_less_accurate_than_upsampling_on_damaged_real_maps(coco_538):
     from eval.oracle import PAPER_DECODER, run_oracle
 
     ids = None
-    from eval.annotations import load_keypoint_annotations
+    from core.io.annotations import load_keypoint_annotations
     data = load_keypoint_annotations(coco_538, COCO)
     ids = data.image_ids[:40]
     damage = {"noise": 0.02, "blur": 0.8, "peak_scale": 0.7, "offset_noise": 2.0}

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from core.keypoints import COCO
-from eval.annotations import load_keypoint_annotations
+from core.io.annotations import load_keypoint_annotations
 from eval.oracle import run_oracle
 from main import main
 

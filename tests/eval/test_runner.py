@@ -11,7 +11,7 @@ from app.cli import main
 from core.contract import PoseContract
 from core.geometry import long_edge_transform
 from core.keypoints import COCO
-from eval.annotations import load_keypoint_annotations
+from core.io.annotations import load_keypoint_annotations
 from eval.oracle_model import OracleModel
 from eval.runner import EvalOptions, canvas_batches, run_evaluation, write_json_atomic
 

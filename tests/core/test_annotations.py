@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import InputError
 from core.keypoints import COCO, CROWDPOSE
-from eval.annotations import load_keypoint_annotations
+from core.io.annotations import load_keypoint_annotations
 
 
 def test_coco_538_counts_and_values(coco_538: Path) -> None:
