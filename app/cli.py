@@ -1,7 +1,9 @@
 """The ``gopose`` command line: one sub-command per module under ``app/commands``.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-With no sub-command the desktop application opens.
+With no sub-command the desktop application opens. Only the named command's arguments are built (``gopose
+--help`` imports no command's dependencies); usage errors are one line; SIGTERM stops a command like Ctrl-C
+(exit 143 instead of 130).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from app.signals import TERMINATED_EXIT, Terminated, sigterm_as_interrupt
 from core.errors import InputError
 
 LOG = logging.getLogger("gopose")
@@ -26,23 +29,37 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# commands that handle SIGTERM themselves (the GUI's event loop; the trainer checkpoints first)
+OWN_SIGTERM = frozenset({"gui", "train"})
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the option, plus where to read more (no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _load(name: str):
     return importlib.import_module(COMMANDS[name])
 
 
 def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gopose", description="Real-time multi-person pose estimation (GOPose)")
+    """The parser with every command listed; only those in ``names`` get their arguments (``None``: the
+    overview, which builds none, so ``gopose --help`` is fast)."""
+    parser = OneLineParser(prog="gopose", description="Real-time multi-person pose estimation (GOPose)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in names if names is not None else list(COMMANDS):
+    for name in COMMANDS if names is None else names:
         try:
             module = _load(name)
         except ImportError as exc:  # a command whose module is missing must not break the others
             LOG.debug("command %s unavailable: %s", name, exc)
             continue
         p = sub.add_parser(name, help=getattr(module, "HELP", ""), description=getattr(module, "HELP", ""))
-        module.add_arguments(p)
-        p.set_defaults(_module=module)
+        if names is not None:
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
     return parser
 
 
@@ -54,17 +71,36 @@ def main(argv: list[str] | None = None) -> int:
     if first is None and names == ["gui"]:
         argv = argv + ["gui"]
     parser = build_parser(names)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already printed as one line)
+        return exc.code if isinstance(exc.code, int) else 0
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
+    threads = getattr(args, "threads", None)
+    if threads:  # the process's torch thread count is the application's choice, never a library constructor's
+        import torch
+
+        torch.set_num_threads(int(threads))
     try:
-        return int(args._module.run(args) or 0)
-    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if args.command in OWN_SIGTERM:
+            return int(args._module.run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args._module.run(args) or 0)
+    except InputError as exc:
         print(f"gopose {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file system problem outside any input's handling: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"gopose {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        LOG.debug("%s", exc, exc_info=True)
+        return 2
+    except Terminated:
+        print(f"gopose {args.command}: terminated (SIGTERM); unfinished outputs were discarded", file=sys.stderr)
+        return TERMINATED_EXIT
     except KeyboardInterrupt:
         print(f"gopose {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,17 +1,25 @@
 """Export one video's annotations: the single function behind ``gopose annotate`` and the app's export action,
-so both write the same files (``OUT/<stem>.coco.json``, ``.jsonl``, ``.csv``, ``.mp4``)."""
+so both write the same files (``OUT/<stem>.coco.json``, ``.jsonl``, ``.csv``, ``.annotated.mp4``).
+
+An input's outputs are published together or not at all (:class:`app.sinks.OutputSet`); with ``manifest=True``
+(``gopose annotate``) the set is journalled in ``OUT/<stem>.manifest.json`` (``app/manifest.py``), so a run killed
+while renaming is completed by the next one and ``skip_existing`` trusts only complete, unchanged sets. No output
+ever replaces an input (:func:`guard_inputs`).
+"""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
+from app.manifest import Manifest, completed, input_identity, manifest_path
 from app.pipeline import Pipeline
-from app.sinks import make_sinks, output_paths, parse_formats
+from app.sinks import ANNOTATED_SUFFIX, OutputSet, is_disk_full, make_sinks, output_paths, parse_formats
 from app.smoothing import PoseSmoother
 from app.sources import VIDEO_SUFFIXES, FrameSource, is_url, open_source
 from app.tracking import Tracker
@@ -22,25 +30,44 @@ LOG = logging.getLogger(__name__)
 DEFAULT_FORMATS = ("coco", "jsonl", "csv", "video")
 
 
+class OutputWriteError(InputError):
+    """The outputs of an input could not be written (full disk, quota, I/O error); none of them was kept."""
+
+
 @dataclass
 class ExportResult:
-    """What one export produced."""
+    """What one export produced. ``frames_lost`` is the one count of the input's frames that never decoded
+    (``frames + frames_lost`` = the frames the container announces, when it announces them)."""
 
     input: str
     outputs: dict[str, Path] = field(default_factory=dict)
     frames: int = 0
     seconds: float = 0.0
-    decode_errors: int = 0
+    frames_expected: int | None = None
+    frames_lost: int = 0
+    frames_damaged: int = 0
     cancelled: bool = False
     skipped: bool = False
+    manifest: Path | None = None
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def partial(self) -> bool:
+        """Frames of the input are missing from the outputs (a damaged or truncated input)."""
+        return self.frames_lost > 0
+
+    @property
+    def decode_errors(self) -> int:
+        """The earlier name of ``frames_lost``."""
+        return self.frames_lost
+
     def as_dict(self) -> dict:
         return {"input": self.input, "outputs": {k: str(v) for k, v in self.outputs.items()}, "frames": self.frames,
-                "seconds": round(self.seconds, 3), "fps": round(self.fps, 2), "decode_errors": self.decode_errors,
+                "frames_expected": self.frames_expected, "frames_lost": self.frames_lost,
+                "frames_damaged": self.frames_damaged, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
                 "cancelled": self.cancelled, "skipped": self.skipped}
 
 
@@ -57,29 +84,87 @@ def output_stem(spec: str | Path) -> str:
     return (path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name) or "input"
 
 
+def unique_stems(inputs: list[str]) -> list[str]:
+    """The output stem of every input, unique over the whole list (``clip``, then ``clip-2``, ``clip-3`` for
+    later inputs of the same name, never a stem another input has; compared case-insensitively). Computed from
+    the complete, ordered input list before any sharding, so every shard names every input the same way."""
+    bases = [output_stem(item) for item in inputs]
+    taken = {b.casefold() for b in bases}
+    used: set[str] = set()
+    out = []
+    for base in bases:
+        stem, k = base, 2
+        while stem.casefold() in used or (stem != base and stem.casefold() in taken):
+            stem = f"{base}-{k}"
+            k += 1
+        used.add(stem.casefold())
+        out.append(stem)
+    return out
+
+
+def is_own_output(path: str | Path) -> bool:
+    """True for a file named like our annotated videos (``*.annotated.mp4``): never taken as an input."""
+    return str(path).lower().endswith(ANNOTATED_SUFFIX)
+
+
+def guard_inputs(outputs: Iterable[Path | None], inputs: Iterable[str | Path]) -> None:
+    """``InputError`` when an output path is the same file as an input (same device and inode, what
+    ``os.path.samefile`` compares: also through links and different spellings of a path)."""
+    files: dict[tuple[int, int], str] = {}
+    for item in inputs:
+        if isinstance(item, FrameSource) or is_url(str(item)):
+            continue
+        try:
+            st = os.stat(item)
+        except OSError:
+            continue
+        files[(st.st_dev, st.st_ino)] = str(item)
+    for out in outputs:
+        if out is None:
+            continue
+        try:
+            st = os.stat(out)
+        except OSError:
+            continue
+        hit = files.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            raise InputError(f"refusing to write {out}: it is the input {hit} (choose another --out)")
+
+
 def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Path, estimator,
                              formats=DEFAULT_FORMATS, track: bool = True, smooth: bool = True,
                              progress: Callable[[int, int | None], None] | None = None,
                              cancel: threading.Event | None = None, skip_existing: bool = False,
                              batch_size: int | None = None, video_options: dict | None = None,
-                             stem: str | None = None) -> ExportResult:
+                             stem: str | None = None, manifest: bool = False,
+                             protect: Iterable[str | Path] = (),
+                             on_open: Callable[[FrameSource], None] | None = None) -> ExportResult:
     """Run every frame of ``input`` through ``estimator`` and write the chosen formats into ``out_dir``.
 
     ``progress(done, total)`` is called from a worker thread after each frame (``total`` None when unknown);
-    setting ``cancel`` stops the run and leaves no output file. Raises ``InputError`` for bad input or an
-    unwritable ``out_dir``; a damaged video exports what decodes (``decode_errors`` counts the rest).
+    setting ``cancel`` stops the run and leaves no output file. The outputs appear together or not at all; with
+    ``manifest`` they are journalled in ``OUT/<stem>.manifest.json`` and ``skip_existing`` skips only an input
+    whose complete manifest matches it (else: when all outputs exist). No output may be ``input`` or one of
+    ``protect`` (``InputError``). ``on_open(source)`` is called once the input opened. Raises ``InputError`` for
+    bad input or an unwritable ``out_dir`` (``OutputWriteError`` when writing failed, e.g. a full disk); a damaged
+    video exports what decodes (``frames_lost`` counts the rest).
     """
     fmts = parse_formats(formats)
     name = input.name if isinstance(input, FrameSource) else str(input)
-    paths = output_paths(stem or output_stem(name), out_dir, fmts)
-    result = ExportResult(name, paths)
-    if skip_existing and all(p.exists() for p in paths.values()):
-        result.skipped = True
+    stem = stem or output_stem(name)
+    paths = output_paths(stem, out_dir, fmts)
+    mpath = manifest_path(out_dir, stem) if manifest else None
+    identity = {"input": name} if isinstance(input, FrameSource) else input_identity(name)
+    result = ExportResult(name, paths, manifest=mpath)
+    if skip_existing and _skip(result, mpath, identity):
         return result
-    _check_out_dir(Path(out_dir))
+    guard_inputs([*paths.values(), mpath], [input, *protect])
     source = input if isinstance(input, FrameSource) else open_source(input)
     t0 = time.monotonic()
     try:
+        _check_out_dir(Path(out_dir))
+        if on_open is not None:
+            on_open(source)
         total = source.frame_count
 
         def on_result(frame, _result) -> None:
@@ -88,8 +173,15 @@ def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Pat
             if cancel is not None and cancel.is_set():
                 pipeline.stop(discard=True)
 
+        def details() -> dict:
+            return {"frames": outputs.frames, "frames_expected": source.frame_count,
+                    "frames_lost": source.lost_frames, "frames_damaged": getattr(source, "damaged_frames", 0),
+                    "model": getattr(estimator, "name", ""), "formats": fmts, "pid": os.getpid()}
+
+        journal = Manifest(mpath, identity, details) if mpath is not None else None
+        outputs = OutputSet(make_sinks(paths, **(video_options or {})), journal)
         spec = estimator.contract.spec
-        pipeline = Pipeline(source, estimator, make_sinks(paths, **(video_options or {})), policy="exhaustive",
+        pipeline = Pipeline(source, estimator, [outputs], policy="exhaustive",
                             tracker=Tracker(spec) if track else None,
                             smoother=PoseSmoother(default_fps=source.fps or 25.0) if (smooth and track) else None,
                             batch_size=batch_size, on_result=on_result)
@@ -99,12 +191,18 @@ def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Pat
         watcher = _CancelWatcher(cancel, pipeline) if cancel is not None else None
         try:
             stats = pipeline.run()
+        except Exception as exc:
+            raise _write_error(exc, out_dir) from None
         finally:
             if watcher is not None:
                 watcher.done()
-        result.frames = stats.frames
-        result.decode_errors = stats.decode_errors
         result.cancelled = bool(cancel is not None and cancel.is_set())
+        if outputs.error is not None and not result.cancelled:
+            raise _write_error(outputs.error, out_dir, always=True) from None
+        result.frames = stats.frames
+        result.frames_expected = source.frame_count
+        result.frames_lost = source.lost_frames
+        result.frames_damaged = getattr(source, "damaged_frames", 0)
     finally:
         source.close()
         result.seconds = time.monotonic() - t0
@@ -113,13 +211,39 @@ def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Pat
     return result
 
 
+def _skip(result: ExportResult, mpath: Path | None, identity: dict) -> bool:
+    """Fill ``result`` as skipped when its outputs exist already (with a manifest: a complete, matching one)."""
+    paths = list(result.outputs.values())
+    if mpath is None:
+        result.skipped = all(p.exists() for p in paths)
+        return result.skipped
+    record = completed(mpath, identity, paths)
+    if record is None:
+        return False
+    result.skipped = True
+    result.frames_expected = record.get("frames_expected")
+    result.frames_lost = int(record.get("frames_lost") or 0)
+    result.frames_damaged = int(record.get("frames_damaged") or 0)
+    return True
+
+
+def _write_error(exc: BaseException, out_dir: str | Path, always: bool = False) -> BaseException:
+    """A full disk (or any failure to write the outputs) as one clear ``OutputWriteError``; other errors as is."""
+    if isinstance(exc, InputError):
+        return exc
+    if is_disk_full(exc) or always:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return OutputWriteError(f"cannot write the outputs in {out_dir}: {reason}; none of them was kept")
+    return exc
+
+
 def _check_out_dir(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output path {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
-    if not folder.is_dir():
-        raise InputError(f"output path {folder} is not a folder")
 
 
 class _CancelWatcher:

@@ -4,6 +4,12 @@ Location: ``$GOPOSE_HOME/models`` when ``GOPOSE_HOME`` is set, else ``$XDG_DATA_
 (``~/.local/share/gopose/models``). Every function takes an explicit ``root`` too. Each model is
 ``<name>.pt`` plus ``<name>.json`` (architecture, output contract, sha256, size, origin). ``add`` loads the
 checkpoint before installing it, so only checkpoints that load are ever listed.
+
+Which model runs when none is named (:func:`choose_model`), in this order: the user's explicit default
+(``gopose models default NAME``, stored in ``<folder>/.default-model``); else the built-in model shipped as package
+data (``resources/models/default.pt``, listed as ``default``) when it exists; else the only installed model; with
+several installed and no default, an error asks to choose one (adding a model never changes the default).
+``--model`` always wins.
 """
 from __future__ import annotations
 
@@ -19,13 +25,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from core.io.files import atomic_path, write_json_atomic
+from core.io.files import AtomicFile, atomic_path, stale_temp_files, write_json_atomic, write_text_atomic
 from core.errors import InputError
 
 LOG = logging.getLogger(__name__)
 
 AUTHORS_URL = "https://github.com/hellojialee/OffsetGuided"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+BUILTIN_NAME = "default"  # the built-in model's name (reserved)
+DEFAULT_FILE = ".default-model"  # in the model folder: the name chosen with `gopose models default NAME`
 
 
 class NoModelError(InputError):
@@ -52,6 +60,7 @@ class ModelEntry:
     size: int
     added: str
     source: str = ""
+    builtin: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -104,8 +113,96 @@ def get_model(name: str, root: str | Path | None = None) -> ModelEntry | None:
 
 def _validate_name(name: str) -> str:
     if not _NAME.match(name):
-        raise InputError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 64)")
+        hint = _name_from_file(name)
+        raise InputError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 64), "
+                         f"e.g. {hint!r}")
+    if name == BUILTIN_NAME:
+        raise InputError(f"the model name {BUILTIN_NAME!r} is reserved for the built-in model; choose another")
     return name
+
+
+def _name_from_file(stem: str) -> str:
+    """A valid model name made from a file name (``my model (v2)`` -> ``my-model-v2``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:64]
+    return name if name and name != BUILTIN_NAME else f"{name or 'model'}-1"
+
+
+def builtin_model_path() -> Path:
+    """Where the built-in model ships: ``resources/models/default.pt`` (package data; may not exist)."""
+    import resources
+
+    return Path(resources.__file__).resolve().parent / "models" / "default.pt"
+
+
+def builtin_entry(builtin: str | Path | None = None) -> ModelEntry | None:
+    """The built-in model as a listing entry (reads the file's header; sha256 of its bytes), or None."""
+    from models.checkpoint import read_checkpoint
+
+    path = builtin_model_path() if builtin is None else Path(builtin)
+    if not path.is_file():
+        return None
+    config = read_checkpoint(path).get("model_config") or {}
+    return ModelEntry(name=BUILTIN_NAME, path=path, arch=str(config.get("arch", "")),
+                      contract=dict(config.get("contract") or {}), sha256=sha256_file(path),
+                      size=path.stat().st_size, added="", source="built-in", builtin=True)
+
+
+def get_default(root: str | Path | None = None) -> str | None:
+    """The name chosen with ``gopose models default NAME``, or None."""
+    try:
+        name = (store_dir(root) / DEFAULT_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name or None
+
+
+def set_default(name: str, root: str | Path | None = None, builtin: str | Path | None = None) -> "ModelChoice":
+    """Make ``name`` (an installed model, or ``default`` for the built-in one) the default model."""
+    folder = store_dir(root)
+    builtin_path = builtin_model_path() if builtin is None else Path(builtin)
+    if name == BUILTIN_NAME:
+        if not builtin_path.is_file():
+            raise InputError(f"this installation has no built-in model ({builtin_path} is absent)")
+        choice = ModelChoice(BUILTIN_NAME, builtin_path, None, "the built-in model, set as default")
+    else:
+        entry = get_model(name, folder)
+        if entry is None:
+            names = [e.name for e in list_models(folder)]
+            listed = f"; installed: {', '.join(names)}" if names else "; none is installed"
+            raise InputError(f"no installed model named {name!r}{listed}")
+        choice = ModelChoice(entry.name, entry.path, entry.arch or None, "the default set with `gopose models default`")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / DEFAULT_FILE, name + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write the default model setting in {folder}: {exc.strerror or exc}") from None
+    return choice
+
+
+def clear_default(root: str | Path | None = None) -> bool:
+    """Forget the explicit default; True when one was set."""
+    path = store_dir(root) / DEFAULT_FILE
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed
+
+
+@dataclass
+class ModelChoice:
+    """The model a run uses and why (printed at the start of every run)."""
+
+    name: str
+    path: Path
+    arch: str | None
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.reason}): {self.path}"
+
+
+def _remove_stale(folder: Path) -> None:
+    for tmp in stale_temp_files(folder):
+        tmp.unlink(missing_ok=True)
 
 
 def add_model(path: str | Path, name: str | None = None, arch: str | None = None, root: str | Path | None = None,
@@ -114,9 +211,11 @@ def add_model(path: str | Path, name: str | None = None, arch: str | None = None
     from models.checkpoint import load_checkpoint
 
     src = Path(path)
+    if src.is_dir():
+        raise InputError(f"{path} is a folder, not a checkpoint file")
     if not src.is_file():
         raise InputError(f"checkpoint file not found: {path}")
-    name = _validate_name(name or src.stem)
+    name = _validate_name(name if name is not None else _name_from_file(src.stem))
     folder = store_dir(root)
     if get_model(name, folder) is not None and not force:
         raise InputError(f"a model named {name!r} is already installed in {folder} (use --force to replace it)")
@@ -128,6 +227,7 @@ def add_model(path: str | Path, name: str | None = None, arch: str | None = None
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create model folder {folder}: {exc.strerror or exc}") from None
+    _remove_stale(folder)
     dst = folder / f"{name}.pt"
     digest = hashlib.sha256()
     try:
@@ -159,10 +259,12 @@ def download_model(url: str, sha256: str, name: str | None = None, arch: str | N
     except OSError as exc:
         raise InputError(f"cannot create model folder {folder}: {exc.strerror or exc}") from None
     base = Path(urllib.request.url2pathname(url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])).stem or "model"
-    tmp = folder / f".download-{os.getpid()}-{base}.part"
+    _remove_stale(folder)
+    part = AtomicFile(folder / f"{_name_from_file(base)}.download", "wb")  # never committed: removed below
+    tmp = part.tmp
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, part.handle as out:
             total = resp.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
             done = 0
@@ -175,33 +277,56 @@ def download_model(url: str, sha256: str, name: str | None = None, arch: str | N
         if digest.hexdigest() != expected:
             raise InputError(f"download of {url} failed verification: sha256 {digest.hexdigest()} "
                              f"differs from the expected {expected}")
-        return add_model(tmp, name=name or base, arch=arch, root=folder, force=force, source=url)
+        return add_model(tmp, name=name or _name_from_file(base), arch=arch, root=folder, force=force, source=url)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         if isinstance(exc, InputError):
             raise
         reason = getattr(exc, "reason", None) or exc
         raise InputError(f"cannot download {url}: {reason}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        part.discard()
 
 
-def resolve_model(model: str | Path | None, root: str | Path | None = None) -> tuple[Path, str | None]:
-    """``(checkpoint path, architecture or None)`` for a file path, an installed name, or None (the installed
-    model; with several, the most recently added)."""
+def choose_model(model: str | Path | None, root: str | Path | None = None,
+                 builtin: str | Path | None = None) -> ModelChoice:
+    """The model to run: ``model`` (a checkpoint file or an installed name) when given, else the default (see
+    the module docstring). ``builtin`` overrides where the built-in model is looked for."""
     folder = store_dir(root)
-    if model is None or str(model) == "":
-        entries = list_models(folder)
-        if not entries:
-            raise NoModelError(root=folder)
-        entry = max(entries, key=lambda e: (e.added, e.name))
-        return entry.path, entry.arch or None
+    builtin_path = builtin_model_path() if builtin is None else Path(builtin)
+    if model is not None and str(model) != "":
+        return _named_model(str(model), folder, builtin_path)
+    name = get_default(folder)
+    if name == BUILTIN_NAME and builtin_path.is_file():
+        return ModelChoice(BUILTIN_NAME, builtin_path, None, "the built-in model, set as default")
+    if name is not None:
+        entry = get_model(name, folder)
+        if entry is None:
+            raise InputError(f"the default model {name!r} is not installed in {folder}: choose another with "
+                             f"`gopose models default NAME` or pass --model")
+        return ModelChoice(entry.name, entry.path, entry.arch or None, "the default set with `gopose models default`")
+    if builtin_path.is_file():
+        return ModelChoice(BUILTIN_NAME, builtin_path, None, "the built-in model")
+    entries = list_models(folder)
+    if len(entries) == 1:
+        return ModelChoice(entries[0].name, entries[0].path, entries[0].arch or None, "the only installed model")
+    if entries:
+        raise InputError(f"{len(entries)} models are installed ({', '.join(e.name for e in entries)}) and none is "
+                         f"the default: choose one with `gopose models default NAME` or pass --model")
+    raise NoModelError(root=folder)
+
+
+def _named_model(model: str, folder: Path, builtin_path: Path) -> ModelChoice:
     path = Path(model)
+    if path.is_dir():
+        raise InputError(f"--model {model} is a folder, not a checkpoint file or an installed model name")
     if path.is_file():
-        return path, None
-    entry = get_model(str(model), folder)
+        return ModelChoice(path.stem, path, None, "--model")
+    entry = get_model(model, folder)
     if entry is not None:
-        return entry.path, entry.arch or None
-    if path.suffix or os.sep in str(model):
+        return ModelChoice(entry.name, entry.path, entry.arch or None, "--model")
+    if model == BUILTIN_NAME and builtin_path.is_file():
+        return ModelChoice(BUILTIN_NAME, builtin_path, None, "--model, the built-in model")
+    if path.suffix or os.sep in model:
         raise InputError(f"checkpoint file not found: {model}")
     names = [e.name for e in list_models(folder)]
     if not names:
@@ -209,13 +334,26 @@ def resolve_model(model: str | Path | None, root: str | Path | None = None) -> t
     raise InputError(f"no installed model named {model!r}; installed: {', '.join(names)}")
 
 
-def remove_model(name: str, root: str | Path | None = None) -> None:
+def resolve_model(model: str | Path | None, root: str | Path | None = None) -> tuple[Path, str | None]:
+    """``(checkpoint path, architecture or None)`` for a file path, an installed name, or None (the default
+    model, see :func:`choose_model`)."""
+    choice = choose_model(model, root)
+    return choice.path, choice.arch
+
+
+def remove_model(name: str, root: str | Path | None = None) -> bool:
+    """Uninstall ``name``; True when it was the explicit default (which is then cleared)."""
     entry = get_model(name, root)
     if entry is None:
         raise InputError(f"no installed model named {name!r}")
     entry.path.unlink(missing_ok=True)
     (store_dir(root) / f"{name}.json").unlink(missing_ok=True)
+    if get_default(root) == name:
+        clear_default(root)
+        return True
+    return False
 
 
-__all__ = ["NoModelError", "ModelEntry", "store_dir", "list_models", "get_model", "add_model", "download_model",
-           "resolve_model", "remove_model", "sha256_file"]
+__all__ = ["NoModelError", "ModelEntry", "ModelChoice", "BUILTIN_NAME", "store_dir", "list_models", "get_model",
+           "add_model", "download_model", "choose_model", "resolve_model", "remove_model", "sha256_file",
+           "builtin_model_path", "builtin_entry", "get_default", "set_default", "clear_default"]

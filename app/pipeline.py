@@ -9,6 +9,9 @@ Policies:
 The infer thread runs preprocessing and the network only; the sink thread decodes the maps (the decoder's
 grouping is Python-heavy and would otherwise leave a core idle while the network waits), then runs tracking and
 smoothing in frame order, every sink and ``on_result``.
+Seeking: ``seek()`` only records the target; the decode thread applies it between two frames and stamps every
+frame with a *seek epoch* (the number of seeks applied before it was read), so tracking and smoothing restart
+exactly at the first frame read after the seek, not at a pre-seek frame still in the queues.
 Shutdown is clean on end of stream, on an error in any stage, on ``stop()`` and on Ctrl-C (``run``): every
 sink is closed (``close()``; ``stop(discard=True)`` and errors call ``abort()`` instead, leaving no file).
 """
@@ -27,6 +30,7 @@ import numpy as np
 
 from app.sinks import StreamMeta
 from app.sources import Frame, FrameSource
+from core.errors import InputError
 
 LOG = logging.getLogger(__name__)
 
@@ -163,7 +167,10 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._opened: list = []
         self._started = False
-        self._reset_tracks = False
+        self._seek_lock = threading.Lock()
+        self._pending_seek: float | None = None
+        self._epoch = 0  # seeks applied by the decode thread
+        self._delivered_epoch = 0
         self._last_ts: float | None = None
 
     # -- control ----------------------------------------------------------------------------------------
@@ -251,14 +258,26 @@ class Pipeline:
         except OSError as exc:
             LOG.debug("cannot lower the priority of %s: %s", threading.current_thread().name, exc)
 
+    def _apply_seek(self) -> int:
+        """Seek the source if ``seek()`` asked for it since the last frame; the epoch of the next frame read."""
+        with self._seek_lock:
+            target, self._pending_seek = self._pending_seek, None
+        if target is not None:
+            self.source.seek(target)
+            self._epoch += 1
+        return self._epoch
+
     def _decode_loop(self) -> None:
         self._background_priority()
         try:
             n = 0
-            for frame in self.source:
-                if self._stop.is_set():
+            frames = iter(self.source)
+            while not self._stop.is_set():
+                epoch = self._apply_seek()
+                frame = next(frames, None)
+                if frame is None or self._stop.is_set():
                     break
-                if not self._emit_frame((frame, time.monotonic())):
+                if not self._emit_frame((frame, time.monotonic(), epoch)):
                     break
                 n += 1
                 if self.max_frames is not None and n >= self.max_frames:
@@ -266,8 +285,7 @@ class Pipeline:
         except BaseException as exc:  # noqa: BLE001 - reported through self.error
             self._fail(exc)
         finally:
-            self.stats.decode_errors = int(getattr(self.source, "decode_errors", 0)) + int(
-                getattr(self.source, "missing_frames", 0))
+            self.stats.decode_errors = int(getattr(self.source, "lost_frames", 0))  # the one count of lost frames
             self._emit_end()
 
     def _emit_end(self) -> None:
@@ -312,7 +330,7 @@ class Pipeline:
                 batch, ended = self._next_batch()
                 if not batch:
                     continue
-                images = [f.image for f, _ in batch]
+                images = [item[0].image for item in batch]
                 if self._split:  # network here, decoding on the sink thread (overlaps the next network call)
                     item = (batch, self.estimator.infer_maps(images))
                 else:
@@ -346,8 +364,8 @@ class Pipeline:
                     continue
                 batch, out = item
                 results = self.estimator.decode_maps(out) if self._split else out
-                for (frame, t0), result in zip(batch, results):
-                    self._deliver(frame, result)
+                for (frame, t0, epoch), result in zip(batch, results):
+                    self._deliver(frame, result, epoch)
                     now = time.monotonic()
                     self.stats.latencies.append(now - t0)
                     self.stats.done_times.append(now)
@@ -361,15 +379,19 @@ class Pipeline:
                 self.stats.dropped = self._frames.dropped
 
     def seek(self, seconds: float) -> None:
-        """Seek the source (from any thread); tracks and smoothing restart at the new position."""
-        self.source.seek(seconds)
-        self._reset_tracks = True
+        """Seek the source (from any thread; applied by the decode thread before its next frame). Tracks and
+        smoothing restart at the first frame after the seek; frames decoded before it are still delivered.
+        Raises ``InputError`` for a source that cannot seek."""
+        if not getattr(self.source, "seekable", False):
+            raise InputError(f"source {self.source.name} is not seekable")
+        with self._seek_lock:
+            self._pending_seek = max(0.0, float(seconds))
 
-    def _deliver(self, frame: Frame, result) -> None:
+    def _deliver(self, frame: Frame, result, epoch: int) -> None:
         last = self._last_ts
         jumped = last is not None and (frame.timestamp < last or frame.timestamp - last > 5.0)
-        if self._reset_tracks or jumped:
-            self._reset_tracks = False
+        if epoch != self._delivered_epoch or jumped:  # a seek, or a gap in time (a looped or broken stream)
+            self._delivered_epoch = epoch
             if self.tracker is not None:
                 self.tracker.reset()
             if self.smoother is not None:

@@ -2,13 +2,19 @@
 
 A sink is opened with the stream's :class:`StreamMeta`, receives ``write(frame, result)`` for every frame in
 order, and is finalised by ``close()`` (the output appears under its final name by an atomic rename) or
-discarded by ``abort()`` (nothing is left behind). Everything is written to a temporary file next to the
-target first, so an interrupted run never leaves a truncated output. Memory stays flat: every sink streams
-to disk (the COCO sink spools images and annotations to temporary files and joins them at ``close``).
+discarded by ``abort()`` (nothing is left behind). ``close()`` is ``finish()`` (complete and fsync the temporary
+file: where a full disk shows) then the rename. Everything is written through ``core.io.files.AtomicFile`` to a
+temporary file next to the target first, so an interrupted run never leaves a truncated output. Memory stays
+flat: every sink streams to disk (the COCO sink spools images and annotations to anonymous temporary files and
+joins them in ``finish``).
+
+:class:`OutputSet` groups the sinks of one input so that their outputs are published together or not at all:
+every sink finishes first, then all are renamed; a failure at any point removes them all.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import os
@@ -23,6 +29,7 @@ import numpy as np
 
 from core.contract import PoseContract
 from core.errors import InputError
+from core.io.files import AtomicFile
 from core.poses import Poses
 
 LOG = logging.getLogger(__name__)
@@ -47,41 +54,27 @@ class Sink(Protocol):
     def abort(self) -> None: ...
 
 
+def _discard(file: AtomicFile) -> None:
+    """Remove an unfinished output even when closing it fails (its buffered data cannot reach a full disk)."""
+    try:
+        file.discard()
+    except OSError:
+        LOG.debug("closing %s failed; removing it", file.tmp, exc_info=True)
+        file.tmp.unlink(missing_ok=True)
+
+
+def _sync(path: Path) -> None:
+    """fsync a file written by another library (a full disk may only show here)."""
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
 def _round(values: np.ndarray, digits: int = 2) -> list:
     return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
 
 
-class AtomicFile:
-    """A file written under a temporary name in the target folder and renamed into place on ``commit``."""
-
-    def __init__(self, path: str | Path, mode: str = "w", **kwargs) -> None:
-        self.path = Path(path)
-        folder = self.path.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
-        except OSError as exc:
-            raise InputError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
-        os.close(fd)
-        self.tmp = Path(tmp)
-        self.handle: IO | None = open(self.tmp, mode, **kwargs) if mode else None
-
-    def commit(self) -> Path:
-        if self.handle is not None:
-            self.handle.flush()
-            os.fsync(self.handle.fileno())
-            self.handle.close()
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def discard(self) -> None:
-        if self.handle is not None and not self.handle.closed:
-            self.handle.close()
-        self.tmp.unlink(missing_ok=True)
-
-
 class _FileSink:
-    """Shared plumbing: an output path, an atomic file, ``close``/``abort`` and a frame counter."""
+    """Shared plumbing: an output path, an atomic file, ``finish``/``close``/``abort`` and a frame counter."""
 
     suffix = ""
 
@@ -89,20 +82,44 @@ class _FileSink:
         self.path = Path(path)
         self.frames = 0
         self._file: AtomicFile | None = None
+        self._finished = False
         self.meta: StreamMeta | None = None
+
+    @property
+    def tmp(self) -> Path | None:
+        """The temporary file while the output is open (None before ``open`` and after ``close``/``abort``)."""
+        return self._file.tmp if self._file is not None else None
 
     def open(self, meta: StreamMeta) -> None:
         self.meta = meta
+        self._finished = False
         self._file = AtomicFile(self.path, "w", encoding="utf-8", newline="")
+
+    def _complete(self) -> None:
+        """Write what only the end of the stream gives (subclasses)."""
+
+    def finish(self) -> None:
+        """Complete the temporary file and make it durable; the final name is untouched."""
+        if self._file is None or self._finished:
+            return
+        self._complete()
+        self._file.handle.flush()
+        os.fsync(self._file.handle.fileno())
+        self._finished = True
 
     def close(self) -> None:
         if self._file is not None:
+            try:
+                self.finish()
+            except BaseException:
+                self.abort()
+                raise
             self._file.commit()
             self._file = None
 
     def abort(self) -> None:
         if self._file is not None:
-            self._file.discard()
+            _discard(self._file)
             self._file = None
 
 
@@ -159,9 +176,7 @@ class CocoJsonSink(_FileSink):
                 "track_id": int(poses.track_ids[p]), "iscrowd": 0}))
         self._anns.write(("," if self._n_ann > len(poses) else "") + ",".join(parts))
 
-    def close(self) -> None:
-        if self._file is None:
-            return
+    def _complete(self) -> None:
         spec = self.meta.contract.spec
         out = self._file.handle
         head = {"info": {"description": f"GOPose annotations of {self.meta.name}", "source": self.meta.name,
@@ -176,7 +191,6 @@ class CocoJsonSink(_FileSink):
         self._copy(self._anns, out)
         out.write("]}\n")
         self._cleanup()
-        super().close()
 
     @staticmethod
     def _copy(src: IO, dst: IO) -> None:
@@ -187,7 +201,10 @@ class CocoJsonSink(_FileSink):
     def _cleanup(self) -> None:
         for f in (self._images, self._anns):
             if f is not None:
-                f.close()
+                try:
+                    f.close()  # anonymous files: nothing stays on disk, even when this close fails
+                except OSError:
+                    LOG.debug("closing a COCO spool file failed", exc_info=True)
         self._images = self._anns = None
 
     def abort(self) -> None:
@@ -254,17 +271,24 @@ class VideoSink:
         self.frames = 0
         self._file: AtomicFile | None = None
         self._container = None
+        self._finished = False
+
+    @property
+    def tmp(self) -> Path | None:
+        return self._file.tmp if self._file is not None else None
 
     def open(self, meta: StreamMeta) -> None:
         import av
 
         self.meta = meta
+        self._finished = False
         self._file = AtomicFile(self.path, mode="")
         w, h = meta.size
         self._even = (w + (w & 1), h + (h & 1))  # yuv420p needs even sizes; odd ones get one padded column/row
         rate = Fraction(meta.fps).limit_denominator(1001) if meta.fps and meta.fps > 0 else Fraction(25)
         try:
             self._container = av.open(str(self._file.tmp), "w", format="mp4")
+            self._container.metadata["comment"] = f"{ANNOTATED_MARK} of {meta.name}"
             stream = self._container.add_stream(self.codec, rate=rate,
                                                 options={"preset": self.preset, "crf": str(self.crf)})
         except Exception as exc:  # noqa: BLE001 - report any encoder problem as bad output settings
@@ -313,14 +337,27 @@ class VideoSink:
         ew, eh = self._even
         return np.pad(image, ((0, eh - h), (0, ew - w), (0, 0)))
 
-    def close(self) -> None:
-        if self._container is None:
+    def finish(self) -> None:
+        """Flush the encoder, write the index and fsync; the final name is untouched."""
+        if self._container is None or self._finished:
             return
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()
         self._container = None
+        _sync(self._file.tmp)
+        self._finished = True
+
+    def close(self) -> None:
+        if self._file is None:
+            return
+        try:
+            self.finish()
+        except BaseException:
+            self.abort()
+            raise
         self._file.commit()
+        self._file = None
 
     def abort(self) -> None:
         if self._container is not None:
@@ -330,15 +367,104 @@ class VideoSink:
                 LOG.debug("closing an aborted video failed", exc_info=True)
             self._container = None
         if self._file is not None:
-            self._file.discard()
+            _discard(self._file)
             self._file = None
 
+
+class Journal(Protocol):
+    """Records a set's pending renames so a run killed while renaming can be completed later (app/manifest.py)."""
+
+    def begin(self, pending: dict[Path, Path]) -> None: ...
+    def commit(self) -> None: ...
+    def discard(self) -> None: ...
+
+
+class OutputSet:
+    """The sinks of one input, published together or not at all (itself a sink, for the pipeline).
+
+    ``close()`` first finishes every sink (complete and fsync each temporary file: where a full disk fails), then
+    records the pending renames in ``journal`` when one is given, then renames every output into place. A failure
+    at any step removes every output of the set, including those already renamed, and is kept in ``error``:
+    ``close()`` does not raise, so whoever runs the set reports one error. ``published`` tells the outcome.
+    """
+
+    def __init__(self, sinks: list, journal: Journal | None = None) -> None:
+        self.sinks = list(sinks)
+        self.journal = journal
+        self.frames = 0
+        self.error: BaseException | None = None
+        self.published = False
+
+    @property
+    def paths(self) -> list[Path]:
+        return [s.path for s in self.sinks]
+
+    def open(self, meta: StreamMeta) -> None:
+        self.error, self.published, self.frames = None, False, 0
+        opened = []
+        try:
+            for sink in self.sinks:
+                sink.open(meta)
+                opened.append(sink)
+        except BaseException:
+            for sink in opened:
+                sink.abort()
+            raise
+
+    def write(self, frame, result) -> None:
+        for sink in self.sinks:
+            sink.write(frame, result)
+        self.frames += 1
+
+    def close(self) -> None:
+        try:
+            for sink in self.sinks:
+                sink.finish()
+            if self.journal is not None:
+                self.journal.begin({s.path: s.tmp for s in self.sinks})
+        except Exception as exc:  # noqa: BLE001 - kept in self.error for the caller
+            self.abort()
+            self.error = exc
+            return
+        renamed: list[Path] = []
+        try:
+            for sink in self.sinks:
+                sink.close()
+                renamed.append(sink.path)
+            if self.journal is not None:
+                self.journal.commit()
+        except Exception as exc:  # noqa: BLE001
+            LOG.debug("publishing %s failed; removing the set", self.paths, exc_info=True)
+            for path in renamed:
+                path.unlink(missing_ok=True)
+            self.abort()
+            self.error = exc
+            return
+        self.published = True
+
+    def abort(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.abort()
+            except Exception:  # noqa: BLE001 - remove what can be removed
+                LOG.debug("aborting %s failed", type(sink).__name__, exc_info=True)
+        if self.journal is not None:
+            self.journal.discard()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors of a full disk or quota (also FFmpeg's, which carry ``errno``)."""
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+ANNOTATED_SUFFIX = ".annotated.mp4"  # never a plain "<stem>.mp4": an output must not look like (or be) an input
+ANNOTATED_MARK = "GOPose annotated video"  # container comment of our annotated videos
 
 FORMATS: dict[str, tuple[str, type]] = {
     "coco": (".coco.json", CocoJsonSink),
     "jsonl": (".jsonl", JsonlSink),
     "csv": (".csv", CsvSink),
-    "video": (".mp4", VideoSink),
+    "video": (ANNOTATED_SUFFIX, VideoSink),
 }
 
 
@@ -352,7 +478,7 @@ def parse_formats(text: str | list[str] | tuple[str, ...]) -> list[str]:
 
 
 def output_paths(stem: str, out_dir: str | Path, formats: list[str]) -> dict[str, Path]:
-    """The output file of each format: ``OUT/<stem>.coco.json``, ``.jsonl``, ``.csv``, ``.mp4``."""
+    """The output file of each format: ``OUT/<stem>.coco.json``, ``.jsonl``, ``.csv``, ``.annotated.mp4``."""
     return {f: Path(out_dir) / f"{stem}{FORMATS[f][0]}" for f in formats}
 
 
@@ -360,5 +486,5 @@ def make_sinks(paths: dict[str, Path], **video_kwargs) -> list:
     return [FORMATS[f][1](p, **video_kwargs) if f == "video" else FORMATS[f][1](p) for f, p in paths.items()]
 
 
-__all__ = ["StreamMeta", "Sink", "AtomicFile", "CocoJsonSink", "JsonlSink", "CsvSink", "VideoSink", "FORMATS",
-           "parse_formats", "output_paths", "make_sinks"]
+__all__ = ["StreamMeta", "Sink", "CocoJsonSink", "JsonlSink", "CsvSink", "VideoSink", "OutputSet", "FORMATS",
+           "ANNOTATED_SUFFIX", "parse_formats", "output_paths", "make_sinks", "is_disk_full"]

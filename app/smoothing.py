@@ -2,7 +2,9 @@
 
 The filter is a low-pass whose cut-off rises with speed: still keypoints are smoothed strongly (no jitter),
 moving ones follow with little lag. Positions are in pixels and speeds in pixels per second; ``beta`` is in
-Hz per (pixel/second). State is kept per track id and dropped after ``max_age`` seconds unseen.
+Hz per (pixel/second). State is kept per track id and dropped after ``max_age`` seconds unseen (before it
+could be used: a track seen again after a longer gap, or after time went back, starts afresh). The pipeline
+also resets the smoother, with the tracker, at a seek.
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ class PoseSmoother:
 
     def update(self, poses: Poses, timestamp: float) -> Poses:
         """Return ``poses`` with smoothed coordinates (scores and ids unchanged); ``timestamp`` in seconds."""
+        self._expire(timestamp)
         out = Poses(poses.keypoints.copy(), poses.scores, poses.track_ids, dict(poses.meta))
         rows = np.flatnonzero(poses.track_ids >= 0)
         if len(rows):
@@ -79,7 +82,11 @@ class PoseSmoother:
             out.keypoints[rows, :, :2] = new_x.astype(np.float32)
             for i, tid in enumerate(poses.track_ids[rows].tolist()):
                 self._state[tid] = (new_x[i], new_dx[i], present[i].copy(), float(timestamp))
+        return out
+
+    def _expire(self, timestamp: float) -> None:
+        """Drop the states unseen for more than ``max_age`` seconds or newer than ``timestamp`` (time went back):
+        a track coming back after a gap starts afresh instead of being blended with where it was long ago."""
         stale = [tid for tid, st in self._state.items() if timestamp - st[3] > self.max_age or timestamp < st[3]]
         for tid in stale:
             del self._state[tid]
-        return out

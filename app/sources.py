@@ -3,8 +3,9 @@
 Every source is an iterable of :class:`Frame` (BGR uint8 image, running index, timestamp in seconds) with
 ``fps``, ``size`` (width, height), ``frame_count`` (None when unknown), ``is_live``, ``seekable``,
 ``seek(seconds)`` and ``close()``; sources are context managers. Bad input raises
-:class:`core.errors.InputError` naming the input; a damaged video yields every frame that decodes and counts
-the rest in ``decode_errors``.
+:class:`core.errors.InputError` naming the input; a damaged video yields every frame that decodes, and
+``lost_frames`` is the one count of frames that never came out (the warning, the pipeline's stats and the
+annotate summary all report it).
 """
 from __future__ import annotations
 
@@ -56,6 +57,12 @@ class FrameSource:
     @property
     def decode_errors(self) -> int:
         """Packets or images that could not be decoded and were skipped."""
+        return self._decode_errors
+
+    @property
+    def lost_frames(self) -> int:
+        """Frames of the source that never came out (unreadable images; a video's undecodable or missing
+        frames): the one count reported everywhere."""
         return self._decode_errors
 
     @property
@@ -145,9 +152,11 @@ class VideoSource(FrameSource):
             self._seeked = False
             self._packets = self._container.demux(self._stream)
             self._decoded: list = []
+            self._damaged = 0
+            self._demux_error: str | None = None
             first = self._next_av_frame()
             if first is None:
-                raise InputError(f"no decodable video frames in {spec}")
+                raise InputError(self._no_frame_message(spec, is_url))
             self._first = first
             image = self._to_bgr(first)
             self.size = (image.shape[1], image.shape[0])
@@ -156,6 +165,16 @@ class VideoSource(FrameSource):
         except InputError:
             self._container.close()
             raise
+
+    def _no_frame_message(self, spec: str, is_url: bool) -> str:
+        fmt = getattr(getattr(self._container, "format", None), "name", "") or ""
+        if is_url and self._demux_error and "mp4" in fmt:
+            return (f"cannot read {spec}: reading failed before the first frame ({self._demux_error}); this MP4 "
+                    f"keeps its index (moov) at the end and the server does not serve byte ranges - download it "
+                    f"first, or remux it with the index first (ffmpeg -i IN -c copy -movflags +faststart OUT)")
+        if self._demux_error:
+            return f"cannot read {spec}: reading failed before the first frame ({self._demux_error})"
+        return f"no decodable video frames in {spec}"
 
     # -- decoding -------------------------------------------------------------------------------------
     def _next_av_frame(self):
@@ -168,7 +187,8 @@ class VideoSource(FrameSource):
                 return None
             except (av.error.FFmpegError, OSError) as exc:
                 self._decode_errors += 1
-                LOG.warning("%s: stopped reading after a demux error (%s)", self.name, _short(exc))
+                self._demux_error = _short(exc)
+                LOG.debug("%s: stopped reading after a demux error (%s)", self.name, self._demux_error)
                 return None
             try:
                 self._decoded = list(packet.decode())
@@ -206,6 +226,7 @@ class VideoSource(FrameSource):
                 self._frames_read += 1
                 if getattr(frame, "is_corrupt", False):
                     self._decode_errors += 1
+                    self._damaged += 1
                 ts = self._timestamp(frame, self._index)
                 index = self._index
                 self._index += 1
@@ -218,12 +239,27 @@ class VideoSource(FrameSource):
             return 0
         return max(0, self.frame_count - self._frames_read)
 
+    @property
+    def damaged_frames(self) -> int:
+        """Frames that decoded with errors (delivered, possibly with artefacts)."""
+        return self._damaged
+
+    @property
+    def lost_frames(self) -> int:
+        """Frames that never decoded: announced minus decoded once read to the end (when the container
+        announces a count), else the undecodable packets."""
+        undecodable = self._decode_errors - self._damaged
+        if self.frame_count is None or self._seeked or not getattr(self, "_ended", False):
+            return undecodable
+        return max(0, self.frame_count - self._frames_read)
+
     def _report_end(self) -> None:
         self._ended = True
-        if self.missing_frames or self.decode_errors:
-            LOG.warning("%s is damaged or truncated: decoded %d of %d frames, %d undecodable packets skipped",
-                        self.name, self._frames_read, max(self.frame_count or 0, self._frames_read),
-                        self.decode_errors)
+        if self.lost_frames or self.damaged_frames:
+            total = f" of {self.frame_count}" if self.frame_count and not self._seeked else ""
+            why = f"; reading stopped at: {self._demux_error}" if self._demux_error else ""
+            LOG.warning("%s is damaged or truncated: decoded %d%s frames (%d lost, %d damaged)%s", self.name,
+                        self._frames_read, total, self.lost_frames, self.damaged_frames, why)
 
     def seek(self, seconds: float) -> None:
         if not self.seekable:
@@ -382,6 +418,10 @@ class PacedSource(FrameSource):
     @property
     def missing_frames(self) -> int:
         return getattr(self.inner, "missing_frames", 0)
+
+    @property
+    def lost_frames(self) -> int:
+        return self.inner.lost_frames
 
     def close(self) -> None:
         super().close()

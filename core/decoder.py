@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from core.contract import PoseContract
+from core.encoder import DEFAULT_SIGMA
 from core.poses import Poses
 
 
@@ -42,7 +43,8 @@ class DecoderConfig:
     max_people: int = 100            # keep at most this many people per image
     refine: bool = True              # sub-pixel peak localisation
     nms_kernel: int = 3
-    sigma: float = 7.0               # heatmap Gaussian sigma (input px) the network was trained with (edge peaks)
+    sigma: float = DEFAULT_SIGMA     # heatmap Gaussian sigma (input px) the network was trained with (edge peaks);
+                                     # a model's codec sets it
     peak_mode: str = "stride4"       # 'stride4' (ours) or 'upsample' (the paper's: maps upsampled by the stride)
 
     def __post_init__(self) -> None:

@@ -42,6 +42,11 @@ def person_scales_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
     return np.sqrt(keypoint_box_areas(keypoints)).astype(np.float32)
 
 
+#: default heatmap Gaussian sigma (input px) and offset window (cells); ``core.codec.Codec`` carries a model's own
+DEFAULT_SIGMA = 7.0
+DEFAULT_WINDOW = 7
+
+
 class TargetEncoder:
     """Encode people into the maps a network with ``contract`` is trained on.
 
@@ -50,7 +55,8 @@ class TargetEncoder:
     each keypoint for scales) that receives targets.
     """
 
-    def __init__(self, contract: PoseContract, sigma: float = 7.0, window: int = 7, min_heat: float = 0.01,
+    def __init__(self, contract: PoseContract, sigma: float = DEFAULT_SIGMA, window: int = DEFAULT_WINDOW,
+                 min_heat: float = 0.01,
                  min_person_scale: float = 1.0):
         if sigma <= 0 or window < 1 or not 0 < min_heat < 1:
             raise ValueError(f"invalid encoder settings: sigma={sigma}, window={window}, min_heat={min_heat}")
@@ -63,10 +69,6 @@ class TargetEncoder:
         radius_px = sigma * math.sqrt(2.0 * math.log(1.0 / min_heat))
         self._heat_radius = int(math.ceil(radius_px / stride)) + 1
         self._sigmas = np.asarray(contract.spec.sigmas, np.float32)
-
-    @classmethod
-    def from_config(cls, contract: PoseContract, cfg: dict | None = None) -> "TargetEncoder":
-        return cls(contract, **(cfg or {}))
 
     def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         w, h = input_size

@@ -158,8 +158,8 @@ def bench_gui(app, video: str, checkpoint: str, seconds: float, long_edge: int, 
         latencies: list[float] = []
 
         def on_frame(_n, lat=latencies):
-            if window._latency_ms is not None:
-                lat.append(window._latency_ms)
+            if window.latency_ms is not None:
+                lat.append(window.latency_ms)
 
         window.frame_shown.connect(on_frame)
         d0, r0, p0 = window.frames_displayed, window.results_displayed, window.view.paint_ms

@@ -2,7 +2,7 @@
 
 For each image of a batch it maps the image's annotated people into the network-input canvas with the same
 transform the image went through (keypoints via ``transform.apply``, person scale = sqrt(area) x the
-transform's scale), encodes them with ``core.encoder.TargetEncoder`` and returns the maps with the layout of
+transform's scale), encodes them with the codec's encoder and returns the maps with the layout of
 ``PoseNet.infer``. For the flip test it answers the mirrored input as a perfect network would: people mirrored
 and left/right keypoint channels swapped. Everything after it (flip merge, decoding, inverse transform,
 evaluation) is the code a real network's output goes through.
@@ -14,23 +14,27 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from core.codec import Codec
 from core.contract import PoseContract
-from core.encoder import TargetEncoder, person_scales_from_keypoints
+from core.encoder import person_scales_from_keypoints
 from core.geometry import ImageTransform, hflip_transform
 from core.io.annotations import KeypointDataset
 
 
 class OracleModel:
-    """Encoded ground truth of the images of ``dataset`` as network outputs for ``contract``."""
+    """Encoded ground truth of the images of ``dataset`` as network outputs of a model with ``codec`` (a bare
+    contract gets the default codec)."""
 
     arch = "oracle"
     input_multiple = 128
 
-    def __init__(self, dataset: KeypointDataset, contract: PoseContract, sigma: float = 7.0, window: int = 7):
+    def __init__(self, dataset: KeypointDataset, codec: Codec | PoseContract):
+        codec = codec if isinstance(codec, Codec) else Codec(codec)
         self.dataset = dataset
-        self.contract = contract
-        self.encoder = TargetEncoder(contract, sigma=sigma, window=window)
-        self._perm = np.asarray(contract.spec.flip_permutation, dtype=np.int64)
+        self.codec = codec
+        self.contract = codec.contract
+        self.encoder = codec.encoder()
+        self._perm = np.asarray(self.contract.spec.flip_permutation, dtype=np.int64)
 
     def people(self, image_id: int, transform: ImageTransform, flipped: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints ``(P, K, 3)`` in canvas pixels and person scales ``(P,)`` of the image's annotated people."""

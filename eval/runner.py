@@ -4,7 +4,6 @@ image, write ``results.json`` / ``summary.json`` and evaluate with the official 
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -20,12 +19,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.io.files import write_json_atomic
+from core.codec import Codec
 from core.contract import PoseContract
 from core.errors import InputError
-from core.geometry import ImageTransform, fixed_height_transform, long_edge_transform
+from core.geometry import ImageTransform
 from core.keypoints import get_spec
 from core.io.annotations import KeypointDataset, load_keypoint_annotations
 from eval.evaluate import evaluate
+from models.predictor import Predictor
 
 LOG = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class EvalOptions:
     skeleton: str | None = None
     flip: bool = False
     fixed_height: bool = False
-    long_edge: int = 640
+    long_edge: int | None = None         # None: the model's codec default (640 for the oracle)
     height: int = 640
     multiple: int | None = None
     topk: int | None = None
@@ -56,6 +57,7 @@ class EvalOptions:
     device: str = "auto"
     amp: bool = False
     limit: int | None = None
+    split: str | None = None              # only the images whose 'split' field is this (LSPET: train / val)
     test_dev: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,13 +65,6 @@ class EvalOptions:
 
 
 # ------------------------------------------------------------------------------------------------ data loading
-def make_transform(width: int, height: int, opts: EvalOptions, multiple: int) -> ImageTransform:
-    """The paper's test-time geometry: long edge with centre padding, or fixed height with right/bottom padding."""
-    if opts.fixed_height:
-        return fixed_height_transform(width, height, target_height=opts.height, multiple=multiple)
-    return long_edge_transform(width, height, long_edge=opts.long_edge, multiple=multiple)
-
-
 class EvalImages(Dataset):
     """Decodes one image and resamples it onto its canvas (runs in the DataLoader's worker processes)."""
 
@@ -138,63 +133,28 @@ def canvas_batches(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[li
     return sorted(batches, key=lambda b: b[0])
 
 
-# ---------------------------------------------------------------------------------------------------- backends
-class NetworkBackend:
-    """A ``PoseNet`` on a device: uint8 canvases in, final-stack maps out. The network runs prepared for
-    inference (batch norms folded, channels-last, fp16 autocast with ``amp`` on CUDA)."""
+# ------------------------------------------------------------------------------------------------ the predictor
+class OracleNetwork:
+    """The ground-truth oracle (``--oracle-model``) as the predictor's network: ``bind`` the batch's images
+    before ``Predictor.infer``; the flip test's mirrored half (rows N..2N) gets the mirrored people."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, amp: bool = False):
-        from models.precision import InferenceModel
-
-        self.device = device
-        self.amp = amp and device.type == "cuda"
-        self.net = InferenceModel(model, device, precision="fp16" if self.amp else "fp32")
-        self.model = self.net.model  # the prepared copy on ``device`` (its normalisation is the model's)
-        self.contract: PoseContract = model.contract
-        self.input_multiple = int(getattr(model, "input_multiple", 32))
-
-    def prepare(self, canvases: list[np.ndarray]) -> torch.Tensor:
-        batch = torch.from_numpy(np.stack(canvases)).to(self.device, non_blocking=True)
-        normalize = getattr(self.model, "normalize", None)
-        if normalize is not None:
-            return normalize(batch)
-        return torch.stack([self.model.preprocess(c) for c in canvases]).to(self.device)
-
-    @torch.inference_mode()
-    def infer(self, x: torch.Tensor, samples: list[dict[str, Any]], flip: bool) -> tuple[dict, dict | None]:
-        """Outputs for ``x`` and, with ``flip``, for the mirrored ``x`` (one forward pass of 2N images)."""
-        inp = torch.cat([x, x.flip(3)]) if flip else x
-        out = self.net(inp)
-        if not flip:
-            return out, None
-        n = len(x)
-        return ({k: (v[:n] if v is not None else None) for k, v in out.items()},
-                {k: (v[n:] if v is not None else None) for k, v in out.items()})
-
-
-class OracleBackend:
-    """The ground-truth oracle in place of a network (``--oracle-model``)."""
-
-    def __init__(self, oracle, device: torch.device):
+    def __init__(self, oracle) -> None:
         self.oracle = oracle
-        self.device = device
-        self.contract: PoseContract = oracle.contract
-        self.input_multiple = oracle.input_multiple
+        self._batch: tuple[list[ImageTransform], list[int]] = ([], [])
 
-    def prepare(self, canvases: list[np.ndarray]) -> torch.Tensor:
-        # The same uint8 -> tensor step as a network; the oracle only reads the input's size.
-        return torch.from_numpy(np.stack(canvases)).permute(0, 3, 1, 2).to(self.device)
+    def bind(self, transforms: Sequence[ImageTransform], image_ids: Sequence[int]) -> None:
+        self._batch = (list(transforms), list(image_ids))
 
-    def infer(self, x: torch.Tensor, samples: list[dict[str, Any]], flip: bool) -> tuple[dict, dict | None]:
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        transforms, ids = self._batch
         size = (int(x.shape[3]), int(x.shape[2]))
-        transforms = [s["transform"] for s in samples]
-        ids = [s["image_id"] for s in samples]
-
-        def run(flipped: bool) -> dict:
-            out = self.oracle.infer_samples(transforms, ids, size, flipped=flipped)
-            return {k: (v.to(self.device) if v is not None else None) for k, v in out.items()}
-
-        return run(False), (run(True) if flip else None)
+        parts = [self.oracle.infer_samples(transforms, ids, size, flipped=False)]
+        if x.shape[0] == 2 * len(ids):
+            parts.append(self.oracle.infer_samples(transforms, ids, size, flipped=True))
+        elif x.shape[0] != len(ids):
+            raise ValueError(f"oracle bound to {len(ids)} images, got a batch of {x.shape[0]}")
+        return {k: (torch.cat([p[k] for p in parts]).to(x.device) if parts[0][k] is not None else None)
+                for k in parts[0]}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -209,12 +169,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ------------------------------------------------------------------------------------------------- the pipeline
 @dataclass
 class EvalResult:
     """What one evaluation produced (``summary`` is what ``summary.json`` holds)."""
@@ -224,16 +178,8 @@ class EvalResult:
     image_ids: list[int] = field(default_factory=list)
 
 
-def build_backend(opts: EvalOptions, dataset_gt: KeypointDataset, device: torch.device,
-                  model: torch.nn.Module | None = None):
-    """The network from ``--checkpoint`` (or ``model``, checked against ``--dataset``) or the oracle, plus
-    a description of where the network came from."""
-    spec = get_spec(opts.dataset)
-    if opts.oracle_model:
-        from eval.oracle_model import OracleModel
-
-        contract = PoseContract(spec, skeleton_name=opts.skeleton or "default")
-        return OracleBackend(OracleModel(dataset_gt, contract), device), {"oracle": True}
+def _load_model(opts: EvalOptions, model: torch.nn.Module | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The network from ``--checkpoint`` (or ``model``), checked against ``--dataset``."""
     info: Any = {}
     if model is None:
         if opts.checkpoint is None:
@@ -242,33 +188,76 @@ def build_backend(opts: EvalOptions, dataset_gt: KeypointDataset, device: torch.
 
         model, info = load_checkpoint(opts.checkpoint, arch=opts.arch, map_location="cpu")
     contract: PoseContract = model.contract
+    spec = get_spec(opts.dataset)
     source = f"checkpoint {opts.checkpoint}" if opts.checkpoint is not None else f"the {type(model).__name__} model"
     if contract.spec.name != spec.name:
         raise InputError(f"{source} predicts {contract.spec.name} keypoints "
                          f"({contract.n_keypoints}), but --dataset is {spec.name} ({spec.n_keypoints} keypoints)")
-    if opts.skeleton and opts.skeleton != contract.skeleton_name:
-        raise InputError(f"{source} was trained with the {contract.skeleton_name!r} skeleton; "
-                         f"--skeleton {opts.skeleton} cannot change it")
     ck = {"path": str(opts.checkpoint) if opts.checkpoint is not None else None,
           "arch": getattr(model, "arch", opts.arch), "contract": contract.to_dict()}
     if isinstance(info, dict):
         ck.update({k: info[k] for k in ("epoch", "step", "format") if k in info})
-    return NetworkBackend(model, device, amp=opts.amp), ck
+    return model, ck
 
 
-def decoder_config(opts: EvalOptions):
-    from core.decoder import DecoderConfig
-
-    kw = {k: getattr(opts, k) for k in ("topk", "threshold", "dist_max", "person_threshold")
-          if getattr(opts, k) is not None}
+def _sub_skeleton(network, codec: Codec, skeleton: str | None, source: str):
+    """Decode through ``skeleton`` when it is a part of the model's (the channels of its limbs only)."""
+    if not skeleton or skeleton == codec.contract.skeleton_name:
+        return network, codec
     try:
-        return DecoderConfig(**kw)
+        sub, index = codec.with_skeleton(skeleton)
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{source} was trained with the {codec.contract.skeleton_name!r} skeleton; --skeleton "
+                         f"{skeleton} is not a part of it ({exc.args[0] if exc.args else exc})") from None
+
+    def selected(x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        out = dict(network(x))
+        out["offsets"] = Codec.select_limbs(out["offsets"], index)
+        return out
+
+    return selected, sub
+
+
+def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torch.device,
+                    model: torch.nn.Module | None = None) -> tuple[Predictor, OracleNetwork | None, dict[str, Any]]:
+    """The predictor ``gopose eval`` runs (the one the app and annotate run), the oracle network when it stands in
+    for a network, and a description of where the network came from."""
+    decoder_opts = {k: getattr(opts, k) for k in ("topk", "threshold", "dist_max", "person_threshold")}
+    geometry = {"long_edge": opts.long_edge, "fixed_height": opts.height if opts.fixed_height else None,
+                "flip": opts.flip}
+    try:
+        if opts.oracle_model:
+            from eval.oracle_model import OracleModel
+
+            spec = get_spec(opts.dataset)
+            codec = Codec(PoseContract(spec, skeleton_name=opts.skeleton or spec.default_skeleton), long_edge=640)
+            oracle = OracleNetwork(OracleModel(dataset_gt, codec))
+            predictor = Predictor(oracle, codec, normalize=lambda b: b.permute(0, 3, 1, 2),
+                                  input_multiple=opts.multiple or OracleModel.input_multiple, device=device,
+                                  decoder=codec.decoder_config(**decoder_opts), **geometry)
+            return predictor, oracle, {"oracle": True}
+        from models.precision import InferenceModel
+
+        net, ck = _load_model(opts, model)
+        runner = InferenceModel(net, device, precision="fp16" if opts.amp and device.type == "cuda" else "fp32")
+        network, codec = _sub_skeleton(runner, net.codec, opts.skeleton, ck["path"] or "the model")
+        predictor = Predictor(network, codec, normalize=runner.model.normalize,
+                              input_multiple=opts.multiple or int(getattr(net, "input_multiple", 32)),
+                              device=device, decoder=codec.decoder_config(**decoder_opts), **geometry)
+        return predictor, None, ck
     except ValueError as exc:
         raise InputError(f"invalid decoder option: {exc}") from None
 
 
 def _records(gt: KeypointDataset, opts: EvalOptions) -> list[dict[str, Any]]:
-    images = gt.images if opts.limit is None else gt.images[:max(0, opts.limit)]
+    images = gt.images
+    if opts.split is not None:
+        split = {int(r["id"]): r.get("split") for r in gt.raw["images"]}
+        if not any(v is not None for v in split.values()):
+            raise InputError(f"annotation file {opts.annotations} has no 'split' field; --split {opts.split} "
+                             "cannot select images")
+        images = [img for img in images if split[img.id] == opts.split]
+    images = images if opts.limit is None else images[:max(0, opts.limit)]
     return [{"id": img.id, "file_name": img.file_name, "width": img.width, "height": img.height} for img in images]
 
 
@@ -294,16 +283,13 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     if opts.batch_size < 1 or opts.workers < 0:
         raise InputError(f"--batch-size must be >= 1 and --workers >= 0, got {opts.batch_size}, {opts.workers}")
     size = opts.height if opts.fixed_height else opts.long_edge
-    if size < 16:
+    if size is not None and size < 16:
         raise InputError(f"--{'height' if opts.fixed_height else 'long-edge'} must be at least 16 pixels, got {size}")
     device = resolve_device(opts.device)
-    backend, checkpoint_info = build_backend(opts, gt, device, model)
-    contract = backend.contract
-    from core.decoder import decode, merge_flip
-
-    config = decoder_config(opts)
-    multiple = opts.multiple or backend.input_multiple
-    transforms = [make_transform(r["width"], r["height"], opts, multiple) for r in records]
+    predictor, oracle, checkpoint_info = build_predictor(opts, gt, device, model)
+    contract = predictor.contract
+    config = predictor.decoder_config
+    transforms = [predictor.transform_for(r["width"], r["height"]) for r in records]
     batches = canvas_batches([t.dst_size for t in transforms], opts.batch_size)
     loader = DataLoader(EvalImages(opts.images, records, transforms), batch_sampler=batches,
                         num_workers=opts.workers, collate_fn=_collate, worker_init_fn=_worker_init,
@@ -327,24 +313,14 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
             raise InputError(bad)
         idx = np.array([s["index"] for s in samples])
         m = len(samples)
-        t0 = time.perf_counter()
-        x = backend.prepare([s["canvas"] for s in samples])
-        _sync(device)
-        t1 = time.perf_counter()
-        out, flipped = backend.infer(x, samples, opts.flip)
-        _sync(device)
-        t2 = time.perf_counter()
-        heat, off, scales = out["heatmaps"], out["offsets"], out.get("scales")
-        if flipped is not None:
-            heat, off, scales = merge_flip(heat, off, flipped["heatmaps"], flipped["offsets"], contract,
-                                           scales=scales, flipped_scales=flipped.get("scales"))
-        poses = decode(heat, off, contract, config, scales=scales)
-        for s, p in zip(samples, poses):
-            results.extend(p.map_points(s["transform"].inverse).to_coco(s["image_id"]))
-        t3 = time.perf_counter()
-        pre_ms[idx] = np.array([s["load_ms"] for s in samples]) + (t1 - t0) * 1e3 / m
-        net_ms[idx] = (t2 - t1) * 1e3 / m
-        dec_ms[idx] = (t3 - t2) * 1e3 / m
+        if oracle is not None:
+            oracle.bind([s["transform"] for s in samples], [s["image_id"] for s in samples])
+        maps = predictor.infer([s["canvas"] for s in samples], [s["transform"] for s in samples])
+        for s, p in zip(samples, predictor.decode(maps)):
+            results.extend(p.to_coco(s["image_id"]))
+        pre_ms[idx] = np.array([s["load_ms"] for s in samples]) + maps.timings["preprocess"]
+        net_ms[idx] = maps.timings["network"]
+        dec_ms[idx] = maps.timings["decode"]
         if bar is not None:
             bar.update(m)
     wall = time.perf_counter() - t_start

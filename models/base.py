@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.codec import Codec
 from core.contract import PoseContract
 from core.errors import InputError
 from models.config import ModelConfig
@@ -38,6 +39,8 @@ class PoseNet(nn.Module):
         if contract.stride != 4:
             raise InputError(f"{type(self).__name__} has output stride 4, the contract asks for {contract.stride}")
         self.contract = contract
+        #: what encoder and decoder share (sigma, window, decoder defaults); checkpoints store the trained one
+        self.codec = Codec(contract)
         self.config = ModelConfig(self.arch, contract, dict(kwargs or {}))
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)

@@ -2,7 +2,8 @@
 
 Every file is read with ``torch.load(weights_only=True)``: a pickle that needs arbitrary Python objects is
 refused, never executed. Ours stores the model config (architecture, keyword arguments, keypoint spec,
-skeleton, heads), the training config, epoch/step, metrics and a format version; the authors' format is
+skeleton, heads), the codec (``core.codec``: heatmap sigma, offset window, decoder defaults; files written before
+it get sigma and window from their training config), the training config, epoch/step, metrics and a format version; the authors' format is
 ``{'epoch', 'train_loss', 'model_state_dict', 'optimizer_state_dict', 'amp'}`` with keys possibly prefixed
 ``module.`` and needs the architecture name (the contract is read from the head shapes).
 """
@@ -18,9 +19,10 @@ from typing import Any, Mapping
 
 import torch
 
-from core.io.files import AtomicFile
+from core.codec import Codec
 from core.contract import PoseContract
 from core.errors import InputError
+from core.io.files import AtomicFile
 from core.keypoints import SPECS
 from models.base import PoseNet
 from models.config import ModelConfig
@@ -84,6 +86,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, epoch: i
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_config": net.config.to_dict(),
+        "codec": net.codec.to_dict(),
         "model_state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "epoch": epoch,
         "step": step,
@@ -98,27 +101,97 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, epoch: i
 
 
 # --------------------------------------------------------------------------------------------- reading
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first object of torch.save's pre-zip format
+
+
+def _pickle_imports(path: Path, limit: int = 1 << 24) -> list[str]:
+    """The ``module.name`` globals a plain pickle would import (read with ``pickletools``, never executed)."""
+    import pickletools
+
+    found, strings = [], []
+    try:
+        with open(path, "rb") as fh:
+            for op, arg, _pos in pickletools.genops(fh.read(limit)):
+                if op.name == "GLOBAL":
+                    found.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001 - a damaged pickle: report what was found before the damage
+        pass
+    return list(dict.fromkeys(found))
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """Why ``path`` cannot be a file written by ``torch.save`` (zip archive with ``data.pkl``, or the legacy
+    pickle starting with torch's magic number), or None when it may be one."""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        return f"{path} is empty, not a PyTorch checkpoint"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return f"cannot read checkpoint {path}: the file is truncated or damaged (unreadable zip archive)"
+        if not any(n.endswith("data.pkl") for n in names):
+            return f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl inside)"
+        return None
+    if head[:1] == b"\x80":  # a pickle; torch's legacy format pickles its magic number first (LONG1 opcode)
+        n = head[3] if len(head) > 3 and head[2] == 0x8A else 0
+        if n and int.from_bytes(head[4:4 + n], "little") == _TORCH_LEGACY_MAGIC:
+            return None
+        imports = _pickle_imports(path)
+        if imports:
+            return (f"refusing {path}: it is not a PyTorch checkpoint but a plain Python pickle that imports "
+                    f"{', '.join(imports[:3])}; loading it would run arbitrary Python code")
+        return f"{path} is not a PyTorch checkpoint: it is a plain Python pickle, not a file written by torch.save"
+    return f"{path} is not a PyTorch checkpoint (neither torch.save's zip format nor its legacy format)"
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """The informative line of a torch.load error (without its generic advice)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    generic = ("Weights only load failed", "Check the documentation", "Please file an issue", "In PyTorch 2.6")
+    useful = [line for line in lines if not line.startswith(generic)]
+    return (useful[-1] if useful else lines[0] if lines else type(exc).__name__)[:300]
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """The raw contents of a checkpoint, loaded weights-only; ``CheckpointError`` when unsafe or unreadable."""
+    """The raw contents of a checkpoint, loaded weights-only; ``CheckpointError`` when unsafe or unreadable
+    (a file that is not a PyTorch checkpoint at all is told apart before torch reads it)."""
+    import warnings
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists()
                               else f"checkpoint {path} is not a file")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        why = _not_a_checkpoint(path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if why is not None:
+        raise CheckpointError(why)
+    try:
+        with warnings.catch_warnings():  # torch's advice on pickle protocols is not for our users
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         unsafe = next((line for line in lines if "GLOBAL" in line), None)
         if unsafe is None:  # garbage rather than a forbidden object
-            raise CheckpointError(f"cannot read checkpoint {path}: {lines[-1] if lines else exc!r} "
-                                  f"(truncated or not a PyTorch file?)") from None
+            raise CheckpointError(f"cannot read checkpoint {path}: {_torch_reason(exc)} "
+                                  f"(truncated or damaged?)") from None
         raise CheckpointError(
             f"refusing checkpoint {path}: it is not a weights-only file ({unsafe}). Loading it would run "
             f"arbitrary Python code. If you trust its source, load it once with torch.load(weights_only=False), "
             f"re-save only its tensors (e.g. its 'model_state_dict') and use that file.") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r} "
-                              f"(truncated or not a PyTorch file?)") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_torch_reason(exc)} (truncated or damaged?)") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, expected a dict")
     return data
@@ -179,6 +252,21 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     model.load_state_dict(state_dict, strict=True)
 
 
+def _stored_codec(data: Mapping[str, Any], model: PoseNet, path: Any) -> Codec:
+    """The codec a GOPose checkpoint stores; for files older than codecs, sigma and window of its training config."""
+    stored = data.get("codec")
+    if stored is None:
+        return Codec.from_train_config(model.contract, data.get("train_config"))
+    try:
+        codec = Codec.from_dict(stored, contract=model.contract)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid codec: {exc}") from None
+    if PoseContract.from_dict(stored["contract"]) != model.contract:
+        raise CheckpointError(f"checkpoint {path}: its codec's contract {stored['contract']} differs from its "
+                              f"model's {model.contract.to_dict()}")
+    return codec
+
+
 def load_checkpoint(path: str | os.PathLike, arch: str | None = None, map_location: Any = "cpu", *,
                     spec: str | None = None, skeleton: str | None = None) -> tuple[PoseNet, dict[str, Any]]:
     """Rebuild the model a checkpoint describes and load its weights; returns ``(model, info)``.
@@ -218,6 +306,8 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, map_locati
                               f"(top-level keys: {sorted(map(str, data))[:10]})")
     model = build_model(config)
     load_weights(model, state, source=f"checkpoint {path}")
+    model.codec = _stored_codec(data, model, path) if kind == FORMAT else Codec(model.contract)
+    info["codec"] = model.codec.to_dict()
     info["model_config"] = model.config.to_dict()
     LOG.info("loaded %s checkpoint %s (%s, epoch %s)", kind, path, config.arch, info.get("epoch"))
     return model, info

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from core.io.files import copy_atomic, write_text_atomic
 from core.contract import PoseContract
-from core.encoder import TargetEncoder
+from core.codec import Codec
 from core.errors import InputError
 from core.keypoints import get_spec
 from eval.shared_data import shared_path
@@ -142,17 +142,18 @@ class Trainer:
         self.cfg = cfg
         self.info = info or D.init_distributed(cfg.run.device)
         self.device = self.info.device
-        if cfg.run.threads > 0:
-            torch.set_num_threads(cfg.run.threads)
         if cfg.run.amp == "fp16" and self.device.type != "cuda":
             raise InputError("run.amp=fp16 needs a CUDA device (GradScaler); use run.amp=bf16 on CPU")
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.run.amp)
         self.run_dir = self._make_run_dir(run_dir, resume)
-        torch.manual_seed(cfg.run.seed)
 
         self.contract = PoseContract(get_spec(cfg.data.dataset), skeleton_name=cfg.model.skeleton,
                                      with_scale=cfg.model.with_scale)
-        self.model = self._build_model()
+        self.codec = Codec(self.contract, sigma=cfg.data.target_sigma, window=cfg.data.target_window,
+                           long_edge=cfg.run.val_input_size)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
+            torch.manual_seed(cfg.run.seed)
+            self.model = self._build_model()
         self.dataset = self._build_dataset()
         self.sampler = ResumableSampler(self.dataset, num_replicas=self.info.world_size, rank=self.info.rank,
                                         shuffle=True, seed=cfg.run.seed, drop_last=False)
@@ -178,6 +179,7 @@ class Trainer:
         self.best_ap = -1.0
         self.skipped_images = 0
         self.nonfinite_steps = 0
+        self._nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)  # read at log time
         self.last_losses: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
         if resume is not None:
@@ -211,6 +213,7 @@ class Trainer:
         config = make_config(mc.arch, spec=self.contract.spec.name, skeleton=mc.skeleton, with_scale=mc.with_scale,
                              **mc.kwargs)
         model = build_model(config)
+        model.codec = self.codec  # stored in every checkpoint: what the decoder must know about the targets
         if mc.backbone_weights:
             backbone = getattr(model, "backbone", None)
             if backbone is None or not hasattr(backbone, "load_npz"):
@@ -270,7 +273,7 @@ class Trainer:
 
     def _build_dataset(self) -> PoseDataset:
         d = self.cfg.data
-        encoder = TargetEncoder(self.contract, sigma=d.target_sigma, window=d.target_window)
+        encoder = self.codec.encoder()
         multiple = int(getattr(self.model, "input_multiple", 32))
         if d.input_size % multiple:
             raise InputError(f"data.input_size {d.input_size} must be a multiple of {multiple} "
@@ -334,8 +337,10 @@ class Trainer:
         if self.cfg.model.freeze_bn:
             freeze_batchnorm(self.model)
 
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One optimizer step on ``batch``; returns the loss terms (floats)."""
+    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One optimizer step on ``batch``; returns the loss terms as detached device tensors (no host sync:
+        they are averaged and read at log time). Gradients with a non-finite value are zeroed on the device
+        (the step then moves by Adam's momentum only) and counted; the count is read at log time."""
         dev = self.device
         images = batch["image"].to(dev, non_blocking=True)
         targets = {k: batch[k].to(dev, non_blocking=True) for k in TARGET_KEYS if k in batch}
@@ -345,24 +350,23 @@ class Trainer:
             outputs = self.ddp(x)
         outputs = [{k: v.float() for k, v in out.items()} for out in outputs]
         loss, terms = self.compute_loss(outputs, targets)
-        finite = torch.isfinite(loss.detach()).to(torch.float32)
-        if self.info.distributed:
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
         self.scaler.scale(loss).backward()
-        if finite.item() < 1:
-            self.nonfinite_steps += 1
-            LOG.warning("step %d: non-finite loss, update skipped", self.step)
-            self.optimizer.zero_grad(set_to_none=True)
-        else:
-            if self.cfg.optim.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if grads and not self.scaler.is_enabled():  # fp16's GradScaler skips non-finite steps itself
+            # after DDP's all-reduce every rank holds the same gradients, so all decide alike (no collective)
+            finite = torch.stack([g.isfinite().all() for g in grads]).all()
+            self._nonfinite = self._nonfinite + (~finite).to(self._nonfinite.dtype)
+            for g in grads:
+                torch.where(finite, g, torch.zeros((), dtype=g.dtype, device=g.device), out=g)
+        if self.cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        out = {"loss": float(loss.detach())}
-        out.update({k: float(v) for k, v in terms.items() if k != "total"})
+        out = {"loss": loss.detach()}
+        out.update({k: v for k, v in terms.items() if k != "total"})
         return out
 
     # ---------------------------------------------------------------------------------------------- the loop
@@ -430,6 +434,7 @@ class Trainer:
             bar = tqdm(total=self.steps_per_epoch, initial=self.batches_done, unit="step", dynamic_ncols=True,
                        desc=f"epoch {self.epoch + 1}/{cfg.schedule.epochs}", leave=False)
         window_t, window_n = time.perf_counter(), 0
+        sums: dict[str, torch.Tensor] = {}
         try:
             for batch in loader:
                 self.skipped_images += int(batch["skipped"].sum())
@@ -437,21 +442,26 @@ class Trainer:
                 self.step += 1
                 self.batches_done += 1
                 window_n += 1
-                self.last_losses = losses
-                if self.step % cfg.run.log_every_steps == 0 or bar is not None:
+                sums = {k: sums[k] + v if k in sums else v for k, v in losses.items()}
+                if bar is not None:
+                    bar.update(1)
+                # host syncs and collectives only every log_every_steps (and at the end of the epoch)
+                poll = self.step % cfg.run.log_every_steps == 0 or self.batches_done >= self.steps_per_epoch
+                if poll:
                     now = time.perf_counter()
                     ips = window_n * self.global_batch / max(now - window_t, 1e-9)
+                    self.last_losses = {k: float(v) / window_n for k, v in sums.items()}
+                    self._log_train(self.last_losses, ips)
                     if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()} | {"img/s": f"{ips:.1f}"},
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in self.last_losses.items()} | {"img/s": f"{ips:.1f}"},
                                         refresh=False)
-                    if self.step % cfg.run.log_every_steps == 0:
-                        self._log_train(losses, ips)
-                        window_t, window_n = now, 0
+                    window_t, window_n, sums = now, 0, {}
                 if cfg.run.checkpoint_every_steps and self.step % cfg.run.checkpoint_every_steps == 0 \
                         and self.batches_done < self.steps_per_epoch:
                     self.save()
-                if self._max_steps_reached() or self._stop_requested(stop):
+                if self._max_steps_reached() or (poll and self._stop_requested(stop)):
+                    if window_n:
+                        self.last_losses = {k: float(v) / window_n for k, v in sums.items()}
                     return self.batches_done >= self.steps_per_epoch
         finally:
             if bar is not None:
@@ -460,6 +470,11 @@ class Trainer:
 
     def _log_train(self, losses: dict[str, float], images_per_s: float) -> None:
         values = D.all_reduce_mean(losses, self.info)
+        nonfinite = int(self._nonfinite.item())
+        if nonfinite > self.nonfinite_steps:
+            LOG.warning("%d step(s) with non-finite gradients before step %d (their gradients were zeroed)",
+                        nonfinite - self.nonfinite_steps, self.step)
+        self.nonfinite_steps = nonfinite
         record = {"kind": "train", "step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"],
                   **values, "images_per_s": images_per_s, "skipped_images": self.skipped_images,
                   "time": time.time()}

@@ -12,10 +12,7 @@ from ui.settings import ViewerSettings
 
 LOG = logging.getLogger(__name__)
 
-NO_MODEL_FALLBACK = (
-    "No pose model is installed. Register a checkpoint with  gopose models add FILE  "
-    "(or use Model ▸ Open checkpoint…); see docs/app.md."
-)
+AUTHORS_ARCH = "hourglass104"  # the architecture of the paper authors' released checkpoints
 
 
 def installed_models() -> list[tuple[str, str]]:
@@ -30,12 +27,18 @@ def installed_models() -> list[tuple[str, str]]:
     return [(f"{e.name} ({e.arch})" if e.arch else e.name, e.name) for e in entries]
 
 
-def no_model_text() -> str:
-    """The engine's explanation of the "no model installed" state (how to get and register a checkpoint)."""
-    from app.model_store import NoModelError, store_dir
+def model_help_url() -> str:
+    """Where the paper authors' checkpoints are linked from."""
+    from app.model_store import AUTHORS_URL
 
-    text = str(NoModelError(root=store_dir()))
-    return (text[:1].upper() + text[1:]) if text else NO_MODEL_FALLBACK
+    return AUTHORS_URL
+
+
+def install_model(path: str, name: str | None = None, arch: str | None = None) -> str:
+    """Validate a checkpoint and add it to the user's models (as ``gopose models add``); returns its name."""
+    from app.model_store import add_model
+
+    return add_model(path, name=name or None, arch=arch or None).name
 
 
 def engine_config(settings: ViewerSettings, threads: int | None = None) -> Any:

@@ -20,20 +20,22 @@ def format_time(seconds: float) -> str:
 
 
 class PlaybackBar(QWidget):
-    """Play/pause and step buttons (driven by the window's actions), a seek slider in ms and a speed picker."""
+    """Play/pause and step buttons (driven by the window's actions, see ``set_actions``), a seek slider in ms and
+    a speed picker."""
 
     seek_requested = pyqtSignal(float)
     speed_changed = pyqtSignal(float)
 
-    def __init__(self, play_action: QAction, step_action: QAction, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 2, 6, 2)
-        for action in (play_action, step_action):
+        self.buttons = []
+        for _ in range(2):
             button = QToolButton(self)
-            button.setDefaultAction(action)
             button.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
             layout.addWidget(button)
+            self.buttons.append(button)
         self.slider = QSlider(Qt.Horizontal, self)
         self.slider.setObjectName("seek_slider")
         self.slider.setRange(0, 0)
@@ -56,6 +58,11 @@ class PlaybackBar(QWidget):
         self.slider.actionTriggered.connect(self._on_action)
         self.speed.currentIndexChanged.connect(lambda _i: self.speed_changed.emit(float(self.speed.currentData())))
         self.set_duration(None)
+
+    def set_actions(self, play_action: QAction, step_action: QAction) -> None:
+        """The actions the play and step buttons trigger (and show)."""
+        for button, action in zip(self.buttons, (play_action, step_action)):
+            button.setDefaultAction(action)
 
     def set_speed(self, speed: float) -> None:
         best = min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - speed))
@@ -91,12 +98,13 @@ class ModelPanel(QWidget):
     """Model picker, engine options (reload the model) and live options (decoder thresholds, smoothing, style)."""
 
     model_chosen = pyqtSignal(str)       # an installed model name or a checkpoint path
+    open_checkpoint = pyqtSignal()       # the "Open checkpoint…" button
     engine_changed = pyqtSignal()        # device, precision, input size or flip changed: rebuild the estimator
     decoder_changed = pyqtSignal(dict)   # DecoderConfig fields to update live
     smoothing_changed = pyqtSignal(bool)
     style_changed = pyqtSignal()
 
-    def __init__(self, open_checkpoint: QAction, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         outer = QVBoxLayout(self)
         form = QFormLayout()
@@ -106,9 +114,8 @@ class ModelPanel(QWidget):
         self.model.setMinimumContentsLength(14)
         self.model.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         form.addRow("Model", self.model)
-        browse = QPushButton(self)
-        browse.setText(open_checkpoint.text().replace("&", ""))
-        browse.clicked.connect(open_checkpoint.trigger)
+        browse = QPushButton("Open checkpoint…", self)
+        browse.clicked.connect(self.open_checkpoint)
         form.addRow("", browse)
         self.device = self._combo(DEVICES, "device")
         form.addRow("Device", self.device)

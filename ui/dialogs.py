@@ -1,10 +1,22 @@
-"""Small dialogs: webcam picker and export options."""
+"""Small dialogs: webcam picker, export options and adding a model."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                              QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget)
 
 RESOLUTIONS = ((0, 0), (640, 480), (1280, 720), (1920, 1080))
+
+
+def _with_browse(parent: QWidget, edit: QLineEdit, slot) -> QHBoxLayout:
+    """``edit`` with a "…" button calling ``slot`` beside it."""
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    button = QPushButton("…", parent)
+    button.clicked.connect(slot)
+    row.addWidget(button)
+    return row
 
 
 class WebcamDialog(QDialog):
@@ -45,9 +57,9 @@ class ExportDialog(QDialog):
         self.setWindowTitle("Export annotations")
         form = QFormLayout(self)
         self.input = QLineEdit(input_path, self)
-        form.addRow("Video", self._with_browse(self.input, self._browse_input))
+        form.addRow("Video", _with_browse(self, self.input, self._browse_input))
         self.out_dir = QLineEdit(out_dir, self)
-        form.addRow("Output folder", self._with_browse(self.out_dir, self._browse_out))
+        form.addRow("Output folder", _with_browse(self, self.out_dir, self._browse_out))
         row = QHBoxLayout()
         self.checks: dict[str, QCheckBox] = {}
         for f in self.FORMATS:
@@ -60,14 +72,6 @@ class ExportDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
-
-    def _with_browse(self, edit: QLineEdit, slot) -> QHBoxLayout:
-        row = QHBoxLayout()
-        row.addWidget(edit, 1)
-        button = QPushButton("…", self)
-        button.clicked.connect(slot)
-        row.addWidget(button)
-        return row
 
     def _browse_input(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Video to export", self.input.text())
@@ -82,3 +86,52 @@ class ExportDialog(QDialog):
     def values(self) -> tuple[str, str, list[str]]:
         return (self.input.text().strip(), self.out_dir.text().strip(),
                 [f for f, box in self.checks.items() if box.isChecked()])
+
+
+class AddModelDialog(QDialog):
+    """A checkpoint to copy into the user's models: its file, the name it is listed under and its kind (ours
+    describe their network; the paper authors' files hold Hourglass-104 weights only)."""
+
+    KINDS = (("GOPose checkpoint (describes its network)", ""),
+             ("Paper authors' checkpoint (Hourglass-104)", "hourglass104"))
+
+    def __init__(self, start_dir: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Add a model")
+        self.start_dir = start_dir
+        form = QFormLayout(self)
+        self.path = QLineEdit(self)
+        self.path.setPlaceholderText("checkpoint file (.pt, .pth, .ckpt)")
+        form.addRow("Checkpoint", _with_browse(self, self.path, self._browse))
+        self.name = QLineEdit(self)
+        self.name.setPlaceholderText("the file's name without extension")
+        form.addRow("Name", self.name)
+        self.kind = QComboBox(self)
+        for label, arch in self.KINDS:
+            self.kind.addItem(label, arch)
+        form.addRow("Kind", self.kind)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, parent=self)
+        self.buttons.button(QDialogButtonBox.Ok).setText("Add")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        form.addRow(self.buttons)
+        self.path.textChanged.connect(self._on_path)
+        self._on_path("")
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", self.path.text() or self.start_dir,
+                                              "Checkpoints (*.pt *.pth *.ckpt);;All files (*)")
+        if path:
+            self.path.setText(path)
+
+    def _on_path(self, text: str) -> None:
+        path = Path(text.strip()) if text.strip() else None
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(bool(path and path.is_file()))
+        if path is not None:
+            self.name.setPlaceholderText(path.stem)
+            if path.name.startswith("PoseNet_"):  # the authors' release names
+                self.kind.setCurrentIndex(1)
+
+    def values(self) -> tuple[str, str, str]:
+        """(checkpoint path, name or "" for the file's stem, architecture or "" when the file describes it)."""
+        return self.path.text().strip(), self.name.text().strip(), str(self.kind.currentData() or "")

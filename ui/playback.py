@@ -17,7 +17,9 @@ class PlaybackSource(FrameSource):
     """Plays ``inner`` at its timestamps / ``speed``; live inner sources (cameras, streams) pass through unpaced.
 
     At the end of a seekable file the player pauses on the last frame (``at_end``) instead of ending, so play
-    restarts from the beginning and seeking back works; ``on_end`` is called once per end reached.
+    restarts from the beginning and seeking back works; ``on_end`` is called once per end reached. When the
+    end is reached by reading (not by seeking past it), ``end_time`` holds the last frame's timestamp: a damaged
+    or truncated file may end long before the duration its container announces (``duration`` then shrinks).
     """
 
     def __init__(self, inner: FrameSource, *, speed: float = 1.0, paused: bool = False,
@@ -39,17 +41,66 @@ class PlaybackSource(FrameSource):
         self._iter: Iterator[Frame] | None = None
         self.at_end = False
         self.position = 0.0  # timestamp (s) of the last frame delivered
+        self.end_time: float | None = None  # timestamp of the stream's real last frame, once read up to it
+        self._last_read: float | None = None  # last timestamp read since the latest seek
+        self._seeked = False  # the wrapped source was sought: its own lost-frame count no longer holds
+        self._lost_exact: int | None = None
+        self._idle = False
 
     # -- controls (any thread) ------------------------------------------------------------------------------
     @property
-    def duration(self) -> float | None:
+    def announced_duration(self) -> float | None:
+        """The length the container announces (``frame_count / fps``), None when unknown."""
         if self.frame_count and self.fps:
             return self.frame_count / self.fps
         return None
 
     @property
+    def duration(self) -> float | None:
+        """The playable length: the announced one, or less once the stream was found to end early."""
+        return self.end_time + 1.0 / self.fps if self.ended_early else self.announced_duration
+
+    @property
+    def ended_early(self) -> bool:
+        """True when reading reached the end more than a frame before the announced duration."""
+        announced = self.announced_duration
+        return (self.end_time is not None and bool(self.fps) and announced is not None
+                and self.end_time + 1.5 / self.fps < announced)
+
+    @property
+    def lost_frames(self) -> int:
+        """Announced frames that never decoded, once the stream was found to end early (else 0): the source's
+        own count when it was read from its start without a seek (``lost_frames_exact``), else an estimate from
+        the last timestamp."""
+        if not self.ended_early:
+            return 0
+        if self._lost_exact is not None:
+            return self._lost_exact
+        return max(0, int(self.frame_count) - (int(round(self.end_time * self.fps)) + 1))
+
+    @property
+    def lost_frames_exact(self) -> bool:
+        return self._lost_exact is not None
+
+    def _source_lost_frames(self) -> int | None:
+        """The wrapped source's count of frames that never came out, valid after one read from the start."""
+        if self._seeked:
+            return None
+        count = getattr(self.inner, "lost_frames", None)
+        if count is None:
+            count = getattr(self.inner, "missing_frames", None)
+        return None if count is None else int(count)
+
+    @property
     def paused(self) -> bool:
         return self._paused
+
+    @property
+    def idle(self) -> bool:
+        """True while the reader waits for a control (paused with no step or seek pending): no frame can come
+        until one arrives. Every frame delivered before is already out of the iteration."""
+        with self._cond:
+            return self._idle
 
     @property
     def speed(self) -> float:
@@ -103,6 +154,8 @@ class PlaybackSource(FrameSource):
         if self._paused and self.seekable and not self.at_end and self._iter is not None:
             other._seek_to = self.position  # paused: show the current frame again (with the new model)
         other.at_end = self.at_end
+        other.end_time, other._seeked, other._lost_exact = self.end_time, self._seeked, self._lost_exact
+        other._last_read = None if other._seek_to is not None else self._last_read
         return other
 
     # -- iteration (the pipeline's reader thread) ----------------------------------------------------------
@@ -111,13 +164,17 @@ class PlaybackSource(FrameSource):
         while True:
             with self._cond:
                 while not self._stopped and self._seek_to is None and self._paused and self._steps == 0:
+                    self._idle = True
                     self._cond.wait()
+                self._idle = False
                 if self._stopped:
                     return
                 if self._seek_to is not None:
                     target, self._seek_to = self._seek_to, None
                     self.inner.seek(target)
                     self.at_end = False
+                    self._last_read = None
+                    self._seeked = True
                     self._anchor = None
                     if self._paused:
                         self._steps = max(self._steps, 1)
@@ -133,12 +190,17 @@ class PlaybackSource(FrameSource):
                 if live or not self.seekable:
                     return
                 with self._cond:
+                    if self._last_read is not None:  # read up to the end: the stream's real last frame
+                        self.end_time = self._last_read
+                        if self._lost_exact is None:
+                            self._lost_exact = self._source_lost_frames()
                     self.at_end = True
                     self._paused = True
                     self._steps = 0
                 if self.on_end is not None:
                     self.on_end()
                 continue
+            self._last_read = frame.timestamp
             if not live and not stepping and not self._wait_until_due(frame.timestamp):
                 continue  # a seek or stop arrived while waiting: this frame is stale
             self.position = frame.timestamp

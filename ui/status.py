@@ -81,3 +81,46 @@ class StatusPanel:
 
     def text(self, name: str) -> str:
         return self.fields[name].text()
+
+
+class DisplayStats:
+    """What the window displayed: frame counts, the display rate, the last result's latency and people count,
+    and the pipeline's inference rate (results produced, shown or not, over the last ~2 s)."""
+
+    def __init__(self) -> None:
+        self.frames = 0            # frames displayed so far
+        self.results = 0           # of which with poses
+        self.latency_ms: float | None = None
+        self.people: int | None = None
+        self.display_rate = RateMeter()
+        self._result_samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def reset_rate(self) -> None:
+        self.display_rate.reset()
+
+    def record(self, poses, delivered_at: float | None, now: float) -> None:
+        """One frame displayed: ``poses`` None without a model; ``delivered_at`` when its source released it."""
+        self.frames += 1
+        self.display_rate.tick(now)
+        if poses is None:
+            self.people = self.latency_ms = None
+            return
+        self.results += 1
+        self.people = len(poses)
+        if delivered_at is not None:
+            self.latency_ms = (now - delivered_at) * 1e3
+
+    def inference_rate(self, results_total: int, now: float) -> float:
+        """Results per second from the running total ``results_total`` sampled at ``now``."""
+        samples = self._result_samples
+        samples.append((now, results_total))
+        while len(samples) > 2 and now - samples[0][0] > 2.0:
+            samples.popleft()
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 - t0 > 0.2 else 0.0
+
+    def show(self, panel: StatusPanel, results_total: int, inferring: bool, now: float | None = None) -> None:
+        """Write the rates, latency and people count into ``panel``."""
+        now = time.monotonic() if now is None else now
+        rate = self.inference_rate(results_total, now)
+        panel.update(self.display_rate.rate(now), rate if inferring else None, self.latency_ms, self.people)

@@ -1,9 +1,8 @@
-"""Background work for the window: one-shot tasks (model loading, opening sources, export), the live runner
-(playback + the engine's live pipeline) and the recorder. Results reach the GUI thread through Qt signals."""
+"""Background work for the window: one-shot tasks (model loading, opening sources, export) and the live runner
+(playback + the engine's live pipeline). Results reach the GUI thread through Qt signals."""
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import traceback
@@ -104,6 +103,12 @@ class FrameMailbox(QObject):
             self._pending = True
         if notify:
             self.available.emit()
+
+    @property
+    def pending(self) -> bool:
+        """True while a posted item waits to be taken."""
+        with self._lock:
+            return self._latest is not None
 
     def take(self) -> tuple[Any, Any, float] | None:
         with self._lock:
@@ -215,70 +220,3 @@ class _IterSource:
 
     def __getattr__(self, name: str):
         return getattr(self._playback, name)
-
-
-class Recorder:
-    """Writes the annotated stream to a video in a worker thread (the engine's video sink draws the overlay)."""
-
-    def __init__(self, path: str, size: tuple[int, int], fps: float, contract: Any, name: str) -> None:
-        from app.sinks import StreamMeta, VideoSink
-
-        self.path = path
-        self.sink = VideoSink(path)
-        self.sink.open(StreamMeta(name=name, size=size, fps=fps or 25.0, contract=contract))
-        self.contract = contract
-        self.frames = 0
-        self.dropped = 0
-        self.error: str | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=64)
-        self._thread = threading.Thread(target=self._main, name="gopose-recorder", daemon=True)
-        self._thread.start()
-
-    def write(self, frame: Any, poses: Any) -> None:
-        """Queue a frame (dropped, and counted, when the encoder falls behind)."""
-        try:
-            self._queue.put_nowait((frame, poses))
-        except queue.Full:
-            self.dropped += 1
-
-    def close(self, timeout: float = 30.0) -> str | None:
-        """Finish the file; returns an error message or None."""
-        self._queue.put(None)
-        self._thread.join(timeout)
-        return self.error
-
-    def _main(self) -> None:
-        from core.poses import Poses
-
-        ok = True
-        last_ts = -1.0
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            if not ok:
-                continue
-            frame, poses = item
-            if frame.timestamp <= last_ts:
-                continue  # a seek backwards: a video's time only moves forward
-            last_ts = frame.timestamp
-            if poses is None:
-                poses = Poses.empty(self.contract.n_keypoints)
-            try:
-                self.sink.write(frame, _Result(poses))
-                self.frames += 1
-            except BaseException as exc:  # noqa: BLE001 - reported when recording stops
-                self.error = describe_error(exc)
-                ok = False
-        try:
-            if ok:
-                self.sink.close()
-            else:
-                self.sink.abort()
-        except BaseException as exc:  # noqa: BLE001
-            self.error = describe_error(exc)
-
-
-class _Result:
-    def __init__(self, poses: Any) -> None:
-        self.poses = poses

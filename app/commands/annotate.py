@@ -1,9 +1,15 @@
-"""``gopose annotate INPUT...``: pose annotations of videos as COCO JSON, JSON lines, CSV and annotated video."""
+"""``gopose annotate INPUT...``: pose annotations of videos as COCO JSON, JSON lines, CSV and annotated video.
+
+Nothing is lost: an output never replaces an input, an input's outputs appear together or not at all (journalled
+in ``OUT/<stem>.manifest.json``), a run stopped by Ctrl-C or SIGTERM leaves no partial file, and what a killed
+run left (unfinished renames, temporary files) is completed or removed by the next run into the same folder.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,36 +20,97 @@ HELP = "annotate videos (files, folders, URLs): COCO JSON, JSONL, CSV and an ann
 LOG = logging.getLogger(__name__)
 
 
+# ------------------------------------------------------------------------------------ option value types
+def _fraction(text: str) -> float:
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1, got {text}")
+    return value
+
+
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    return value
+
+
+def _number(text: str, kind: type):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+
+
+def _device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"choose auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def _formats(text: str) -> list[str]:
+    from app.sinks import parse_formats
+
+    try:
+        return parse_formats(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="video files, folders (every video inside; a folder of images is one sequence) or URLs")
     parser.add_argument("--model", default=None, metavar="NAME|FILE",
-                        help="installed model name or checkpoint file (default: the installed model)")
+                        help="installed model name or checkpoint file (default: the default model, "
+                             "see `gopose models default`)")
     parser.add_argument("--arch", default=None, help="architecture of an authors' checkpoint (e.g. hourglass104)")
     parser.add_argument("--spec", default=None, choices=["coco", "crowdpose"],
                         help="require a model of this keypoint spec (refuse a checkpoint for another one)")
     parser.add_argument("--out", default="annotations", metavar="DIR", help="output folder (default: ./annotations)")
-    parser.add_argument("--formats", default="coco,jsonl,csv,video",
+    parser.add_argument("--formats", default="coco,jsonl,csv,video", type=_formats,
                         help="comma-separated subset of coco,jsonl,csv,video (default: all four)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", type=_device, help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                         help="AMP precision on CUDA (default auto = fp16 on CUDA, fp32 on CPU)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the network")
+    parser.add_argument("--threads", type=_at_least(1), default=None, help="CPU threads for the network")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                         help="auto: ONNX Runtime on CPU when installed and measured faster (default), else PyTorch")
-    parser.add_argument("--long-edge", type=int, default=512, help="frame long edge on the network input (512)")
+    parser.add_argument("--long-edge", type=_at_least(32), default=512,
+                        help="frame long edge on the network input (512)")
     parser.add_argument("--flip", action="store_true", help="flip test (better, about 2x slower)")
-    parser.add_argument("--threshold", type=float, default=None, help="decoder keypoint threshold")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--threshold", type=_fraction, default=None, help="decoder keypoint threshold, in (0, 1]")
+    parser.add_argument("--batch-size", type=_at_least(1), default=None,
                         help="frames per network call (default: 8 on a GPU, 1 on the CPU)")
     parser.add_argument("--no-track", action="store_true", help="no person ids (track_id = -1) and no smoothing")
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                         help="One-Euro smoothing of tracked keypoints (default on)")
     parser.add_argument("--skip-existing", action="store_true",
-                        help="skip inputs whose outputs all exist already")
-    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="skip inputs whose complete outputs exist already (per their manifest)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="exit 0 even when an input is damaged or truncated and frames are missing")
+    parser.add_argument("--shard", default=None, type=_shard, metavar="I/N",
                         help="process only the I-th (1-based) of N interleaved slices of the inputs")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--progress-interval", type=_seconds, default=30.0, metavar="SECONDS",
+                        help="when stderr is not a terminal (a log): one progress line per this many seconds (30)")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -59,122 +126,179 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def expand_inputs(items: list[str]) -> list[str]:
-    """Files and URLs as given; a folder becomes every video inside (sorted), or itself when it only holds
-    images. Missing paths are kept, so they fail with a clear message like any other bad input."""
+# ------------------------------------------------------------------------------------------------ inputs
+def scan_inputs(items: list[str]) -> tuple[list[str], list[str]]:
+    """``(inputs, notes)``: files and URLs as given; a folder becomes every video inside (sorted), or itself
+    when it holds images (one sequence) or nothing (it then fails with a clear message). Our own annotated
+    videos (``*.annotated.mp4``) are never inputs; ``notes`` says what was left out. Missing paths are kept, so
+    they fail with a clear message like any other bad input."""
+    from app.exports import is_own_output
     from app.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_url
 
     out: list[str] = []
+    notes: list[str] = []
     for item in items:
         path = Path(item)
         if is_url(item) or not path.is_dir():
-            out.append(item)
+            if not is_url(item) and is_own_output(item):
+                notes.append(f"skipping {item}: it is an annotated video written by gopose")
+            else:
+                out.append(item)
             continue
-        videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        entries = sorted(path.iterdir())
+        videos = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+        own = [p for p in videos if is_own_output(p)]
+        videos = [p for p in videos if not is_own_output(p)]
+        if own:
+            notes.append(f"ignored {len(own)} annotated video(s) written by gopose in {item} (*.annotated.mp4)")
         if videos:
             out.extend(str(p) for p in videos)
-        elif any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
-            out.append(item)
-        else:
-            out.append(item)  # fails later with "no images/videos in folder"
-    return list(dict.fromkeys(out))
+        elif any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries) or not own:
+            out.append(item)  # an image sequence, or an empty folder that fails with its own message
+    return list(dict.fromkeys(out)), notes
 
 
-def run(args: argparse.Namespace) -> int:
-    from app.engine import EngineConfig, load_estimator
-    from app.exports import export_video_annotations, output_stem
-    from app.sinks import parse_formats
-    from core.decoder import DecoderConfig
-
-    formats = parse_formats(args.formats)
-    shard = parse_shard(args.shard)
-    inputs = expand_inputs(args.inputs)
-    if shard is not None:
-        i, n = shard
-        inputs = inputs[i - 1::n]
-    out_dir = Path(args.out)
-    _check_writable(out_dir)
-    decoder = DecoderConfig() if args.threshold is None else DecoderConfig(threshold=args.threshold)
-    config = EngineConfig(device=args.device, precision=args.precision, threads=args.threads,
-                          long_edge=args.long_edge, flip=args.flip, decoder=decoder, backend=args.backend)
-    estimator = load_estimator(args.model, config, arch=args.arch, spec=args.spec)
-    stems: dict[str, str] = {}
-    results, failures = [], []
-    t0 = time.monotonic()
-    for item in inputs:
-        stem = _unique_stem(output_stem(item), stems, item)
-        bar = None if args.quiet else _progress_bar(stem)
-        try:
-            res = export_video_annotations(item, out_dir, estimator, formats=formats, track=not args.no_track,
-                                           smooth=args.smooth and not args.no_track, skip_existing=args.skip_existing,
-                                           batch_size=args.batch_size, stem=stem,
-                                           progress=None if bar is None else bar.update_to)
-        except InputError as exc:
-            failures.append({"input": item, "error": str(exc)})
-            print(f"gopose annotate: {item}: {exc}", file=sys.stderr)
-            continue
-        except Exception as exc:  # noqa: BLE001 - one broken input must not stop the others
-            LOG.debug("input %s failed", item, exc_info=True)
-            failures.append({"input": item, "error": f"{type(exc).__name__}: {exc}"})
-            print(f"gopose annotate: {item}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        finally:
-            if bar is not None:
-                bar.close()
-        results.append(res)
-        state = "skipped (outputs exist)" if res.skipped else f"{res.frames} frames, {res.fps:.1f} frames/s"
-        if res.decode_errors:
-            state += f", {res.decode_errors} frames/packets undecodable"
-        print(f"{item}: {state} -> {', '.join(str(p) for p in res.outputs.values())}")
-    seconds = time.monotonic() - t0
-    frames = sum(r.frames for r in results)
-    busy = sum(r.seconds for r in results if not r.skipped)
-    summary = {"inputs": len(inputs), "done": len(results), "skipped": sum(r.skipped for r in results),
-               "failures": len(failures), "frames": frames, "fps": round(frames / busy, 2) if busy > 0 else 0.0,
-               "seconds": round(seconds, 2), "out": str(out_dir), "model": estimator.name,
-               "device": str(estimator.device), "backend": estimator.backend,
-               "decode_errors": sum(r.decode_errors for r in results), "failed": failures}
-    print(json.dumps(summary))
-    return 1 if failures else 0
+def expand_inputs(items: list[str]) -> list[str]:
+    """The inputs of :func:`scan_inputs`, without the notes."""
+    return scan_inputs(items)[0]
 
 
-def _unique_stem(stem: str, seen: dict[str, str], item: str) -> str:
-    """Two inputs with the same name (a/clip.mp4, b/clip.mp4) get clip and clip-2."""
-    base, k = stem, 2
-    while stem in seen and seen[stem] != item:
-        stem = f"{base}-{k}"
-        k += 1
-    seen[stem] = item
-    return stem
+def _empty_folder(item: str) -> bool:
+    from app.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    path = Path(item)
+    return path.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES for p in path.iterdir())
 
 
-def _check_writable(folder: Path) -> None:
+def check_out_option(folder: Path) -> None:
+    """``--out`` must be (or become) a writable folder; checked without creating anything."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {folder} is a file, not a folder")
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"--out {folder}: {probe} is a file, not a folder")
     import tempfile
 
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
         raise InputError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
 
 
-class _Bar:
-    """A tqdm bar fed from the pipeline's sink thread."""
+def _planned_names(stems: list[str]) -> set[str]:
+    """Every file name the inputs of this run may write (all formats, manifests): the scope of recovery."""
+    from app.manifest import MANIFEST_SUFFIX
+    from app.sinks import FORMATS
 
-    def __init__(self, desc: str) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(desc=desc, unit="frame", dynamic_ncols=True, file=sys.stderr, leave=False)
-
-    def update_to(self, done: int, total: int | None) -> None:
-        if total and self._bar.total != total:
-            self._bar.total = total
-        self._bar.update(done - self._bar.n)
-
-    def close(self) -> None:
-        self._bar.close()
+    return {f"{stem}{suffix}" for stem in stems for suffix in [MANIFEST_SUFFIX, *(s for s, _ in FORMATS.values())]}
 
 
-def _progress_bar(desc: str) -> _Bar:
-    return _Bar(desc)
+# ------------------------------------------------------------------------------------------------ run
+def run(args: argparse.Namespace) -> int:
+    from app.engine import EngineConfig, load_estimator
+    from app.exports import unique_stems
+    from app.manifest import recover
+    from app.model_store import choose_model
+    from core.decoder import DecoderConfig
+
+    out_dir = Path(args.out)
+    check_out_option(out_dir)
+    inputs, notes = scan_inputs(args.inputs)
+    for note in notes:
+        print(f"gopose annotate: {note}", file=sys.stderr)
+    stems = unique_stems(inputs)  # named from the whole list, before the split: every shard agrees
+    plan = list(zip(inputs, stems))
+    if args.shard is not None:
+        i, n = args.shard
+        plan = plan[i - 1::n]
+    choice = choose_model(args.model)
+    print(f"gopose annotate: model {choice.describe()}", file=sys.stderr)
+    decoder = DecoderConfig() if args.threshold is None else DecoderConfig(threshold=args.threshold)
+    config = EngineConfig(device=args.device, precision=args.precision, threads=args.threads,
+                          long_edge=args.long_edge, flip=args.flip, decoder=decoder, backend=args.backend)
+    estimator = load_estimator(str(choice.path), config, arch=args.arch or choice.arch, spec=args.spec)
+    estimator.name = choice.name
+    fixed = recover(out_dir, _planned_names([stem for _, stem in plan]))
+    if fixed:
+        print(f"gopose annotate: finished the outputs of {len(fixed.completed)} input(s) interrupted while "
+              f"publishing, removed {len(fixed.removed)} temporary file(s) of interrupted runs in {out_dir}",
+              file=sys.stderr)
+    return _annotate_all(plan, inputs, out_dir, estimator, args)
+
+
+def _annotate_all(plan: list[tuple[str, str]], inputs: list[str], out_dir: Path, estimator,
+                  args: argparse.Namespace) -> int:
+    results, failures, partial = [], [], []
+    t0 = time.monotonic()
+    for item, stem in plan:
+        res, error = _annotate_one(item, stem, inputs, out_dir, estimator, args)
+        if error is not None:
+            failures.append({"input": item, "error": error})
+            print(f"gopose annotate: {item}: {error}", file=sys.stderr)
+            continue
+        results.append(res)
+        if res.partial:
+            partial.append({"input": item, "frames": res.frames, "frames_expected": res.frames_expected,
+                            "frames_lost": res.frames_lost})
+        print(f"{item}: {_describe(res)} -> {', '.join(str(p) for p in res.outputs.values())}")
+    seconds = time.monotonic() - t0
+    frames = sum(r.frames for r in results if not r.skipped)
+    busy = sum(r.seconds for r in results if not r.skipped)
+    summary = {"inputs": len(plan), "done": len(results), "skipped": sum(r.skipped for r in results),
+               "failures": len(failures), "partial": len(partial), "frames": frames,
+               "frames_lost": sum(r.frames_lost for r in results), "fps": round(frames / busy, 2) if busy > 0 else 0.0,
+               "seconds": round(seconds, 2), "out": str(out_dir), "model": estimator.name,
+               "device": str(estimator.device), "backend": estimator.backend, "failed": failures,
+               "partial_inputs": partial}
+    print(json.dumps(summary))
+    return 1 if failures or (partial and not args.allow_partial) else 0
+
+
+def _annotate_one(item: str, stem: str, inputs: list[str], out_dir: Path, estimator, args: argparse.Namespace):
+    """``(result, None)`` or ``(None, one-line error)`` for one input."""
+    from app.exports import export_video_annotations
+    from app.progress import progress_for
+
+    if _empty_folder(item):
+        return None, f"folder {item} holds no videos or images"
+    bar = None
+
+    def on_open(source) -> None:
+        nonlocal bar
+        if not args.quiet:
+            bar = progress_for(stem, interval=args.progress_interval)
+
+    def progress(done: int, total: int | None) -> None:
+        if bar is not None:
+            bar.update_to(done, total)
+
+    try:
+        res = export_video_annotations(item, out_dir, estimator, formats=args.formats, track=not args.no_track,
+                                       smooth=args.smooth and not args.no_track, skip_existing=args.skip_existing,
+                                       batch_size=args.batch_size, stem=stem, manifest=True, protect=inputs,
+                                       progress=progress, on_open=on_open)
+    except InputError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - one broken input must not stop the others
+        LOG.debug("input %s failed", item, exc_info=True)
+        return None, f"failed: {type(exc).__name__}: {exc}"
+    finally:
+        if bar is not None:
+            bar.close()
+    return res, None
+
+
+def _describe(res) -> str:
+    if res.skipped:
+        state = "skipped (complete outputs exist)"
+    else:
+        state = f"{res.frames} frames, {res.fps:.1f} frames/s"
+    if res.partial:
+        state += (f"; PARTIAL: {res.frames_lost} of {res.frames_expected or res.frames + res.frames_lost} "
+                  f"frames could not be decoded (damaged or truncated input)")
+    if res.frames_damaged:
+        state += f"; {res.frames_damaged} frames decoded with errors"
+    return state

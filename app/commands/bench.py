@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "benchmarks (decoder, encoder, model, pipeline, loader) printing medians and a final JSON line"
+HELP = "benchmarks (decoder, encoder, model, pipeline, loader, gui, tracking) printing a table and a final JSON line"
 
 # what -> module exposing add_arguments(parser) and run(args) -> int
 BENCHES: dict[str, str] = {
@@ -14,6 +14,7 @@ BENCHES: dict[str, str] = {
     "pipeline": "eval.bench_pipeline",
     "loader": "eval.bench_loader",
     "gui": "eval.bench_gui",
+    "tracking": "eval.bench_tracking",
 }
 
 

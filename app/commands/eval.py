@@ -9,8 +9,10 @@ HELP = "evaluate a checkpoint (or --oracle-model) on COCO / CrowdPose: AP table,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="model checkpoint (ours or the authors' PoseNet_*.pth)")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", "--model", type=Path, metavar="FILE|NAME",
+                     help="model checkpoint (ours or the authors' PoseNet_*.pth) or installed model name "
+                          "(default: the default model)")
     src.add_argument("--oracle-model", action="store_true",
                      help="use the encoded ground truth of each image as the network output (upper bound)")
     parser.add_argument("--arch", help="architecture of an authors' checkpoint (e.g. hourglass104)")
@@ -23,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action="store_true", help="flip test: average with the mirrored input")
     g.add_argument("--fixed-height", action="store_true",
                    help="resize to --height, pad right/bottom (default: long edge with centre padding)")
-    g.add_argument("--long-edge", type=int, default=640, help="long edge in pixels (default 640)")
+    g.add_argument("--long-edge", type=int, default=None,
+                   help="long edge in pixels (default: the model's own, from its codec; 640 for the oracle)")
     g.add_argument("--height", type=int, default=640, help="height for --fixed-height (default 640)")
     g.add_argument("--multiple", type=int, default=None,
                    help="pad canvases to a multiple of this (default: the network's input multiple, 128 for "
@@ -40,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
     r.add_argument("--limit", type=int, default=None, help="only the first N images of the file")
+    r.add_argument("--split", default=None, help="only images whose 'split' field is this (e.g. LSPET's val)")
     r.add_argument("--test-dev", action="store_true",
                    help="no ground truth (COCO test-dev image list): write results.json for the server, skip AP")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -49,17 +53,23 @@ def run(args: argparse.Namespace) -> int:
     from eval.evaluate import format_metrics_table
     from eval.runner import EvalOptions, format_timing, run_evaluation, summary_line
 
+    checkpoint, arch = args.checkpoint, args.arch
+    if not args.oracle_model:  # a file, an installed model's name, or the default model
+        from app.model_store import resolve_model
+
+        path, stored_arch = resolve_model(None if checkpoint is None else str(checkpoint))
+        checkpoint, arch = Path(path), arch or stored_arch
     opts = EvalOptions(
         annotations=args.annotations, images=args.images, out=args.out, dataset=args.dataset,
-        checkpoint=args.checkpoint, arch=args.arch, oracle_model=args.oracle_model, skeleton=args.skeleton,
+        checkpoint=checkpoint, arch=arch, oracle_model=args.oracle_model, skeleton=args.skeleton,
         flip=args.flip, fixed_height=args.fixed_height, long_edge=args.long_edge, height=args.height,
         multiple=args.multiple, topk=args.topk, threshold=args.threshold, dist_max=args.dist_max,
         person_threshold=args.person_threshold, batch_size=args.batch_size, workers=args.workers,
-        device=args.device, amp=args.amp, limit=args.limit, test_dev=args.test_dev,
+        device=args.device, amp=args.amp, limit=args.limit, split=args.split, test_dev=args.test_dev,
     )
     result = run_evaluation(opts, progress=not args.no_progress)
     s = result.summary
-    source = "oracle (encoded ground truth)" if args.oracle_model else str(args.checkpoint)
+    source = "oracle (encoded ground truth)" if args.oracle_model else str(checkpoint)
     print(f"{args.dataset} evaluation of {source} on {s['n_images']} images ({s['device']})")
     if s["metrics"] is not None:
         print(format_metrics_table(s["metrics"]))

@@ -1,16 +1,24 @@
 """``gopose gui``: the desktop application (also what ``gopose`` with no command opens).
 
 Scripted runs: ``--quit-after-frames N`` plays N frames (N frames with poses when a model is loaded) and exits;
-``--screenshot OUT.png`` saves a picture of the whole window first. Exit code 0 on success, 1 when an error
-dialog appeared during a scripted run or the window could not start.
+``--screenshot OUT.png`` saves a picture of the whole window first; ``--record OUT.mp4`` records the annotated
+video from the start. Exit codes: 0 on success; 1 when an error dialog appeared during a scripted run; 2 for bad
+options or no display; 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM) after an interrupt, which
+closes the window cleanly (a recording is finished into a playable file); a second interrupt exits at once.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from typing import Mapping
 
 HELP = "open the desktop application (webcam / video / stream with live skeleton overlay)"
+
+NO_DISPLAY = ("no display found (DISPLAY and WAYLAND_DISPLAY are not set): run it in a desktop session, "
+              "or set QT_QPA_PLATFORM=offscreen for a scripted run without a screen (--quit-after-frames, "
+              "--screenshot); to annotate videos without a window use `gopose annotate VIDEO`")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="inference device for this run")
     parser.add_argument("--long-edge", type=int, metavar="PX", help="network input size (long edge, pixels)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
+    parser.add_argument("--record", metavar="OUT.mp4", help="record the annotated video of --source from its "
+                        "first frame (finished when the window closes)")
     parser.add_argument("--quit-after-frames", type=int, metavar="N",
                         help="scripted run: quit after N displayed frames (with poses when a model is used)")
     parser.add_argument("--screenshot", metavar="OUT.png", help="scripted run: save the window as PNG before quitting")
@@ -28,6 +38,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", metavar="FILE.ini", help="read/write settings in this INI file instead of "
                         "the user's settings")
     parser.add_argument("--size", metavar="WxH", help="initial window size, e.g. 1280x720")
+
+
+def display_problem(env: Mapping[str, str], platform: str = sys.platform) -> str | None:
+    """Why Qt could not open a window here (Linux without a display server), or None.
+
+    Qt aborts the process ("could not connect to display ... reinstalling the application may fix this
+    problem") when the xcb or wayland platform has no server; other platforms (offscreen, vnc, eglfs...) need
+    none."""
+    if not platform.startswith("linux"):
+        return None
+    wanted = [p.split(":")[0].strip() for p in env.get("QT_QPA_PLATFORM", "").split(";") if p.strip()]
+    has_x, has_wayland = bool(env.get("DISPLAY")), bool(env.get("WAYLAND_DISPLAY"))
+    if not wanted:
+        return None if has_x or has_wayland else NO_DISPLAY
+    for name in wanted:
+        if (name == "xcb" and has_x) or (name.startswith("wayland") and has_wayland):
+            return None
+        if name != "xcb" and not name.startswith("wayland"):
+            return None  # a platform without a display server
+    return NO_DISPLAY
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -44,49 +74,120 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     return w, h
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_folder(option: str, path: str | None) -> None:
+    from core.errors import InputError
+
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise InputError(f"{option} folder does not exist: {folder}")
+
+
+def _validate(args: argparse.Namespace) -> tuple[int, int] | None:
+    """Check the options (raises ``InputError``); returns the window size asked for."""
     from core.errors import InputError
 
     if args.quit_after_frames is not None and args.quit_after_frames < 1:
         raise InputError("--quit-after-frames must be at least 1")
     if args.long_edge is not None and args.long_edge < 32:
         raise InputError(f"--long-edge must be at least 32, got {args.long_edge}")
-    size = _parse_size(args.size)
-    if args.screenshot:
-        folder = os.path.dirname(os.path.abspath(args.screenshot))
-        if not os.path.isdir(folder):
-            raise InputError(f"screenshot folder does not exist: {folder}")
+    if args.record and not args.source:
+        raise InputError("--record needs --source (what to record)")
+    _check_folder("screenshot", args.screenshot)
+    _check_folder("--record", args.record)
+    return _parse_size(args.size)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.errors import InputError
+
+    size = _validate(args)
+    problem = display_problem(os.environ)
+    if problem:
+        raise InputError(problem)
 
     from PyQt5.QtCore import QSettings, QTimer
     from PyQt5.QtWidgets import QApplication
 
+    from ui.interrupts import SignalBridge
     from ui.main_window import MainWindow
     from ui.settings import SettingsStore
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    interrupts = _Interrupts(app)
     store = SettingsStore(QSettings(args.settings, QSettings.IniFormat) if args.settings else None)
     window = MainWindow(store, threads=args.threads)
-    if args.device:
-        window.settings.device = args.device
-    if args.long_edge:
-        window.settings.long_edge = args.long_edge
-    window.panel.apply(window.settings)
-    if size:
-        window.resize(*size)
-    window.show()
+    interrupts.window = window
+    bridge = SignalBridge(app).install()
+    bridge.received.connect(interrupts.on_signal)
+    try:
+        if args.device:
+            window.settings.device = args.device
+        if args.long_edge:
+            window.settings.long_edge = args.long_edge
+        window.panel.apply(window.settings)
+        if size:
+            window.resize(*size)
+        window.show()
+        if args.record:
+            _record_when_ready(window, args.record)
+        script = _Script(window, app, args) if args.quit_after_frames or args.screenshot else None
+        open_source = (lambda: window.open_source(args.source)) if args.source else None
+        if args.model:
+            window.load_model(args.model, then=open_source)
+        else:
+            window.load_default_model(then=open_source)
+        if script is not None:
+            QTimer.singleShot(int(args.timeout * 1000), script.timed_out)
+        code = app.exec_()
+    finally:
+        bridge.uninstall()
+    if interrupts.signum:
+        return 128 + interrupts.signum
+    return script.code if script is not None else code
 
-    script = _Script(window, app, args) if args.quit_after_frames or args.screenshot else None
-    open_source = (lambda: window.open_source(args.source)) if args.source else None
-    if args.model:
-        window.load_model(args.model, then=open_source)
-    else:
-        window.load_default_model(then=open_source)
-    if script is not None:
-        QTimer.singleShot(int(args.timeout * 1000), script.timed_out)
-    code = app.exec_()
-    if script is not None:
-        return script.code
-    return code
+
+def _record_when_ready(window, path: str) -> None:
+    """Start recording to ``path`` when the start-up source is open (once)."""
+
+    def start(_spec: str) -> None:
+        window.source_ready.disconnect(start)
+        window.start_recording(path)
+
+    window.source_ready.connect(start)
+
+
+class _Interrupts:
+    """The first SIGINT/SIGTERM closes the window (finishing a recording); a second one exits at once."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.window = None
+        self.signum = 0
+
+    def on_signal(self, signum: int) -> None:
+        from ui.interrupts import default_signals
+
+        if self.signum:
+            self.force(signum, None)
+        self.signum = signum
+        for other in default_signals():  # from now on a signal ends the process, even while closing blocks
+            signal.signal(other, self.force)
+        note = ""
+        if self.window is not None and self.window.recording.recorder is not None:
+            recorded = self.window.stop_recording()
+            note = (f"; recording saved to {recorded}" if recorded
+                    else f"; the recording failed: {self.window.errors[-1] if self.window.errors else '?'}")
+        print(f"gopose gui: {signal.Signals(signum).name} received, closing{note}", file=sys.stderr, flush=True)
+        if self.window is not None:
+            self.window.close()
+        self.app.exit(128 + signum)
+
+    @staticmethod
+    def force(signum: int, _frame) -> None:
+        print(f"gopose gui: {signal.Signals(signum).name} again: exiting without finishing", file=sys.stderr,
+              flush=True)
+        os._exit(128 + signum)
 
 
 class _Script:

@@ -8,19 +8,17 @@ import argparse
 import json
 from typing import Any, Callable
 
-import yaml
-
 from app.commands.models_store import STORE_SUBCOMMANDS
 from core.errors import InputError
 
 HELP = ("network checkpoints: init (random weights), info (what a file holds), export (ONNX); "
-        "installed models: add, list, download")
+        "installed models: add, list, download, default")
 
 
 # ------------------------------------------------------------------------------------------------- init
 def _add_init(p: argparse.ArgumentParser) -> None:
-    from models.factory import arch_names
-    p.add_argument("--arch", required=True, choices=arch_names(), help="network architecture")
+    # no import of models/ here (it loads torch): an unknown name is refused by make_config with the list
+    p.add_argument("--arch", required=True, help="network architecture: realtime, midsize, mobilenet or hourglass104")
     p.add_argument("--spec", default="coco", choices=["coco", "crowdpose"], help="keypoint spec (default coco)")
     p.add_argument("--skeleton", default="default", help="skeleton name of the spec (default: the paper's)")
     p.add_argument("--with-scale", action="store_true", help="add the keypoint-scale head")
@@ -31,6 +29,8 @@ def _add_init(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
+    import yaml
+
     options = {}
     for item in items:
         key, sep, value = item.partition("=")

@@ -1,4 +1,4 @@
-"""``gopose models add|list|download``: the user's installed models (see ``app/model_store.py``).
+"""``gopose models add|list|download|default``: the user's installed models (see ``app/model_store.py``).
 
 Registered into ``app/commands/models.py``'s sub-command table as ``STORE_SUBCOMMANDS``.
 """
@@ -8,6 +8,8 @@ import argparse
 import json
 import sys
 from typing import Callable
+
+from core.errors import InputError
 
 
 def _add_store_option(p: argparse.ArgumentParser) -> None:
@@ -29,7 +31,18 @@ def _run_add(args: argparse.Namespace) -> int:
     e = add_model(args.file, name=args.name, arch=args.arch, root=args.store, force=args.force)
     print(f"installed {e.name}: {e.arch}, {e.contract.get('spec')}/{e.contract.get('skeleton')}, "
           f"{e.size / 2**20:.1f} MB, sha256 {e.sha256[:16]}... in {e.path.parent}")
+    _print_default(args.store)
     return 0
+
+
+def _print_default(store: str | None) -> None:
+    """Say which model runs by default now (or why none does)."""
+    from app.model_store import choose_model
+
+    try:
+        print(f"default model: {choose_model(None, store).describe()}")
+    except InputError as exc:
+        print(f"default model: none - {exc}")
 
 
 def _add_list(p: argparse.ArgumentParser) -> None:
@@ -38,22 +51,54 @@ def _add_list(p: argparse.ArgumentParser) -> None:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from app.model_store import list_models, store_dir
+    from app.model_store import builtin_entry, choose_model, list_models, store_dir
 
     entries = list_models(args.store)
+    builtin = builtin_entry()
+    if builtin is not None:
+        entries.insert(0, builtin)
+    try:
+        current = choose_model(None, args.store)
+    except InputError:
+        current = None
+    is_default = {e.name: current is not None and e.path == current.path for e in entries}
     if args.json:
-        print(json.dumps([e.to_dict() for e in entries]))
+        print(json.dumps([{**e.to_dict(), "default": is_default[e.name]} for e in entries]))
         return 0
     if not entries:
         print(f"no models installed in {store_dir(args.store)}; add one with `gopose models add FILE`")
         return 0
-    rows = [(e.name, e.arch, f"{e.contract.get('spec')}/{e.contract.get('skeleton')}", f"{e.size / 2**20:.1f} MB",
-             e.added, e.sha256[:12]) for e in entries]
-    head = ("NAME", "ARCH", "SPEC/SKELETON", "SIZE", "ADDED", "SHA256")
+    rows = [("*" if is_default[e.name] else "", e.name + (" (built-in)" if e.builtin else ""), e.arch,
+             f"{e.contract.get('spec')}/{e.contract.get('skeleton')}", f"{e.size / 2**20:.1f} MB",
+             e.added or "-", e.sha256[:12]) for e in entries]
+    head = ("", "NAME", "ARCH", "SPEC/SKELETON", "SIZE", "ADDED", "SHA256")
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     for r in [head, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
-    print(f"({len(entries)} in {store_dir(args.store)})")
+    print(f"({len(entries) - (builtin is not None)} installed in {store_dir(args.store)}; * = default)")
+    _print_default(args.store)
+    return 0
+
+
+def _add_default(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", default=None,
+                   help="installed model to run when no --model is given ('default': the built-in model); "
+                        "without NAME: print the current default")
+    p.add_argument("--clear", action="store_true", help="forget the explicit default")
+    _add_store_option(p)
+
+
+def _run_default(args: argparse.Namespace) -> int:
+    from app.model_store import clear_default, set_default
+
+    if args.clear and args.name:
+        raise InputError("give either NAME or --clear, not both")
+    if args.clear:
+        print("explicit default cleared" if clear_default(args.store) else "no explicit default was set")
+    elif args.name:
+        print(f"default model: {set_default(args.name, args.store).describe()}")
+        return 0
+    _print_default(args.store)
     return 0
 
 
@@ -88,4 +133,5 @@ STORE_SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
     "add": ("validate a checkpoint and install it in the user's model folder", _add_add, _run_add),
     "list": ("list the installed models", _add_list, _run_list),
     "download": ("download a checkpoint, verify its sha256 and install it", _add_download, _run_download),
+    "default": ("choose (or show) the model that runs when no --model is given", _add_default, _run_default),
 }

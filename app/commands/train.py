@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.INFO)
     from train.trainer import Trainer
 
+    if cfg.run.threads > 0:  # the process's thread count is the command's choice (the Trainer leaves it alone)
+        import torch
+
+        torch.set_num_threads(cfg.run.threads)
     try:
         trainer = Trainer(cfg, run_dir=args.run_dir, resume=args.resume)
         summary = trainer.train()

@@ -1,8 +1,11 @@
-"""Exporters on real frames and real COCO people: formats, atomic writes, abort, unwritable folders."""
+"""Exporters on real frames and real COCO people: formats, atomic writes, abort, unwritable folders, sets of
+outputs published together or not at all, and the umask."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 from pathlib import Path
 
 import av
@@ -10,8 +13,8 @@ import numpy as np
 import pytest
 
 from app.engine import FrameResult
-from app.sinks import (CocoJsonSink, CsvSink, JsonlSink, StreamMeta, VideoSink, make_sinks, output_paths,
-                       parse_formats)
+from app.sinks import (CocoJsonSink, CsvSink, JsonlSink, OutputSet, StreamMeta, VideoSink, make_sinks,
+                       output_paths, parse_formats)
 from app.sources import open_source
 from core.contract import PoseContract
 from core.errors import InputError
@@ -41,7 +44,7 @@ def test_all_formats(street_video: Path, coco_people: list[Poses], tmp_path: Pat
 
     people = coco_people[:5]
     paths = output_paths("street", tmp_path, parse_formats("coco,jsonl,csv,video"))
-    assert paths["coco"].name == "street.coco.json" and paths["video"].name == "street.mp4"
+    assert paths["coco"].name == "street.coco.json" and paths["video"].name == "street.annotated.mp4"
     n = _run(make_sinks(paths), street_video, people)
     assert n == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())  # no temp files
@@ -127,3 +130,82 @@ def test_bad_format_name() -> None:
     with pytest.raises(InputError, match="unknown output format"):
         parse_formats("coco,xml")
     assert parse_formats("csv, coco,csv") == ["csv", "coco"]
+
+
+class _DiskFullAfter(JsonlSink):
+    """A JSONL sink on a disk that fills up: its real writes go through until ``limit`` bytes are in its temporary
+    file, then the next write fails as the kernel reports it (ENOSPC), in the middle of the stream."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        super().__init__(path)
+        self.limit = limit
+
+    def write(self, frame, result) -> None:
+        super().write(frame, result)
+        self._file.handle.flush()
+        if self.tmp.stat().st_size >= self.limit:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.tmp))
+
+
+def _no_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_failure_in_the_middle_of_a_write_leaves_nothing(street_video: Path, estimator, tmp_path: Path) -> None:
+    """A pipeline whose third output fails after some bytes: no output under a final name, no temporary file."""
+    from app.pipeline import Pipeline
+
+    paths = output_paths("x", tmp_path, ["coco", "csv", "video"])
+    failing = _DiskFullAfter(tmp_path / "x.jsonl", limit=300)
+    outputs = OutputSet([*make_sinks(paths), failing])
+    with open_source(street_video) as src:
+        with pytest.raises(OSError) as info:
+            Pipeline(src, estimator, [outputs]).run()
+    assert info.value.errno == errno.ENOSPC
+    assert _no_files(tmp_path) == []
+
+
+def test_failure_while_finishing_publishes_nothing(street_video: Path, coco_people, tmp_path: Path) -> None:
+    """Every output is finished before any is renamed: one failing at the end keeps the others unpublished."""
+    ok = make_sinks(output_paths("x", tmp_path, ["coco", "jsonl", "video"]))
+    last = _DiskFullAfter(tmp_path / "x.csv", limit=10 ** 9)
+    outputs = OutputSet([*ok, last])
+
+    def finish_fails() -> None:
+        last._file.handle.write("x" * 100)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(last.tmp))
+
+    last.finish = finish_fails
+    _run([outputs], street_video, coco_people[:2])
+    assert isinstance(outputs.error, OSError) and not outputs.published
+    assert _no_files(tmp_path) == []
+
+
+def test_failed_rename_takes_back_the_published_outputs(street_video: Path, coco_people, tmp_path: Path) -> None:
+    """The third rename fails (its final name is a non-empty folder): the two already renamed are removed."""
+    blocker = tmp_path / "x.csv"
+    blocker.mkdir()
+    (blocker / "keep").write_text("x")
+    outputs = OutputSet(make_sinks(output_paths("x", tmp_path, ["coco", "jsonl", "csv", "video"])))
+    _run([outputs], street_video, coco_people[:2])
+    assert outputs.error is not None and not outputs.published
+    assert _no_files(tmp_path) == ["x.csv"] and _no_files(blocker) == ["keep"]
+
+
+def test_outputs_respect_the_umask(street_video: Path, coco_people, tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        outputs = OutputSet(make_sinks(output_paths("x", tmp_path, ["coco", "jsonl", "csv", "video"])))
+        _run([outputs], street_video, coco_people[:2])
+    finally:
+        os.umask(old)
+    assert outputs.published
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert len(modes) == 4 and set(modes.values()) == {0o640}, modes
+
+
+def test_annotated_video_is_marked(street_video: Path, coco_people, tmp_path: Path) -> None:
+    sink = VideoSink(tmp_path / "x.annotated.mp4")
+    _run([sink], street_video, coco_people[:1])
+    with av.open(str(sink.path)) as c:
+        assert c.metadata.get("comment", "").startswith("GOPose annotated video of ")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from PyQt5.QtGui import QImage
+
+from core.io.files import temp_owner
 
 pytestmark = pytest.mark.gui
 
@@ -19,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        env.pop(name, None)  # each test says which display it uses
     env["GOPOSE_HOME"] = str(tmp_path / "home")  # no installed models
     env["XDG_RUNTIME_DIR"] = str(tmp_path)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -89,8 +95,100 @@ def test_real_x_server_with_opencv_imported_first(tmp_path, data_dir):
         proc.wait(10)
 
 
+class StderrWatch:
+    """Collects a process's stderr lines in a thread; ``wait_for(text)`` blocks until a line contains it."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stderr:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        with self._cond:
+            found = self._cond.wait_for(lambda: any(text in line for line in self.lines) or
+                                        not self._thread.is_alive(), timeout)
+        assert found and any(text in line for line in self.lines), f"no {text!r} in stderr:\n{self.text}"
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            return "".join(self.lines)
+
+    def join(self, timeout: float) -> str:
+        self._thread.join(timeout)
+        return self.text
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_closes_cleanly_and_finishes_the_recording(tmp_path, data_dir, signum):
+    """Ctrl-C (SIGINT) or kill (SIGTERM) while recording: no traceback, exit code 128 + signal, and the recording
+    is a complete video (before: a traceback, SIGABRT and a lost recording)."""
+    import av
+
+    out = tmp_path / "rec.mp4"
+    cmd = [sys.executable, str(ROOT / "main.py"), "-v", "gui", "--source",
+           str(data_dir / "videos" / "pedestrians_480x360.mp4"), "--record", str(out),
+           "--settings", str(tmp_path / "s.ini")]
+    proc = subprocess.Popen(cmd, env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        watch = StderrWatch(proc)
+        watch.wait_for("first frame written", timeout=120)  # recording, and the video keeps playing
+        proc.send_signal(signum)
+        code = proc.wait(timeout=120)  # a hang guard, not a measurement
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = watch.join(30)
+    assert code == 128 + signum, err
+    assert "Traceback" not in err and f"{signum.name} received, closing; recording saved to {out}" in err
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+    assert frames and (stream.width, stream.height) == (480, 360)
+    assert not [p for p in tmp_path.iterdir() if temp_owner(p) is not None]
+
+
+def test_without_a_display_it_says_what_to_do(tmp_path):
+    """No DISPLAY, WAYLAND_DISPLAY or QT_QPA_PLATFORM: one line of advice and exit 2 (before: Qt aborted)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py")], env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "no display found" in err
+    assert "QT_QPA_PLATFORM=offscreen" in err and "gopose annotate" in err
+
+
+@pytest.mark.parametrize("env, platform, ok", [
+    ({}, "linux", False),
+    ({"DISPLAY": ":0"}, "linux", True),
+    ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", True),
+    ({"QT_QPA_PLATFORM": "offscreen"}, "linux", True),
+    ({"QT_QPA_PLATFORM": "xcb"}, "linux", False),
+    ({"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":1"}, "linux", True),
+    ({"QT_QPA_PLATFORM": "wayland;xcb", "DISPLAY": ":1"}, "linux", True),
+    ({"QT_QPA_PLATFORM": "wayland"}, "linux", False),
+    ({}, "darwin", True),
+    ({}, "win32", True),
+])
+def test_display_problem(env, platform, ok):
+    from app.commands.gui import display_problem
+
+    assert (display_problem(env, platform) is None) == ok
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["--quit-after-frames", "0"], "--quit-after-frames"),
+    (["--record", "out.mp4"], "--record needs --source"),
+    (["--source", "x.mp4", "--record", "/nonexistent_folder_gopose/x.mp4"], "nonexistent_folder_gopose"),
     (["--size", "big"], "--size"),
     (["--screenshot", "/nonexistent_folder_gopose/x.png"], "nonexistent_folder_gopose"),
 ])

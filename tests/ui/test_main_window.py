@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from PyQt5.QtGui import QImage
 from PyQt5.QtWidgets import QPushButton, QSlider
 
 from app.sources import open_source
+from core.io.files import temp_owner
 from core.poses import Poses
 
 pytestmark = pytest.mark.gui
@@ -34,19 +34,33 @@ def _open(qtbot, window, spec: str, frames: int = 3) -> None:
     qtbot.waitUntil(lambda: window.frames_displayed >= start + frames, timeout=WAIT)
 
 
-def test_no_model_plays_the_source_and_explains_how_to_add_one(qtbot, make_window, video):
+def _leftovers(folder: Path) -> list[Path]:
+    """Temporary files of the atomic writer (``.NAME.PID.HEX.part``) in ``folder``, whoever wrote them."""
+    return [p for p in folder.iterdir() if temp_owner(p) is not None]
+
+
+def _wait_idle(qtbot, window) -> int:
+    """Wait until the paused player waits for a control and the GUI took every frame it delivered; returns the
+    number of frames delivered so far (none can come until the next control)."""
+    qtbot.waitUntil(lambda: window.playback.idle and not window.player.mailbox.pending, timeout=WAIT)
+    return window.player.mailbox.posted
+
+
+def test_no_model_plays_the_source_and_the_banner_offers_actions(qtbot, make_window, video):
     window = make_window()
     assert window.estimator is None
     assert window.banner.isVisible()
-    assert "gopose models add" in window.banner_text.text()
+    text = window.banner.plain_text()
+    assert "No pose model is installed" in text and "Hourglass-104" in text
+    assert "gopose " not in text and "--arch" not in text  # actions, not command lines
+    assert window.banner.open_button.isVisible() and window.banner.add_button.isVisible()
     _open(qtbot, window, video, frames=5)
     assert window.view.frame.shape == (360, 480, 3)
     assert window.view.poses is None
     assert window.status.text("resolution") == "480×360"
     assert "pedestrians_480x360.mp4" in window.status.fields["source"].toolTip()
     qtbot.waitUntil(lambda: window.status.text("display_fps") != "display 0.0 fps", timeout=WAIT)
-    fps = float(window.status.text("display_fps").split()[1])
-    assert 5.0 <= fps <= 15.0  # the file plays at its own 10 fps
+    assert window.status.text("display_fps").endswith(" fps")  # its value is measured by eval/bench_gui.py
     assert window.status.text("inference_fps") == "inference –"
     # the view keeps the aspect ratio of the frame
     r = window.view.image_rect()
@@ -59,12 +73,10 @@ def test_play_pause_step_seek_and_shortcuts(qtbot, make_window, video):
     _open(qtbot, window, video)
     window.act_play.trigger()  # pause
     assert window.playback.paused and window.act_play.text() == "Play"
-    qtbot.wait(300)
-    n = window.frames_displayed
-    qtbot.wait(400)
-    assert window.frames_displayed == n
+    posted, shown = _wait_idle(qtbot, window), window.frames_displayed
     window.act_step.trigger()
-    qtbot.waitUntil(lambda: window.frames_displayed == n + 1, timeout=WAIT)
+    qtbot.waitUntil(lambda: window.frames_displayed == shown + 1, timeout=WAIT)
+    assert _wait_idle(qtbot, window) == posted + 1  # exactly one frame per step
     window.seek(40.0)
     qtbot.waitUntil(lambda: abs(window.playback.position - 40.0) < 0.15, timeout=WAIT)
     qtbot.waitUntil(lambda: abs(window.playbar.slider.value() - 40000) <= 150, timeout=WAIT)
@@ -82,9 +94,8 @@ def test_play_pause_step_seek_and_shortcuts(qtbot, make_window, video):
     assert window.playback.position > 35.0
     window.act_play.trigger()  # closing while paused must not hang on the waiting player
     runner = window.runner
-    t0 = time.monotonic()
-    window.shutdown()
-    assert time.monotonic() - t0 < 5.0 and not runner.running
+    window.shutdown(timeout=60.0)  # the timeout only guards against a hang
+    assert not runner.running
 
 
 def test_bad_file_shows_an_error_dialog_and_the_window_survives(qtbot, make_window, tmp_path, video):
@@ -118,7 +129,14 @@ def test_snapshot_and_recording(qtbot, make_window, tmp_path, video):
     with open_source(str(out)) as src:
         frames = list(src)
     assert src.size == (480, 360) and len(frames) >= 8
-    assert not list(tmp_path.glob(".*tmp*"))  # nothing left behind
+    assert not _leftovers(tmp_path)  # nothing left behind
+    # a recording during which no frame was shown leaves no file (an empty MP4 would not play)
+    window.act_play.trigger()
+    _wait_idle(qtbot, window)
+    empty = tmp_path / "empty.mp4"
+    assert window.start_recording(str(empty))
+    assert window.stop_recording() is None
+    assert "nothing recorded" in window.errors[-1] and not empty.exists() and not _leftovers(tmp_path)
     # snapshots into a missing folder fail with a dialog, not an exception
     assert not window.save_snapshot(str(tmp_path / "nope" / "x.png"))
     assert "nope" in window.errors[-1]
@@ -186,8 +204,10 @@ def test_loading_a_bad_checkpoint_shows_an_error(qtbot, make_window, tmp_path):
 
 
 def _same_outputs(a: Path, b: Path) -> None:
+    """``a`` holds the same annotation files as ``b``; ``b`` may also hold the manifest ``gopose annotate`` keeps
+    (its batch journal, with times: not an annotation)."""
     names_a = sorted(p.name for p in a.iterdir())
-    assert names_a == sorted(p.name for p in b.iterdir())
+    assert names_a == sorted(p.name for p in b.iterdir() if not p.name.endswith(".manifest.json"))
     for name in names_a:
         if name.endswith(".json"):
             assert json.loads((a / name).read_text()) == json.loads((b / name).read_text()), name
@@ -278,7 +298,7 @@ def test_installed_model_is_listed_and_loaded_by_default(qtbot, make_window, mod
     add_model(realtime_checkpoint, name="rt_test")
     window = make_window()
     assert window.panel.model.findData("rt_test") >= 0
-    assert "gopose models add" not in window.banner_text.text()  # a model exists: no install instructions
+    assert "pick one in the Model panel" in window.banner.plain_text()  # a model exists: no install text
     window.load_default_model()
     qtbot.waitUntil(lambda: window.estimator is not None, timeout=WAIT)
     assert window.model_name == "rt_test"
@@ -297,3 +317,81 @@ def test_unreachable_url_shows_an_error_and_the_window_survives(qtbot, make_wind
     qtbot.waitUntil(lambda: len(window.errors) == 1, timeout=WAIT)
     assert url in window.errors[0]
     _open(qtbot, window, video)
+
+
+def _cut_in_half(video: str, out: Path) -> Path:
+    """A copy of ``video`` with the second half of its bytes missing (its index still announces every frame)."""
+    data = Path(video).read_bytes()
+    out.write_bytes(data[: len(data) // 2])
+    return out
+
+
+def test_a_truncated_file_shows_where_it_really_ends(qtbot, make_window, tmp_path, video):
+    """pedestrians cut in half decodes 401 of the 795 frames its container announces: at the end the seek bar
+    and the time show the real end, and the status bar says how many frames could not be decoded."""
+    cut = _cut_in_half(video, tmp_path / "cut.mp4")
+    window = make_window()
+    window.set_speed(20.0)  # the whole decodable part quickly (the player accepts any speed)
+    with qtbot.waitSignal(window.end_reached, timeout=120000):
+        window.open_source(str(cut))
+        qtbot.waitUntil(lambda: window.playbar.slider.maximum() == 79500, timeout=WAIT)  # the announced 1:19.50
+    assert window.playback.at_end and window.playback.paused
+    end = window.playback.end_time
+    assert 39.0 < end < 41.0
+    assert window.playbar.slider.maximum() == round((end + 0.1) * 1000)
+    assert window.playbar.time_label.text().endswith(" / 0:40.30")
+    note = window.transport.end_note
+    assert note == window.statusBar().currentMessage()
+    assert "cut.mp4 ends at 0:40.30: 394 of 795 frames could not be decoded" in note
+    window.seek(70.0)  # past the real end: the last decodable frame
+    qtbot.waitUntil(lambda: window.playback.position == end, timeout=WAIT)
+    assert not window.errors
+
+
+def test_banner_adds_a_checkpoint_to_the_models_and_loads_it(qtbot, make_window, model_home, tmp_path,
+                                                             realtime_checkpoint):
+    from PyQt5.QtWidgets import QDialogButtonBox
+
+    window = make_window()
+    qtbot.mouseClick(window.banner.add_button, Qt.LeftButton)
+    dialog = window.models.add_dialog
+    assert dialog is not None and dialog.isVisible()
+    add = dialog.buttons.button(QDialogButtonBox.Ok)
+    assert not add.isEnabled()  # no file yet
+    dialog.path.setText(str(tmp_path / "missing.pt"))
+    assert not add.isEnabled()
+    dialog.path.setText(str(realtime_checkpoint))
+    dialog.name.setText("rt_banner")
+    assert add.isEnabled() and dialog.values() == (str(realtime_checkpoint), "rt_banner", "")
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT) as ready:
+        qtbot.mouseClick(add, Qt.LeftButton)
+    assert ready.args == ["rt_banner"] and window.estimator is not None
+    assert (model_home / "models" / "rt_banner.pt").is_file()  # in the user's models (GOPOSE_HOME)
+    assert window.panel.model.findData("rt_banner") >= 0 and window.panel.model.currentData() == "rt_banner"
+    assert not window.banner.isVisible() and not window.errors
+
+
+def test_banner_opens_a_checkpoint_file(qtbot, make_window, realtime_checkpoint):
+    window = make_window()
+    qtbot.mouseClick(window.banner.open_button, Qt.LeftButton)
+    dialog = window.models.file_dialog
+    assert dialog is not None and dialog.isVisible()
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT):
+        dialog.selectFile(str(realtime_checkpoint))
+        dialog.accept()
+    assert window.model_name == str(realtime_checkpoint) and not window.banner.isVisible()
+    assert window.settings.last_dir == str(realtime_checkpoint.parent)
+
+
+def test_banner_reports_a_file_that_is_not_a_checkpoint(qtbot, make_window, model_home, tmp_path):
+    bad = tmp_path / "PoseNet_77_epoch.pth"  # named like the authors' release: the kind follows
+    bad.write_bytes(b"not a checkpoint")
+    window = make_window()
+    dialog = window.models.add_model_dialog()
+    dialog.path.setText(str(bad))
+    assert dialog.values() == (str(bad), "", "hourglass104")
+    dialog.accept()
+    qtbot.waitUntil(lambda: len(window.errors) == 1, timeout=WAIT)
+    assert "PoseNet_77_epoch.pth" in window.errors[0]
+    assert window.estimator is None and window.banner.isVisible()
+    assert window.panel.model.findData("PoseNet_77_epoch") < 0

@@ -28,11 +28,22 @@ class Reader:
             self.items.append((frame.index, frame.timestamp, time.monotonic()))
         self.done.set()
 
-    def wait_count(self, n: int, timeout: float = 10.0) -> None:
-        end = time.monotonic() + timeout
-        while len(self.items) < n and time.monotonic() < end:
-            time.sleep(0.01)
-        assert len(self.items) >= n, f"only {len(self.items)} of {n} frames arrived"
+    def wait_count(self, n: int, timeout: float = 30.0) -> None:
+        _wait_for(lambda: len(self.items) >= n, timeout, f"{n} frames")
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; ``timeout`` only guards against a hang."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, f"still waiting for {what}"
+        time.sleep(0.01)
+
+
+def _idle_count(play: PlaybackSource, reader: Reader) -> int:
+    """Frames delivered once the paused player waits for a control (none can come before the next one)."""
+    _wait_for(lambda: play.idle, 30.0, "the paused player to wait")
+    return len(reader.items)
 
 
 @pytest.fixture
@@ -44,30 +55,28 @@ def pedestrians(data_dir):
 
 def test_paced_at_speed_and_pause_step(pedestrians):
     play = PlaybackSource(pedestrians, speed=2.0)  # 10 fps file at 2x: 20 frames per second
+    started = time.monotonic()
     reader = Reader(play)
     reader.wait_count(11)
-    (_, ts0, w0), (_, ts1, w1) = reader.items[0], reader.items[10]
+    (_, ts0, _), (_, ts1, w1) = reader.items[0], reader.items[10]
     assert ts1 - ts0 == pytest.approx(1.0, abs=0.01)
-    assert 0.4 <= w1 - w0 <= 0.8  # 1 s of video at 2x takes ~0.5 s
+    # never ahead of the clock: 1 s of video at 2x is not released before 0.5 s have passed since the start (how
+    # closely it keeps to the schedule is a measurement, made by eval/bench_gui.py)
+    assert w1 - started >= 0.5
     play.set_paused(True)
-    time.sleep(0.3)
-    n = len(reader.items)
-    time.sleep(0.4)
-    assert len(reader.items) == n  # paused: nothing more
+    n = _idle_count(play, reader)
     play.step()
     reader.wait_count(n + 1)
-    time.sleep(0.3)
-    assert len(reader.items) == n + 1  # exactly one frame per step
+    assert _idle_count(play, reader) == n + 1  # exactly one frame per step
     assert reader.items[-1][0] == reader.items[-2][0] + 1
     play.close()
-    assert reader.done.wait(5)
+    assert reader.done.wait(30)
 
 
 def test_seek_while_paused_shows_the_target_frame(pedestrians):
     play = PlaybackSource(pedestrians, paused=True)
     reader = Reader(play)
-    time.sleep(0.2)
-    assert reader.items == []
+    assert _idle_count(play, reader) == 0  # opened paused: nothing until a control
     play.seek(30.0)
     reader.wait_count(1)
     index, ts, _ = reader.items[0]
@@ -77,7 +86,7 @@ def test_seek_while_paused_shows_the_target_frame(pedestrians):
     assert reader.items[1][1] == pytest.approx(5.0, abs=0.11)
     assert play.position == reader.items[1][1]
     play.close()
-    assert reader.done.wait(5)
+    assert reader.done.wait(30)
 
 
 def test_end_pauses_and_play_restarts(data_dir):
@@ -85,15 +94,42 @@ def test_end_pauses_and_play_restarts(data_dir):
     ended = threading.Event()
     play = PlaybackSource(src, speed=4.0, on_end=ended.set)
     reader = Reader(play)
-    assert ended.wait(10)
+    assert ended.wait(30)
     assert len(reader.items) == 5 and play.at_end and play.paused
+    assert play.end_time == reader.items[-1][1] and not play.ended_early  # complete: the announced length holds
+    assert play.duration == play.announced_duration == 1.0 and play.lost_frames == 0  # 5 frames at 5 fps
     assert not reader.done.is_set()  # the player waits at the end instead of finishing
     play.set_paused(False)  # play after the end starts over
     reader.wait_count(6)
     assert reader.items[5][0] == 0
     play.shutdown()
-    assert reader.done.wait(5)
+    assert reader.done.wait(30)
     assert src.closed
+
+
+def test_a_truncated_file_ends_early_after_a_seek(data_dir, tmp_path):
+    """Reaching the end after a seek still finds the real end; the lost frames are then an estimate from the
+    last timestamp (the source's exact count needs a read from the start, see test_main_window)."""
+    data = (data_dir / "videos" / "pedestrians_480x360.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    ended = threading.Event()
+    with open_source(str(cut)) as src:
+        play = PlaybackSource(src, speed=4.0, paused=True, on_end=ended.set)
+        assert play.duration == 79.5 and play.end_time is None
+        reader = Reader(play)
+        play.seek(38.0)
+        reader.wait_count(1)
+        play.set_paused(False)
+        assert ended.wait(60)
+        last = reader.items[-1][1]
+        assert play.end_time == last and 39.0 < last < 41.0 and play.ended_early
+        assert play.duration == pytest.approx(last + 0.1)
+        assert not play.lost_frames_exact and play.lost_frames == 795 - (round(last * 10) + 1)
+        play.seek(70.0)  # past the end: nothing to show, and the known end stays
+        play.close()
+        assert reader.done.wait(30)
+        assert play.end_time == last
 
 
 def test_settings_roundtrip_and_recent(tmp_path):

@@ -1,0 +1,166 @@
+"""The manifest of one input's outputs, ``OUT/<stem>.manifest.json``: the commit record of ``gopose annotate``.
+
+An :class:`app.sinks.OutputSet` finishes (completes and fsyncs) every output under its temporary name, then
+:class:`Manifest` records ``"state": "publishing"`` with the pending renames (final name -> temporary name), then
+the outputs are renamed into place, then the manifest says ``"state": "complete"``. A run killed between the two
+manifest writes is completed by the next run in that folder (:func:`recover`): every pending temporary file was
+already complete, so finishing the renames is safe (roll forward). ``--skip-existing`` trusts only a complete
+manifest whose input is unchanged and whose outputs are all present with their recorded sizes (:func:`completed`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from core.io.files import stale_temp_files, temp_owner, write_json_atomic
+
+LOG = logging.getLogger(__name__)
+
+MANIFEST_SUFFIX = ".manifest.json"
+VERSION = 1
+
+
+def manifest_path(out_dir: str | Path, stem: str) -> Path:
+    return Path(out_dir) / f"{stem}{MANIFEST_SUFFIX}"
+
+
+def input_identity(spec: str | Path) -> dict[str, Any]:
+    """What identifies an input between runs: its absolute path with size and modification time (a folder of
+    images: its entry count and time), or the URL / source name as given."""
+    text = str(spec)
+    path = Path(text)
+    try:
+        st = path.stat()
+    except OSError:
+        return {"input": text}
+    size = len(os.listdir(path)) if path.is_dir() else st.st_size
+    return {"input": str(path.absolute()), "size": size, "mtime_ns": st.st_mtime_ns}
+
+
+def read_manifest(path: str | Path) -> dict[str, Any] | None:
+    """The manifest's content, or None when it is absent, unreadable or not ours."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("gopose_manifest") != VERSION:
+        return None
+    return data
+
+
+class Manifest:
+    """The journal of one :class:`app.sinks.OutputSet`: ``begin`` before the renames, ``commit`` after them,
+    ``discard`` when the set is abandoned. ``details()`` is called at ``begin`` for the recorded facts (frames,
+    model, ...)."""
+
+    def __init__(self, path: str | Path, identity: dict[str, Any],
+                 details: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.path = Path(path)
+        self.identity = dict(identity)
+        self.details = details
+        self._data: dict[str, Any] | None = None
+
+    def begin(self, pending: dict[Path, Path]) -> None:
+        outputs = {Path(final).name: {"size": Path(tmp).stat().st_size} for final, tmp in pending.items()}
+        self._data = {"gopose_manifest": VERSION, **self.identity, **(self.details() if self.details else {}),
+                      "outputs": outputs, "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                      "state": "publishing",
+                      "pending": {Path(final).name: Path(tmp).name for final, tmp in pending.items()}}
+        write_json_atomic(self.path, self._data, indent=2)
+
+    def commit(self) -> None:
+        if self._data is None:
+            return
+        data = {k: v for k, v in self._data.items() if k != "pending"}
+        data["state"] = "complete"
+        write_json_atomic(self.path, data, indent=2)
+        self._data = None
+
+    def discard(self) -> None:
+        """Remove the manifest this journal began (a complete one from an earlier run is left alone)."""
+        if self._data is not None:
+            self.path.unlink(missing_ok=True)
+            self._data = None
+
+
+def completed(path: str | Path, identity: dict[str, Any], outputs: Iterable[Path]) -> dict[str, Any] | None:
+    """The complete manifest at ``path`` when it describes ``identity`` and lists every one of ``outputs``,
+    each present with its recorded size; else None."""
+    data = read_manifest(path)
+    if data is None or data.get("state") != "complete":
+        return None
+    if any(data.get(k) != v for k, v in identity.items()):
+        return None
+    listed = data.get("outputs") or {}
+    for out in outputs:
+        entry = listed.get(Path(out).name)
+        try:
+            if entry is None or Path(out).stat().st_size != entry.get("size"):
+                return None
+        except OSError:
+            return None
+    return data
+
+
+@dataclass
+class Recovery:
+    """What :func:`recover` did: inputs whose interrupted publishing it completed (or had to drop), and the
+    temporary files of dead runs it removed."""
+
+    completed: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.completed or self.dropped or self.removed)
+
+
+def recover(out_dir: str | Path, names: set[str] | None = None) -> Recovery:
+    """Finish what killed runs left in ``out_dir``: complete the renames of publishing manifests whose writer is
+    gone, then remove the temporary files of dead processes. ``names`` limits both to these final file names
+    (the outputs and manifests of this run's inputs), so concurrent shards never touch each other's files."""
+    folder = Path(out_dir)
+    report = Recovery()
+    if not folder.is_dir():
+        return report
+    stale = set(stale_temp_files(folder))
+    for mf in sorted(folder.glob(f"*{MANIFEST_SUFFIX}")):
+        if names is not None and mf.name not in names:
+            continue
+        data = read_manifest(mf)
+        if data is None or data.get("state") != "publishing":
+            continue
+        temps = {folder / final: folder / tmp for final, tmp in (data.get("pending") or {}).items()}
+        if any(t.exists() and t not in stale for t in temps.values()):
+            continue  # its writer still runs
+        for final, tmp in temps.items():
+            if tmp.exists():
+                os.replace(tmp, final)
+                stale.discard(tmp)
+        if all(final.exists() for final in temps):
+            data.pop("pending", None)
+            data["state"] = "complete"
+            write_json_atomic(mf, data, indent=2)
+            report.completed.append(str(data.get("input", mf.name)))
+        else:
+            mf.unlink(missing_ok=True)
+            report.dropped.append(str(data.get("input", mf.name)))
+    for tmp in sorted(stale):
+        owner = temp_owner(tmp)
+        if names is not None and (owner is None or owner[0] not in names):
+            continue
+        tmp.unlink(missing_ok=True)
+        report.removed.append(tmp)
+    if report:
+        LOG.info("recovered %s: completed %d, dropped %d, removed %d temporary files", folder,
+                 len(report.completed), len(report.dropped), len(report.removed))
+    return report
+
+
+__all__ = ["MANIFEST_SUFFIX", "Manifest", "Recovery", "completed", "input_identity", "manifest_path",
+           "read_manifest", "recover"]

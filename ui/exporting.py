@@ -1,0 +1,148 @@
+"""Files the window writes besides recordings: annotation exports (the engine's exporter, with a progress dialog),
+snapshots of the current frame and screenshots of the window, all written atomically."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from PyQt5.QtCore import QObject, pyqtSignal
+from PyQt5.QtGui import QImage
+from PyQt5.QtWidgets import QFileDialog, QProgressDialog, QWidget
+
+from core.io.files import atomic_path
+from ui import backend
+from ui.controls import ModelPanel
+from ui.dialogs import ExportDialog
+from ui.model_control import ModelController
+from ui.player import PlayerController
+from ui.settings import ViewerSettings
+from ui.workers import Task
+
+
+class ExportController(QObject):
+    """Exports, snapshots and screenshots; ``finished(result)`` ends every export (None when cancelled/failed)."""
+
+    finished = pyqtSignal(object)
+
+    def __init__(self, window: QWidget, player: PlayerController, models: ModelController, panel: ModelPanel,
+                 settings: ViewerSettings, report: Callable[[str, str], Any],
+                 message: Callable[[str, int], None]) -> None:
+        super().__init__(window)
+        self._window, self.player, self.models, self.panel, self.settings = window, player, models, panel, settings
+        self._report, self._message = report, message
+        self.task: Task | None = None
+        self.progress_dialog: QProgressDialog | None = None
+
+    # -- annotation export ------------------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        if not self.models.name:
+            self._report("Load a model before exporting annotations.", "Export")
+            return
+        playback = self.player.playback
+        current = self.player.source_spec if playback is not None and playback.seekable else ""
+        dialog = ExportDialog(current, self.settings.last_dir or str(Path.home()),
+                              self.settings.export_formats.split(","), self._window)
+        if dialog.exec_() == ExportDialog.Accepted:
+            self.start(*dialog.values())
+
+    def start(self, input_path: str, out_dir: str, formats: list[str]) -> Task | None:
+        """Export annotations of a file with the engine's exporter (same files as ``gopose annotate``)."""
+        if self.task is not None and self.task.running:
+            self._report("An export is already running.", "Export")
+            return None
+        if not self.models.name:
+            self._report("Load a model before exporting annotations.", "Export")
+            return None
+        if not formats:
+            self._report("Choose at least one output format.", "Export")
+            return None
+        self.settings.export_formats = ",".join(formats)
+        settings = self.panel.collect(self.settings)
+        model, threads = self.models.name, self.models.threads
+        dialog = QProgressDialog(f"Exporting {Path(input_path).name}…", "Cancel", 0, 0, self._window)
+        dialog.setWindowTitle("Export annotations")
+        dialog.setMinimumDuration(0)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        self.progress_dialog = dialog
+
+        def work(report):
+            return backend.export_annotations(input_path, out_dir, model, settings, formats, report,
+                                              task.cancel_event, threads)
+
+        task = Task(work, "export", self)
+        dialog.canceled.connect(task.cancel)
+        task.progress.connect(self._on_progress)
+        task.succeeded.connect(self._on_done)
+        task.failed.connect(self._on_failed)
+        self.task = task
+        dialog.open()
+        task.start()
+        return task
+
+    def _on_progress(self, done: int, total: int) -> None:
+        dialog = self.progress_dialog
+        if dialog is not None:
+            if total and dialog.maximum() != total:
+                dialog.setMaximum(total)
+            dialog.setValue(min(done, total) if total else 0)
+            dialog.setLabelText(f"Exporting: {done} / {total or '?'} frames")
+
+    def _close_progress(self) -> None:
+        dialog, self.progress_dialog = self.progress_dialog, None
+        if dialog is not None:
+            dialog.canceled.disconnect()  # closing a QProgressDialog emits canceled
+            dialog.close()
+
+    def _on_done(self, result: Any) -> None:
+        cancelled = bool(getattr(result, "cancelled", False)
+                         or (self.task is not None and self.task.cancel_event.is_set()))
+        self._close_progress()
+        self._message("Export cancelled" if cancelled else "Export finished", 5000)
+        self.finished.emit(None if cancelled else result)
+
+    def _on_failed(self, message: str) -> None:
+        self._close_progress()
+        self._report(message, "Export failed")
+        self.finished.emit(None)
+
+    def shutdown(self, timeout: float) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task.join(timeout)
+
+    # -- pictures ---------------------------------------------------------------------------------------------
+    def snapshot_dialog(self) -> None:
+        if self.player.view.frame is None:
+            return
+        default = str(Path(self.settings.last_dir or Path.home()) / time.strftime("gopose_%Y%m%d_%H%M%S.png"))
+        path, _ = QFileDialog.getSaveFileName(self._window, "Save snapshot", default, "PNG images (*.png)")
+        if path:
+            self.save_snapshot(path)
+
+    def save_snapshot(self, path: str) -> bool:
+        """The current frame at full resolution with its overlay, as PNG."""
+        image = self.player.view.annotated_image()
+        if image is None:
+            self._report("No frame to save yet.", "Snapshot")
+            return False
+        return self._save_png(image, path, "Snapshot")
+
+    def save_screenshot(self, path: str) -> bool:
+        """The whole window as PNG."""
+        return self._save_png(self._window.grab().toImage(), path, "Screenshot")
+
+    def _save_png(self, image: QImage, path: str, what: str) -> bool:
+        target = Path(path)
+        try:
+            if not target.parent.is_dir():
+                raise FileNotFoundError(f"folder does not exist: {target.parent}")
+            with atomic_path(target) as tmp:
+                if not image.save(str(tmp), "PNG"):
+                    raise OSError(f"cannot write {target}")
+        except OSError as exc:
+            self._report(str(exc), what)
+            return False
+        self._message(f"{what} saved to {target}", 5000)
+        return True

@@ -1,0 +1,65 @@
+"""How background work and errors reach the user: non-modal error dialogs and the window's worker tasks."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from PyQt5.QtCore import QObject, Qt, pyqtSignal
+from PyQt5.QtWidgets import QMessageBox, QWidget
+
+from ui.workers import Task
+
+LOG = logging.getLogger(__name__)
+
+
+class ErrorDialogs(QObject):
+    """Shows each error in a non-modal warning dialog (the window keeps running) and keeps every message.
+
+    ``messages``: every message shown, oldest first; ``open_dialogs``: the dialogs not yet closed.
+    """
+
+    shown = pyqtSignal(str)
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self._parent = parent
+        self.messages: list[str] = []
+        self.open_dialogs: list[QMessageBox] = []
+
+    def show(self, message: str, title: str = "GOPose") -> QMessageBox:
+        LOG.warning("%s: %s", title, message)
+        self.messages.append(message)
+        box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self._parent)
+        box.setAttribute(Qt.WA_DeleteOnClose, True)
+        box.finished.connect(lambda _r, b=box: self.open_dialogs.remove(b) if b in self.open_dialogs else None)
+        self.open_dialogs.append(box)
+        box.open()
+        self.shown.emit(message)
+        return box
+
+
+class TaskHost(QObject):
+    """Starts ``Task`` workers whose results come back to GUI-thread callbacks and keeps them until they end.
+
+    A failure goes to ``on_fail`` when given, else to ``report`` (the window's error dialog).
+    """
+
+    def __init__(self, report: Callable[[str], Any], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._report = report
+        self._tasks: set[Task] = set()
+
+    def start(self, fn: Callable, name: str, on_done: Callable[[Any], None],
+              on_fail: Callable[[str], None] | None = None) -> Task:
+        task = Task(fn, name, self)
+        task.succeeded.connect(on_done)
+        task.failed.connect(on_fail or self._report)
+        task.ended.connect(lambda t=task: self._tasks.discard(t))
+        self._tasks.add(task)
+        return task.start()
+
+    def shutdown(self, timeout: float) -> None:
+        """Cancel every task and wait for each up to ``timeout`` seconds."""
+        for task in list(self._tasks):
+            task.cancel()
+            task.join(timeout)

@@ -1,0 +1,200 @@
+"""The window's model: the installed list, loading in a worker, the no-model banner, live decoder settings, and
+adding a checkpoint to the user's models."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+from PyQt5.QtCore import QObject, Qt, pyqtSignal
+from PyQt5.QtWidgets import QFileDialog, QWidget
+
+from ui import backend
+from ui.controls import ModelPanel
+from ui.dialogs import AddModelDialog
+from ui.feedback import TaskHost
+from ui.model_banner import ModelBanner
+from ui.settings import ViewerSettings
+from ui.workers import Task
+
+CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+
+
+class ModelController(QObject):
+    """Owns the estimator in use (``estimator``, ``name``). Only the latest load request counts; the current
+    model keeps running until its replacement is ready, then ``changed(new, old)`` is emitted."""
+
+    changed = pyqtSignal(object, object)  # (new estimator, the one it replaces or None)
+    ready = pyqtSignal(str)               # the model now in use
+
+    def __init__(self, window: QWidget, panel: ModelPanel, banner: ModelBanner, settings: ViewerSettings,
+                 tasks: TaskHost, report: Callable[[str, str], Any], message: Callable[[str, int], None],
+                 threads: int | None = None) -> None:
+        super().__init__(window)
+        self._window, self.panel, self.banner, self.settings = window, panel, banner, settings
+        self._tasks, self._report, self._message, self.threads = tasks, report, message, threads
+        self.estimator: Any = None
+        self.name = ""
+        self._request = 0
+        self._task: Task | None = None
+        self._after: Callable[[], None] | None = None
+        self.file_dialog: QFileDialog | None = None
+        self.add_dialog: AddModelDialog | None = None
+        banner.open_requested.connect(self.open_checkpoint_dialog)
+        banner.add_requested.connect(self.add_model_dialog)
+        panel.model_chosen.connect(self.load)
+        panel.engine_changed.connect(self.reload)
+        panel.decoder_changed.connect(self.apply_decoder)
+
+    @property
+    def loading(self) -> bool:
+        return self._task is not None and self._task.running
+
+    # -- the list and the banner ---------------------------------------------------------------------------
+    def refresh_list(self) -> None:
+        models = backend.installed_models()
+        current = self.name or self.settings.model
+        if current and current not in [v for _, v in models]:
+            models.append((Path(current).name, current))
+        self.panel.set_models(models, current)
+
+    def update_banner(self) -> None:
+        self.banner.show_state(loaded=self.estimator is not None, installed=bool(backend.installed_models()),
+                               loading=self.loading)
+
+    # -- choosing a checkpoint -----------------------------------------------------------------------------
+    def open_checkpoint_dialog(self) -> QFileDialog:
+        """A file dialog (non-blocking); the chosen checkpoint is loaded for this session."""
+        dialog = QFileDialog(self._window, "Open checkpoint", self.settings.last_dir, CHECKPOINT_FILTER)
+        dialog.setFileMode(QFileDialog.ExistingFile)
+        dialog.setAttribute(Qt.WA_DeleteOnClose, True)
+        dialog.fileSelected.connect(self._on_checkpoint_chosen)
+        self.file_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _on_checkpoint_chosen(self, path: str) -> None:
+        self.file_dialog = None
+        if path:
+            self.settings.last_dir = str(Path(path).parent)
+            self.load(path)
+
+    def add_model_dialog(self) -> AddModelDialog:
+        """The "add a model" dialog (non-blocking); on Add the checkpoint is installed, then loaded."""
+        dialog = AddModelDialog(self.settings.last_dir, self._window)
+        dialog.setAttribute(Qt.WA_DeleteOnClose, True)
+        dialog.accepted.connect(lambda d=dialog: self.install(*d.values()))
+        self.add_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def install(self, path: str, name: str = "", arch: str = "") -> Task:
+        """Copy a checkpoint into the user's models in a worker (validated by loading it), then use it."""
+        self.add_dialog = None
+        self.settings.last_dir = str(Path(path).parent)
+        self._message(f"Adding {Path(path).name} to your models…", 0)
+        return self._tasks.start(lambda _r: backend.install_model(path, name, arch), "add-model", self._on_installed,
+                                 lambda msg: self._report(msg, "Cannot add the model"))
+
+    def _on_installed(self, name: str) -> None:
+        self._message(f"Added model {name}", 5000)
+        self.load(name)
+        self.refresh_list()
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def load(self, spec: str, then: Callable[[], None] | None = None) -> None:
+        """Load an installed model name or checkpoint file in a worker. ``then`` runs after the load succeeded or
+        failed (e.g. open the start-up source); a load finishing after a newer request is discarded."""
+        if not spec:
+            self.update_banner()
+            return
+        settings = dataclasses.replace(self.panel.collect(self.settings))
+        self._request += 1
+        request = self._request
+        self._after = then
+        self.panel.info.setText(f"Loading {Path(spec).name}…")
+        threads = self.threads
+        self._task = self._tasks.start(
+            lambda _r: backend.load_estimator(spec, settings, threads), "load-model",
+            lambda est, s=spec, r=request: self._on_loaded(s, est, r),
+            lambda msg, r=request: self._on_failed(msg, r))
+        self.update_banner()
+
+    def load_default(self, then: Callable[[], None] | None = None) -> None:
+        """Load the model used last time if it still exists, else an installed one; else only run ``then``."""
+        installed = [v for _, v in backend.installed_models()]
+        remembered = self.settings.model
+        if remembered and (remembered in installed or Path(remembered).is_file()):
+            self.load(remembered, then)
+        elif installed:
+            self.load(installed[0], then)
+        else:
+            self.update_banner()
+            if then is not None:
+                then()
+
+    def reload(self) -> None:
+        """Rebuild the estimator after an engine option changed (device, precision, input size, flip)."""
+        self.panel.collect(self.settings)
+        if self.name:
+            self.load(self.name)
+
+    def _on_loaded(self, spec: str, estimator: Any, request: int) -> None:
+        if request != self._request:  # a newer load was requested meanwhile
+            self.close_later(estimator, None)
+            return
+        old, self.estimator = self.estimator, estimator
+        self.name = self.settings.model = spec
+        device = getattr(estimator, "device", "")
+        self.panel.info.setText(f"{Path(spec).name}\n{estimator.contract.spec.name}, "
+                                f"{estimator.contract.n_limbs} limbs {('on ' + str(device)) if device else ''}")
+        self.refresh_list()
+        self.update_banner()
+        self.changed.emit(estimator, old)
+        self.ready.emit(spec)
+        self._run_after()
+
+    def _on_failed(self, message: str, request: int) -> None:
+        if request != self._request:
+            return
+        self.panel.info.setText("")
+        self._task = None
+        self.update_banner()
+        self._report(message, "Cannot load the model")
+        self._run_after()
+
+    def _run_after(self) -> None:
+        then, self._after = self._after, None
+        if then is not None:
+            then()
+
+    # -- live settings and closing ---------------------------------------------------------------------------
+    def apply_decoder(self, fields: dict) -> None:
+        """Decoder thresholds apply to the running estimator's next frame."""
+        self.panel.collect(self.settings)
+        if self.estimator is not None:
+            try:
+                self.estimator.update_decoder(**fields)
+            except Exception as exc:  # noqa: BLE001 - a rejected value is reported, the model keeps running
+                self._report(str(exc), "Decoder settings")
+
+    def close_later(self, estimator: Any, runner: Any) -> None:
+        """Close a replaced estimator in a worker once ``runner`` (the pipeline that used it) has stopped."""
+        if estimator is None or estimator is self.estimator:
+            return
+
+        def close(_report):
+            if runner is not None:
+                runner.join()
+            closer = getattr(estimator, "close", None)
+            if closer is not None:
+                closer()
+
+        self._tasks.start(close, "close-model", lambda _r: None)
+
+    def shutdown(self) -> None:
+        """Close the estimator in use (call after the pipeline using it has stopped)."""
+        estimator, self.estimator = self.estimator, None
+        closer = getattr(estimator, "close", None)
+        if closer is not None:
+            closer()

@@ -1,0 +1,157 @@
+"""What the window plays: the source (opened in a worker), the live runner that feeds frames through the model,
+and the display of each frame with its poses in the video view."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+from PyQt5.QtCore import QObject, pyqtSignal
+
+from ui import backend
+from ui.feedback import TaskHost
+from ui.model_control import ModelController
+from ui.playback import PlaybackSource
+from ui.settings import SettingsStore, ViewerSettings
+from ui.status import DisplayStats, StatusPanel
+from ui.video_view import VideoView
+from ui.workers import FrameMailbox, LiveRunner
+
+
+class PlayerController(QObject):
+    """Opens sources and keeps one ``LiveRunner`` playing the current one with the current model.
+
+    ``displayed(frame, poses)`` follows every frame shown (poses None without a model); ``stream_ended`` is
+    emitted in the GUI thread when a file reaches its end or a live source stops.
+    """
+
+    source_changed = pyqtSignal(str)       # the source now playing ("" after closing it)
+    displayed = pyqtSignal(object, object)
+    stream_ended = pyqtSignal()
+    _end_from_player = pyqtSignal()        # emitted by the player thread; queued to the GUI thread
+
+    def __init__(self, view: VideoView, status: StatusPanel, settings: ViewerSettings, store: SettingsStore,
+                 models: ModelController, tasks: TaskHost, report: Callable[[str, str], Any],
+                 message: Callable[[str, int], None], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.view, self.status, self.settings, self.store = view, status, settings, store
+        self.models, self._tasks, self._report, self._message = models, tasks, report, message
+        self.source: Any = None
+        self.source_spec = ""
+        self.playback: PlaybackSource | None = None
+        self.runner: LiveRunner | None = None
+        self.stats = DisplayStats()
+        self._generation = 0
+        self.mailbox = FrameMailbox(self)
+        self.mailbox.available.connect(self._drain)
+        self.mailbox.error.connect(lambda message: self._report(message, "Playback stopped"))
+        self.mailbox.finished.connect(self._on_runner_finished)
+        self._end_from_player.connect(self.stream_ended)
+        models.changed.connect(self._on_model_changed)
+
+    # -- sources ----------------------------------------------------------------------------------------------
+    def open_source(self, spec: str, width: int | None = None, height: int | None = None) -> None:
+        """Open a file, URL or ``webcam:N`` in a worker; the current source keeps playing until it is ready."""
+        self._message(f"Opening {spec}…", 5000)
+        self._tasks.start(lambda _r: backend.open_source(spec, width, height), "open-source",
+                          lambda src, s=spec: self._on_opened(s, src),
+                          lambda msg: self._report(msg, "Cannot open the source"))
+
+    def _on_opened(self, spec: str, source: Any) -> None:
+        self._message("", 0)
+        self._stop_runner(close_source=True)
+        self.source, self.source_spec = source, spec
+        self.playback = PlaybackSource(source, speed=self.settings.speed, on_end=self._end_from_player.emit)
+        self.status.reset(spec)
+        self.status.set_resolution(*source.size)
+        self.stats.reset_rate()
+        self.view.clear()
+        self.store.add_recent(spec)
+        self.restart_runner()
+        self.source_changed.emit(spec)
+
+    def close_source(self) -> None:
+        self._stop_runner(close_source=True)
+        self.source = self.playback = None
+        self.source_spec = ""
+        self.view.clear()
+        self.status.reset()
+        self.source_changed.emit("")
+
+    # -- the runner -------------------------------------------------------------------------------------------
+    def restart_runner(self, old_estimator: Any = None) -> None:
+        """(Re)start frame delivery with the current source, model and smoothing; ``old_estimator`` (replaced)
+        is closed once the previous runner has stopped."""
+        previous = self.runner
+        if self.playback is None:
+            self.models.close_later(old_estimator, previous)
+            return
+        self.playback = self.playback.reopen() if previous is not None else self.playback
+        self._generation += 1
+        self.runner = LiveRunner(self.playback, self.mailbox, self._generation, estimator=self.models.estimator,
+                                 smoothing=self.settings.smoothing, previous=previous)
+        if previous is not None:
+            previous.stop()
+        self.runner.start()
+        self.models.close_later(old_estimator, previous)
+
+    @property
+    def running(self) -> bool:
+        return self.runner is not None and self.runner.running
+
+    def _on_model_changed(self, estimator: Any, old: Any) -> None:
+        self.view.limbs = np.asarray(estimator.contract.spec.skeleton(None), np.int64).reshape(-1, 2)
+        self.restart_runner(old_estimator=old)
+
+    def set_smoothing(self, on: bool) -> None:
+        self.settings.smoothing = on
+        if self.models.estimator is not None and self.playback is not None:
+            self.restart_runner()
+
+    def _stop_runner(self, close_source: bool = False) -> None:
+        runner, self.runner = self.runner, None
+        playback = self.playback
+        if runner is not None:
+            runner.stop()
+        if close_source and playback is not None:
+            source = playback.inner
+
+            def close(_report):
+                if runner is not None:
+                    runner.join()
+                source.close()
+
+            self._tasks.start(close, "close-source", lambda _r: None)
+
+    def _on_runner_finished(self, generation: int) -> None:
+        if generation == self._generation and self.runner is not None:
+            self._message("End of stream", 5000)
+            self.stream_ended.emit()
+
+    # -- display ----------------------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        item = self.mailbox.take()
+        if item is None:
+            return
+        frame, result, _posted = item
+        poses = getattr(result, "poses", None)
+        self.view.set_frame(frame.image, poses)
+        runner = self.runner
+        delivered = runner.delivered_time(frame.index) if runner is not None and result is not None else None
+        self.stats.record(poses, delivered, time.monotonic())
+        self.displayed.emit(frame, poses)
+
+    def refresh_status(self) -> None:
+        """Rates, latency and people count in the status bar."""
+        self.stats.show(self.status, self.mailbox.results, self.models.estimator is not None)
+
+    # -- shutdown ---------------------------------------------------------------------------------------------
+    def shutdown(self, timeout: float) -> None:
+        """Stop the runner (waiting up to ``timeout`` s) and close the source."""
+        runner = self.runner
+        self._stop_runner()
+        if runner is not None:
+            runner.join(timeout)
+        if self.playback is not None:
+            self.playback.shutdown()
+            self.playback = None
