@@ -24,6 +24,7 @@ from app.smoothing import PoseSmoother
 from app.sources import VIDEO_SUFFIXES, FrameSource, is_url, open_source
 from app.tracking import Tracker
 from core.errors import InputError
+from core.io.files import temp_owner
 
 LOG = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Pat
     guard_inputs([*paths.values(), mpath], [input, *protect])
     source = input if isinstance(input, FrameSource) else open_source(input)
     t0 = time.monotonic()
+    pipeline: Pipeline | None = None
     try:
         _check_out_dir(Path(out_dir))
         if on_open is not None:
@@ -203,12 +205,31 @@ def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Pat
         result.frames_expected = source.frame_count
         result.frames_lost = source.lost_frames
         result.frames_damaged = getattr(source, "damaged_frames", 0)
+    except BaseException:  # Ctrl-C / SIGTERM may land between creating a temporary file and recording it
+        if pipeline is not None:
+            pipeline.stop(discard=True)
+            pipeline.join(timeout=60)
+        _remove_own_temps(Path(out_dir), [*paths.values(), mpath])
+        raise
     finally:
         source.close()
         result.seconds = time.monotonic() - t0
     if result.cancelled:
         result.outputs = {}
     return result
+
+
+def _remove_own_temps(folder: Path, finals: list[Path | None]) -> None:
+    """Remove this process's temporary files for ``finals`` (all its threads on them have stopped)."""
+    names = {p.name for p in finals if p is not None}
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        owner = temp_owner(entry)
+        if owner is not None and owner[1] == os.getpid() and owner[0] in names:
+            entry.unlink(missing_ok=True)
 
 
 def _skip(result: ExportResult, mpath: Path | None, identity: dict) -> bool:

@@ -136,11 +136,11 @@ def builtin_model_path() -> Path:
 
 def builtin_entry(builtin: str | Path | None = None) -> ModelEntry | None:
     """The built-in model as a listing entry (reads the file's header; sha256 of its bytes), or None."""
-    from models.checkpoint import read_checkpoint
-
     path = builtin_model_path() if builtin is None else Path(builtin)
     if not path.is_file():
         return None
+    from models.checkpoint import read_checkpoint  # torch: only when there is a file to read
+
     config = read_checkpoint(path).get("model_config") or {}
     return ModelEntry(name=BUILTIN_NAME, path=path, arch=str(config.get("arch", "")),
                       contract=dict(config.get("contract") or {}), sha256=sha256_file(path),

@@ -401,14 +401,11 @@ class OutputSet:
 
     def open(self, meta: StreamMeta) -> None:
         self.error, self.published, self.frames = None, False, 0
-        opened = []
         try:
             for sink in self.sinks:
                 sink.open(meta)
-                opened.append(sink)
-        except BaseException:
-            for sink in opened:
-                sink.abort()
+        except BaseException:  # also the sink that failed half-open (abort is safe on any state)
+            self.abort()
             raise
 
     def write(self, frame, result) -> None:

@@ -37,7 +37,8 @@ class DecoderConfig:
     dist_max: float = 40.0           # limb acceptance: max distance (input px) guided point <-> end keypoint
     min_limb_length: float = 3.0     # floor of the limb length in the score exp(-d / length)
     person_threshold: float = 0.0    # drop people scoring below this
-    person_score: str = "coverage"   # 'coverage': sum of keypoint scores / K; 'mean': mean over present keypoints
+    person_score: str = "coverage"   # 'coverage': sum of keypoint scores / K; 'mean': mean over present keypoints;
+                                     # 'linked': coverage with each score times its best link's agreement exp(-d/len)
     single_keypoints: bool = True    # leftover candidates become single-keypoint people
     single_threshold: float = 0.1    # ... if their peak is at least this
     max_people: int = 100            # keep at most this many people per image
@@ -46,14 +47,24 @@ class DecoderConfig:
     sigma: float = DEFAULT_SIGMA     # heatmap Gaussian sigma (input px) the network was trained with (edge peaks);
                                      # a model's codec sets it
     peak_mode: str = "stride4"       # 'stride4' (ours) or 'upsample' (the paper's: maps upsampled by the stride)
+    limb_norm: str = "predicted"     # divisor of d in exp(-d / length): 'predicted' (the guiding offset's length),
+                                     # 'distance' (between the two candidates: rewards far ends) or 'constant'
+    limb_length: float = 16.0        # the 'constant' divisor, and the floor of 'predicted', in input px
+    order: str = "skeleton"          # group limb types in skeleton order ('skeleton') or all links by score
+    single_radius: float = 8.0       # no single-keypoint person within this many px of a same-type keypoint
 
     def __post_init__(self) -> None:
         if self.topk < 1 or self.threshold <= 0 or self.dist_max <= 0 or self.nms_kernel % 2 == 0:
             raise ValueError(f"invalid decoder settings: {self}")
-        if self.person_score not in ("coverage", "mean"):
-            raise ValueError(f"person_score must be 'coverage' or 'mean', got {self.person_score!r}")
+        if self.person_score not in ("coverage", "mean", "linked"):
+            raise ValueError(f"person_score must be 'coverage', 'mean' or 'linked', got {self.person_score!r}")
         if self.peak_mode not in ("stride4", "upsample"):
             raise ValueError(f"peak_mode must be 'stride4' or 'upsample', got {self.peak_mode!r}")
+        if self.limb_norm not in ("predicted", "distance", "constant") or self.limb_length <= 0:
+            raise ValueError(f"limb_norm must be predicted, distance or constant with limb_length > 0, "
+                             f"got {self.limb_norm!r}, {self.limb_length}")
+        if self.order not in ("skeleton", "score"):
+            raise ValueError(f"order must be 'skeleton' or 'score', got {self.order!r}")
 
     def with_(self, **fields) -> "DecoderConfig":
         return replace(self, **fields)
@@ -110,6 +121,23 @@ def _subpixel(flat: torch.Tensor, idx: torch.Tensor, w: int, h: int, sigma_cells
     return axis(x > 0, x < w - 1, 1), axis(y > 0, y < h - 1, w)
 
 
+def _peaks(hm: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Cells that are the maximum of their ``kernel`` x ``kernel`` neighbourhood, exactly one per plateau: a cell
+    must be >= its later neighbours (raster order) and > its earlier ones. Shifted comparisons, no indices (a
+    max-pool computes indices it never uses)."""
+    r = kernel // 2
+    h, w = hm.shape[-2:]
+    padded = F.pad(hm, (r, r, r, r), value=float("-inf"))
+    peak = torch.ones_like(hm, dtype=torch.bool)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dy == 0 and dx == 0:
+                continue
+            nb = padded[..., r + dy:r + dy + h, r + dx:r + dx + w]
+            peak &= (hm > nb) if (dy, dx) < (0, 0) else (hm >= nb)
+    return peak
+
+
 def _candidates(heatmaps: torch.Tensor, offsets: torch.Tensor, contract: PoseContract, cfg: DecoderConfig,
                 scales: torch.Tensor | None) -> _Candidates:
     n, k, h, w = heatmaps.shape
@@ -121,8 +149,7 @@ def _candidates(heatmaps: torch.Tensor, offsets: torch.Tensor, contract: PoseCon
             scales = F.interpolate(scales, scale_factor=grid, mode="bilinear", align_corners=False)
         h, w, grid = h * grid, w * grid, 1
     hm = heatmaps.float()
-    pad = cfg.nms_kernel // 2
-    peaks = F.max_pool2d(hm, cfg.nms_kernel, stride=1, padding=pad) == hm
+    peaks = _peaks(hm, cfg.nms_kernel)
     flat = hm.reshape(n, k, h * w)
     masked = torch.where(peaks.reshape(n, k, h * w), flat, torch.full_like(flat, -1.0))
     t = min(cfg.topk, h * w)
@@ -147,14 +174,36 @@ def _candidates(heatmaps: torch.Tensor, offsets: torch.Tensor, contract: PoseCon
     end_xy = xy[:, b]                                                            # (N, L, T, 2)
     exact = "donot_use_mm_for_euclid_dist"  # the matmul form loses precision for near-zero distances
     d = torch.cdist(guided, end_xy, compute_mode=exact)                          # (N, L, T, T)
-    length = torch.cdist(xy[:, a], end_xy, compute_mode=exact).clamp_min(cfg.min_limb_length)
+    if cfg.limb_norm == "distance":  # the paper's: rewards ends far from the start when offsets are noisy
+        length = torch.cdist(xy[:, a], end_xy, compute_mode=exact).clamp_min(cfg.min_limb_length)
+    elif cfg.limb_norm == "predicted":  # the guiding offset's own length: the same for every end candidate
+        length = gathered.norm(dim=2).clamp_min(cfg.limb_length).unsqueeze(-1)   # (N, L, T, 1)
+    else:
+        length = torch.full_like(d, cfg.limb_length)
     limit = torch.full_like(d, cfg.dist_max)
     if scales is not None:  # the paper's rule with a scale head: the end keypoint's scale may widen the limit
         sc = scales.float().reshape(n, k, h * w).gather(-1, idx)                # (N, K, T)
         limit = torch.maximum(limit, sc[:, b].unsqueeze(2).expand_as(d))
     s = score[:, a].unsqueeze(-1) * score[:, b].unsqueeze(-2) * torch.exp(-d / length)
     s = torch.where(d < limit, s, torch.zeros_like(s))
-    return _Candidates(xy.cpu().numpy(), score.cpu().numpy(), s.cpu().numpy())
+    # one device-to-host copy for the three arrays
+    host = torch.cat([xy.reshape(n, -1), score.reshape(n, -1), s.reshape(n, -1)], 1).cpu().numpy()
+    n_xy, n_s = k * t * 2, k * t
+    return _Candidates(host[:, :n_xy].reshape(n, k, t, 2), host[:, n_xy:n_xy + n_s].reshape(n, k, t),
+                       host[:, n_xy + n_s:].reshape(n, L, t, t))
+
+
+def _links(limb_score: np.ndarray, order: str) -> list[tuple[int, int, int]]:
+    """``(limb, start candidate, end candidate)`` of every acceptable link, in grouping order: limb types in
+    skeleton order and the best-scored first within each (``skeleton``), or all links best-scored first
+    (``score``). Exact score ties keep the lower candidate ids first (a stable sort)."""
+    li, ta, tb = np.nonzero(limb_score > 0)
+    if len(li) == 0:
+        return []
+    values = limb_score[li, ta, tb]
+    keys = (-values, li) if order == "skeleton" else (-values,)
+    idx = np.lexsort(keys)  # last key is primary: limb type first, then score
+    return list(zip(li[idx].tolist(), ta[idx].tolist(), tb[idx].tolist()))
 
 
 def _group(xy: np.ndarray, score: np.ndarray, limb_score: np.ndarray, contract: PoseContract,
@@ -164,49 +213,45 @@ def _group(xy: np.ndarray, score: np.ndarray, limb_score: np.ndarray, contract: 
     limbs = contract.limbs
     owner = np.full(K * T, -1, np.int64)          # candidate id (k * T + t) -> person
     people: list[np.ndarray] = []                 # person -> (K,) candidate ids, -1 = empty
-    for li in range(len(limbs)):
-        a, b = int(limbs[li, 0]), int(limbs[li, 1])
-        ls = limb_score[li]
-        ta, tb = np.nonzero(ls > 0)
-        if len(ta) == 0:
+    used: set[tuple[int, int, int]] = set()       # (limb, end, candidate): each candidate in one link per limb end
+    flat_score = score.reshape(-1)
+    support = np.ones(K * T)                      # best geometric agreement exp(-d / length) of a candidate's links
+    linked = np.zeros(K * T, bool)
+    for li, sa, sb in _links(limb_score, cfg.order):
+        if (li, 0, sa) in used or (li, 1, sb) in used:
             continue
-        order = np.argsort(-ls[ta, tb], kind="stable")
-        used_a, used_b = set(), set()
-        for i in order:
-            sa, sb = int(ta[i]), int(tb[i])
-            if sa in used_a or sb in used_b:
-                continue
-            used_a.add(sa)
-            used_b.add(sb)
-            ia, ib = a * T + sa, b * T + sb
-            pa, pb = int(owner[ia]), int(owner[ib])
-            if pa < 0 and pb < 0:
-                person = np.full(K, -1, np.int64)
-                person[a], person[b] = ia, ib
-                owner[ia] = owner[ib] = len(people)
-                people.append(person)
-            elif pb < 0:
-                if people[pa][b] < 0:
-                    people[pa][b] = ib
-                    owner[ib] = pa
-            elif pa < 0:
-                if people[pb][a] < 0:
-                    people[pb][a] = ia
-                    owner[ia] = pb
-            elif pa != pb:
-                keep, drop = people[pa], people[pb]
-                if not np.any((keep >= 0) & (drop >= 0)):   # disjoint keypoint types: one person in two pieces
-                    moved = drop >= 0
-                    keep[moved] = drop[moved]
-                    owner[drop[moved]] = pa
-                    drop[:] = -1
-    if cfg.single_keypoints:
-        free = np.nonzero((owner < 0) & (score.reshape(-1) >= max(cfg.single_threshold, cfg.threshold)))[0]
-        for cid in free:
+        used.add((li, 0, sa))
+        used.add((li, 1, sb))
+        a, b = int(limbs[li, 0]), int(limbs[li, 1])
+        ia, ib = a * T + sa, b * T + sb
+        agreement = limb_score[li, sa, sb] / max(flat_score[ia] * flat_score[ib], 1e-12)
+        for cid in (ia, ib):
+            support[cid] = agreement if not linked[cid] else max(support[cid], agreement)
+            linked[cid] = True
+        pa, pb = int(owner[ia]), int(owner[ib])
+        if pa < 0 and pb < 0:
             person = np.full(K, -1, np.int64)
-            person[cid // T] = cid
+            person[a], person[b] = ia, ib
+            owner[ia] = owner[ib] = len(people)
             people.append(person)
+        elif pb < 0:
+            if people[pa][b] < 0:
+                people[pa][b] = ib
+                owner[ib] = pa
+        elif pa < 0:
+            if people[pb][a] < 0:
+                people[pb][a] = ia
+                owner[ia] = pb
+        elif pa != pb:
+            keep, drop = people[pa], people[pb]
+            if not np.any((keep >= 0) & (drop >= 0)):   # disjoint keypoint types: one person in two pieces
+                moved = drop >= 0
+                keep[moved] = drop[moved]
+                owner[drop[moved]] = pa
+                drop[:] = -1
     people = [p for p in people if (p >= 0).any()]
+    if cfg.single_keypoints:
+        people += _singles(xy, score, owner, people, cfg)
     if not people:
         return Poses.empty(K)
     ids = np.stack(people)                                              # (P, K)
@@ -218,11 +263,35 @@ def _group(xy: np.ndarray, score: np.ndarray, limb_score: np.ndarray, contract: 
     keypoints[~present] = 0.0
     if cfg.person_score == "coverage":
         person_scores = kp_s.sum(1) / K
+    elif cfg.person_score == "linked":
+        person_scores = (kp_s * np.where(present, support[safe], 0.0)).sum(1) / K
     else:
         person_scores = kp_s.sum(1) / np.maximum(present.sum(1), 1)
     order = np.argsort(-person_scores, kind="stable")
     order = order[person_scores[order] >= cfg.person_threshold][: cfg.max_people]
     return Poses(keypoints[order], person_scores[order])
+
+
+def _singles(xy: np.ndarray, score: np.ndarray, owner: np.ndarray, people: list[np.ndarray],
+             cfg: DecoderConfig) -> list[np.ndarray]:
+    """Leftover candidates as single-keypoint people, except those within ``single_radius`` px of a grouped
+    keypoint of the same type (a second peak of the same joint, not another person)."""
+    K, T = score.shape
+    free = np.nonzero((owner < 0) & (score.reshape(-1) >= max(cfg.single_threshold, cfg.threshold)))[0]
+    if len(free) == 0:
+        return []
+    flat_xy = xy.reshape(K * T, 2)
+    taken = np.concatenate([p[p >= 0] for p in people]) if people else np.zeros(0, np.int64)
+    out = []
+    for cid in free:
+        k = cid // T
+        same = taken[taken // T == k]
+        if len(same) and np.min(np.hypot(*(flat_xy[same] - flat_xy[cid]).T)) < cfg.single_radius:
+            continue
+        person = np.full(K, -1, np.int64)
+        person[k] = cid
+        out.append(person)
+    return out
 
 
 @torch.no_grad()

@@ -17,7 +17,19 @@ HELP = "decoder speed (median ms/image) and upper-bound AP, ours vs the paper's 
 
 DAMAGE = {"clean": None,
           "mild": {"noise": 0.02, "blur": 0.8, "peak_scale": 0.7, "offset_noise": 2.0},
-          "heavy": {"noise": 0.05, "blur": 1.5, "peak_scale": 0.5, "offset_noise": 4.0}}
+          "heavy": {"noise": 0.05, "blur": 1.5, "peak_scale": 0.5, "offset_noise": 4.0},
+          "offsets6": {"offset_noise": 6.0}}
+
+#: grouping variants compared by ``--compare`` (decoder fields over the paper's settings)
+VARIANTS = {
+    "paper rule (d / candidate distance)": {"limb_norm": "distance", "single_radius": 0.0},
+    "d / constant 16 px": {"limb_norm": "constant"},
+    "d / predicted length (default)": {},
+    "d / predicted, global score order": {"order": "score"},
+    "d / predicted, score x link agreement": {"person_score": "linked"},
+    "d / constant, global order, linked score": {"limb_norm": "constant", "order": "score", "person_score": "linked"},
+    "d / predicted, global order, linked score": {"order": "score", "person_score": "linked"},
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paper-images", type=int, default=100,
                         help="images for the slower paper-style (upsampling) runs")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--compare", action="store_true",
+                        help="instead: AP of the grouping variants (limb-score normalisation, link order) on clean "
+                             "and damaged maps, all images and the crowded ones")
+    parser.add_argument("--crowded", type=int, default=60, help="--compare: the N images with the most people")
 
 
 def _time_decode(maps, contract, cfg, repeats: int) -> list[float]:
@@ -46,12 +62,36 @@ def _time_decode(maps, contract, cfg, repeats: int) -> list[float]:
     return times
 
 
+def compare(args: argparse.Namespace) -> int:
+    """AP of each grouping variant on the same (damaged) maps: all images and the most crowded ones."""
+    from eval.oracle import PAPER_DECODER, build_oracle, run_oracle
+
+    oracle = build_oracle(args.annotations, args.dataset, args.skeleton)
+    data = oracle.dataset
+    crowded = sorted(data.image_ids, key=lambda i: -data.image(i).n_people)[: args.crowded]
+    sets = {"all": None, f"crowded{len(crowded)}": crowded}
+    rows = []
+    for set_name, ids in sets.items():
+        for dmg_name, dmg in DAMAGE.items():
+            for name, fields in VARIANTS.items():
+                m = run_oracle(data, args.dataset, args.long_edge, args.skeleton, ids,
+                               PAPER_DECODER.with_(**fields), damage=dmg)
+                rows.append({"images": set_name, "maps": dmg_name, "variant": name, "AP": m["AP"],
+                             "AP50": m["AP50"], "AP75": m["AP75"]})
+                print(f"{set_name:<11}{dmg_name:<9}{name:<40}{m['AP']:>8.4f}{m['AP50']:>8.4f}{m['AP75']:>8.4f}",
+                      flush=True)
+    print(json.dumps({"bench": "decoder-variants", "annotations": str(args.annotations), "rows": rows}))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from core.geometry import long_edge_transform
     from eval.oracle import PAPER_DECODER, build_oracle, run_oracle
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compare:
+        return compare(args)
     oracle = build_oracle(args.annotations, args.dataset, args.skeleton)
     data, contract = oracle.dataset, oracle.contract
     maps = []

@@ -131,7 +131,7 @@ def _not_a_checkpoint(path: Path) -> str | None:
     with open(path, "rb") as fh:
         head = fh.read(16)
     if not head:
-        return f"{path} is empty, not a PyTorch checkpoint"
+        return f"cannot read checkpoint {path}: the file is empty (not a PyTorch checkpoint)"
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -139,7 +139,8 @@ def _not_a_checkpoint(path: Path) -> str | None:
         except (zipfile.BadZipFile, OSError, ValueError):
             return f"cannot read checkpoint {path}: the file is truncated or damaged (unreadable zip archive)"
         if not any(n.endswith("data.pkl") for n in names):
-            return f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl inside)"
+            return (f"cannot read checkpoint {path}: it is a zip archive but not a PyTorch checkpoint "
+                    f"(no data.pkl inside)")
         return None
     if head[:1] == b"\x80":  # a pickle; torch's legacy format pickles its magic number first (LONG1 opcode)
         n = head[3] if len(head) > 3 and head[2] == 0x8A else 0
@@ -149,8 +150,10 @@ def _not_a_checkpoint(path: Path) -> str | None:
         if imports:
             return (f"refusing {path}: it is not a PyTorch checkpoint but a plain Python pickle that imports "
                     f"{', '.join(imports[:3])}; loading it would run arbitrary Python code")
-        return f"{path} is not a PyTorch checkpoint: it is a plain Python pickle, not a file written by torch.save"
-    return f"{path} is not a PyTorch checkpoint (neither torch.save's zip format nor its legacy format)"
+        return (f"cannot read checkpoint {path}: it is not a PyTorch checkpoint but a plain Python pickle (not a "
+                f"file written by torch.save)")
+    return (f"cannot read checkpoint {path}: it is not a PyTorch checkpoint (neither torch.save's zip format nor "
+            f"its legacy format)")
 
 
 def _torch_reason(exc: BaseException) -> str:

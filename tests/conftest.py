@@ -13,9 +13,14 @@ from eval.shared_data import shared_data_dir  # noqa: E402
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
+    """The shared data folder; tests that need it skip where it is absent (a user's checkout), except when
+    ``GOPOSE_REQUIRE_DATA=1`` (CI): then its absence is a failure, so a CI run cannot pass by skipping."""
     path = shared_data_dir()
     if not path.is_dir():
-        pytest.skip(f"shared data folder {path} is absent (set GOPOSE_DATA or place ../shared/data)")
+        message = f"shared data folder {path} is absent (set GOPOSE_DATA or place ../shared/data)"
+        if os.environ.get("GOPOSE_REQUIRE_DATA") == "1":
+            pytest.fail(message + " and GOPOSE_REQUIRE_DATA=1", pytrace=False)
+        pytest.skip(message)
     return path
 
 

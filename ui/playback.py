@@ -84,12 +84,7 @@ class PlaybackSource(FrameSource):
 
     def _source_lost_frames(self) -> int | None:
         """The wrapped source's count of frames that never came out, valid after one read from the start."""
-        if self._seeked:
-            return None
-        count = getattr(self.inner, "lost_frames", None)
-        if count is None:
-            count = getattr(self.inner, "missing_frames", None)
-        return None if count is None else int(count)
+        return None if self._seeked else int(self.inner.lost_frames)
 
     @property
     def paused(self) -> bool:

@@ -87,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="annotations", metavar="DIR", help="output folder (default: ./annotations)")
     parser.add_argument("--formats", default="coco,jsonl,csv,video", type=_formats,
                         help="comma-separated subset of coco,jsonl,csv,video (default: all four)")
-    parser.add_argument("--device", default="auto", type=_device, help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", type=_device,
+                        help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                         help="AMP precision on CUDA (default auto = fp16 on CUDA, fp32 on CPU)")
     parser.add_argument("--threads", type=_at_least(1), default=None, help="CPU threads for the network")

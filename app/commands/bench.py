@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "benchmarks (decoder, encoder, model, pipeline, loader, gui, tracking) printing a table and a final JSON line"
+HELP = ("benchmarks (decoder, encoder, model, pipeline, loader, gui, tracking, faults) printing a table and a "
+        "final JSON line")
 
 # what -> module exposing add_arguments(parser) and run(args) -> int
 BENCHES: dict[str, str] = {
@@ -15,6 +16,7 @@ BENCHES: dict[str, str] = {
     "loader": "eval.bench_loader",
     "gui": "eval.bench_gui",
     "tracking": "eval.bench_tracking",
+    "faults": "eval.bench_faults",
 }
 
 

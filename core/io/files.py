@@ -99,9 +99,14 @@ class AtomicFile:
         return self.path
 
     def discard(self) -> None:
-        if self.handle is not None and not self.handle.closed:
-            self.handle.close()
-        self.tmp.unlink(missing_ok=True)
+        """Remove the temporary file (also when closing its handle fails, as on a full disk)."""
+        try:
+            if self.handle is not None and not self.handle.closed:
+                self.handle.close()
+        except OSError:
+            pass
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "AtomicFile":
         return self

@@ -1,6 +1,9 @@
-"""``gopose annotate`` end to end with a real checkpoint on the shared clip and damaged copies."""
+"""``gopose annotate`` end to end with a real checkpoint on the shared clip and damaged copies: outputs never
+replace inputs, shards agree on names, clear one-line errors, no side effects. (Faults: test_faults.py.)"""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import signal
@@ -9,15 +12,27 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 from app.cli import main
 
 FAST = ["--long-edge", "128", "--threshold", "1e-4", "--quiet"]
+ROOT = Path(__file__).resolve().parents[2]
+EXTS = (".coco.json", ".jsonl", ".csv", ".annotated.mp4", ".manifest.json")
 
 
 def _summary(capsys) -> tuple[dict, str, str]:
     out, err = capsys.readouterr()
     return json.loads(out.strip().splitlines()[-1]), out, err
+
+
+def _errors(err: str) -> list[str]:
+    """stderr without the model line every run starts with."""
+    return [line for line in err.strip().splitlines() if not line.startswith("gopose annotate: model ")]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_annotate_good_bad_and_missing_inputs(street_video: Path, checkpoint: Path, tmp_path: Path, capsys,
@@ -34,11 +49,11 @@ def test_annotate_good_bad_and_missing_inputs(street_video: Path, checkpoint: Pa
     assert summary["inputs"] == 5 and summary["failures"] == 3 and summary["done"] == 2
     assert summary["frames"] >= 5 + 1 and summary["fps"] > 0
     assert summary["backend"] in ("torch", "onnxruntime") and summary["model"] == "realtime_random"
+    assert err.startswith(f"gopose annotate: model realtime_random (--model): {checkpoint}")
     assert "notes.mp4" in err and "gone.mp4" in err and "not found" in err and "cut.mp4" in err
-    assert len(err.strip().splitlines()) == 3  # one line per failed input
+    assert len(_errors(err)) == 3  # one line per failed input
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{stem}{ext}" for stem in ("street_5frames_960x540", "noisy")
-                           for ext in (".coco.json", ".jsonl", ".csv", ".mp4"))
+    assert names == sorted(f"{stem}{ext}" for stem in ("street_5frames_960x540", "noisy") for ext in EXTS)
     coco = json.loads((out / "street_5frames_960x540.coco.json").read_text())
     assert len(coco["images"]) == 5 and coco["annotations"] and coco["annotations"][0]["track_id"] >= 0
     assert 1 <= len((out / "noisy.jsonl").read_text().splitlines()) <= 5
@@ -55,9 +70,9 @@ def test_folder_shards_and_skip_existing(street_video: Path, checkpoint: Path, t
             *FAST]
     assert main(["annotate", *args, "--shard", "2/2"]) == 0
     summary, _, _ = _summary(capsys)
-    assert summary["inputs"] == 1 and sorted(p.name for p in out.iterdir()) == ["b.jsonl"]
+    assert summary["inputs"] == 1 and sorted(p.name for p in out.glob("*.jsonl")) == ["b.jsonl"]
     assert main(["annotate", *args, "--shard", "1/2", "--no-track"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.jsonl", "b.jsonl", "c.jsonl"]
+    assert sorted(p.name for p in out.glob("*.jsonl")) == ["a.jsonl", "b.jsonl", "c.jsonl"]
     capsys.readouterr()
     line = json.loads((out / "a.jsonl").read_text().splitlines()[0])
     assert all(p["track_id"] == -1 for p in line["people"])
@@ -72,13 +87,73 @@ def test_global_errors_are_one_line(street_video: Path, checkpoint: Path, tmp_pa
     blocker.write_text("x")
     assert main(["annotate", str(street_video), "--model", str(checkpoint), "--out", str(blocker / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "not writable" in err
+    assert err == f"gopose annotate: error: --out {blocker / 'o'}: {blocker} is a file, not a folder"
+    assert main(["annotate", str(street_video), "--model", str(checkpoint), "--out", str(blocker)]) == 2
+    assert capsys.readouterr().err.strip() == f"gopose annotate: error: --out {blocker} is a file, not a folder"
     monkeypatch.setenv("GOPOSE_HOME", str(tmp_path / "home"))
-    assert main(["annotate", str(street_video), "--out", str(tmp_path / "o")]) == 2
+    monkeypatch.chdir(tmp_path)
+    assert main(["annotate", str(street_video)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "gopose models add" in err
-    assert main(["annotate", str(street_video), "--model", str(checkpoint), "--shard", "3/2"]) == 2
-    assert main(["annotate", str(street_video), "--model", str(checkpoint), "--formats", "xml"]) == 2
+    assert not (tmp_path / "annotations").exists()  # no model: nothing created (item 11)
+    model_dir = tmp_path / "models-folder"
+    model_dir.mkdir()
+    assert main(["annotate", str(street_video), "--model", str(model_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--model {model_dir} is a folder" in err
+    assert not (tmp_path / "annotations").exists()
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--threshold", "0", "argument --threshold: must be > 0 and <= 1, got 0"),
+    ("--threshold", "x", "argument --threshold: expected a number, got 'x'"),
+    ("--long-edge", "16", "argument --long-edge: must be at least 32, got 16"),
+    ("--batch-size", "0", "argument --batch-size: must be at least 1, got 0"),
+    ("--threads", "-2", "argument --threads: must be at least 1, got -2"),
+    ("--shard", "3/2", "argument --shard: --shard 3/2: need 1 <= I <= N"),
+    ("--formats", "xml", "argument --formats: unknown output format(s) ['xml']"),
+    ("--device", "gpu", "argument --device: choose auto, cpu, cuda or cuda:N, got 'gpu'"),
+])
+def test_option_values_are_checked_by_the_parser(option: str, value: str, message: str, street_video: Path,
+                                                 tmp_path: Path, capsys) -> None:
+    """Bad option values: exit 2 and one line naming the option, before anything is loaded or created."""
+    out = tmp_path / "o"
+    assert main(["annotate", str(street_video), "--out", str(out), option, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"gopose annotate: error: {message}"), err
+    assert not out.exists()
+
+
+def test_empty_folder_and_http_mp4_with_index_at_end(street_video: Path, checkpoint: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    """An empty folder, and an MP4 whose index (moov) is at its end served without byte ranges: one line each,
+    naming the input."""
+    import functools
+    import http.server
+    import threading
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "clip.mp4").write_bytes(street_video.read_bytes())  # the shared clip keeps its moov at the end
+    class Quiet(http.server.SimpleHTTPRequestHandler):  # serves whole files only: no Range support
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+    try:
+        rc = main(["annotate", str(empty), url, "--model", str(checkpoint), "--out", str(tmp_path / "o"), *FAST])
+    finally:
+        server.shutdown()
+        server.server_close()
+    summary, _, err = _summary(capsys)
+    lines = _errors(err)
+    assert rc == 1 and summary["failures"] == 2 and len(lines) == 2, err
+    assert lines[0] == f"gopose annotate: {empty}: folder {empty} holds no videos or images"
+    assert lines[1].startswith(f"gopose annotate: {url}: cannot read {url}") and "moov" in lines[1]
 
 
 def test_ctrl_c_leaves_no_output(ped_video: Path, checkpoint: Path, tmp_path: Path) -> None:
@@ -100,8 +175,8 @@ def test_ctrl_c_leaves_no_output(ped_video: Path, checkpoint: Path, tmp_path: Pa
 
 
 def test_input_expansion_and_names(tmp_path: Path, street_video: Path) -> None:
-    from app.commands.annotate import expand_inputs, parse_shard
-    from app.exports import output_stem
+    from app.commands.annotate import expand_inputs, parse_shard, scan_inputs
+    from app.exports import output_stem, unique_stems
 
     assert output_stem("/v/clip.final.mp4") == "clip.final"
     assert output_stem("https://host/path/cam1.mp4?token=x") == "cam1"
@@ -114,6 +189,98 @@ def test_input_expansion_and_names(tmp_path: Path, street_video: Path) -> None:
     os.symlink(street_video, vids / "b.MP4")
     os.symlink(street_video, vids / "a.mkv")
     (vids / "notes.txt").write_text("x")
+    os.symlink(street_video, vids / "a.annotated.mp4")  # our own output: never an input
     got = expand_inputs([str(vids), str(imgs), "http://h/x.mp4", str(vids / "a.mkv")])
     assert got == [str(vids / "a.mkv"), str(vids / "b.MP4"), str(imgs), "http://h/x.mp4"]
+    _, notes = scan_inputs([str(vids), str(vids / "a.annotated.mp4")])
+    assert notes == [f"ignored 1 annotated video(s) written by gopose in {vids} (*.annotated.mp4)",
+                     f"skipping {vids / 'a.annotated.mp4'}: it is an annotated video written by gopose"]
     assert parse_shard("2/5") == (2, 5) and parse_shard(None) is None
+    assert unique_stems(["a/clip.avi", "a/clip.mp4", "b/clip.mp4", "clip-2.mp4", "Clip.mkv"]) == [
+        "clip", "clip-3", "clip-4", "clip-2", "Clip-5"]
+
+
+def test_output_never_replaces_an_input(street_video: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """``annotate videos/ --out videos/`` twice: inputs untouched, annotated copies never taken as inputs; an
+    output path that is the same file as an input (a hard link) is refused."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clip = videos / "clip.mp4"
+    clip.write_bytes(street_video.read_bytes())
+    before = _sha(clip)
+    args = ["--model", str(checkpoint), "--out", str(videos), "--backend", "torch", *FAST]
+    assert main(["annotate", str(clip), *args]) == 0
+    assert _sha(clip) == before
+    assert sorted(p.name for p in videos.iterdir()) == sorted(["clip.mp4", *(f"clip{e}" for e in EXTS)])
+    capsys.readouterr()
+    assert main(["annotate", str(videos), *args]) == 0  # the folder holds our annotated copy now
+    summary, _, err = _summary(capsys)
+    assert summary["inputs"] == 1 and "ignored 1 annotated video(s)" in err
+    assert _sha(clip) == before and not list(videos.glob("*.annotated.annotated.mp4"))
+
+    other = tmp_path / "other"
+    other.mkdir()
+    os.link(clip, other / "clip.annotated.mp4")  # the output name is the input file itself
+    assert main(["annotate", str(clip), "--formats", "video", *args[:2], "--out", str(other), *FAST]) == 1
+    summary, _, err = _summary(capsys)
+    assert _errors(err) == [f"gopose annotate: {clip}: refusing to write {other / 'clip.annotated.mp4'}: it is "
+                            f"the input {clip} (choose another --out)"]
+    assert _sha(clip) == before
+
+
+def test_shards_name_outputs_from_the_whole_list(street_video: Path, checkpoint: Path, tmp_path: Path,
+                                                capsys) -> None:
+    """clip.avi and clip.mp4 in one folder, split over two shards: different names, the same in every shard,
+    and --skip-existing skips each input by its own outputs."""
+    from app.manifest import read_manifest
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("clip.avi", "clip.mp4"):
+        os.symlink(street_video, folder / name)
+    out = tmp_path / "out"
+    args = [str(folder), "--model", str(checkpoint), "--out", str(out), "--formats", "jsonl", "--backend", "torch",
+            *FAST]
+    assert main(["annotate", *args, "--shard", "2/2"]) == 0
+    assert main(["annotate", *args, "--shard", "1/2"]) == 0
+    assert sorted(p.name for p in out.glob("*.jsonl")) == ["clip-2.jsonl", "clip.jsonl"]
+    assert read_manifest(out / "clip.manifest.json")["input"] == str(folder / "clip.avi")
+    assert read_manifest(out / "clip-2.manifest.json")["input"] == str(folder / "clip.mp4")
+    capsys.readouterr()
+    assert main(["annotate", *args, "--shard", "2/2", "--skip-existing"]) == 0
+    summary, stdout, _ = _summary(capsys)
+    assert summary["skipped"] == 1 and stdout.startswith(f"{folder / 'clip.mp4'}: skipped") and "clip-2" in stdout
+    (folder / "clip.mp4").unlink()  # another file now: its outputs do not describe it
+    (folder / "clip.mp4").write_bytes(street_video.read_bytes()[:-1])
+    assert main(["annotate", *args, "--shard", "2/2", "--skip-existing"]) in (0, 1)
+    summary, _, _ = _summary(capsys)
+    assert summary["skipped"] == 0
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """``gopose --help`` lists the commands without importing any command's dependencies (torch, cv2)."""
+    code = ("import sys; from app.cli import main; rc = main(['--help']); "
+            "print(rc, sorted(m for m in ('torch', 'cv2', 'av', 'yaml') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "annotate" in done.stdout and done.stdout.strip().splitlines()[-1] == "0 []"
+
+
+def test_progress_in_a_log_is_a_line_every_interval(street_video: Path, checkpoint: Path, tmp_path: Path,
+                                                    capsys) -> None:
+    from app.progress import LineProgress, progress_for
+
+    now = [0.0]
+    log = io.StringIO()
+    bar = LineProgress("clip", log, interval=30.0, clock=lambda: now[0])
+    assert isinstance(progress_for("clip", log), LineProgress)  # not a terminal
+    for frame in range(1, 301):
+        now[0] = frame * 0.5  # 2 frames/s for 150 s
+        bar.update_to(frame, 300)
+    assert log.getvalue().splitlines() == [f"clip: {n}/300 frames ({n // 3}%), 2.0 frames/s"
+                                           for n in (60, 120, 180, 240, 300)]
+    # a real run with stderr not a terminal: no carriage-return redraws
+    assert main(["annotate", str(street_video), "--model", str(checkpoint), "--out", str(tmp_path / "o"),
+                 "--long-edge", "128", "--progress-interval", "3600"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and len(err.strip().splitlines()) == 1  # only the model line

@@ -3,7 +3,6 @@ processes, a process killed while publishing, and damaged inputs."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -128,7 +127,7 @@ def test_sigterm_stops_like_ctrl_c(ped_video: Path, checkpoint: Path, tmp_path: 
 
 def test_sigkill_leftovers_are_finished_by_the_next_run(street_video: Path, ped_video: Path, checkpoint: Path,
                                                         tmp_path: Path, capsys) -> None:
-    long = clip(ped_video, tmp_path / "long.mp4", 200)
+    long = clip(ped_video, tmp_path / "long.mp4", 30)
     out = tmp_path / "out"
     proc = _annotate_process([street_video, long], out, checkpoint)
     _wait_for(lambda: (out / f"{street_video.stem}.manifest.json").exists()
@@ -145,7 +144,7 @@ def test_sigkill_leftovers_are_finished_by_the_next_run(street_video: Path, ped_
     assert summary["skipped"] == 1 and summary["done"] == 2
     assert f"removed {len(left)} temporary file(s)" in captured.err
     assert temps(out) == []
-    check_outputs(out, "long", 200)
+    check_outputs(out, "long", 30)
 
 
 _KILLED_WHILE_PUBLISHING = r"""
@@ -169,7 +168,8 @@ class Killed(CsvSink):
 
 paths = output_paths("clip", out, ["coco", "jsonl", "video"])
 sinks = [*make_sinks(paths), Killed(os.path.join(out, "clip.csv"))]
-outputs = OutputSet(sinks, Manifest(manifest_path(out, "clip"), input_identity(video), lambda: {"frames": outputs.frames}))
+journal = Manifest(manifest_path(out, "clip"), input_identity(video), lambda: {"frames": outputs.frames})
+outputs = OutputSet(sinks, journal)
 with open_source(video) as src:
     outputs.open(StreamMeta(src.name, src.size, src.fps, PoseContract(COCO), src.frame_count))
     for frame in src:

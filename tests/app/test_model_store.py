@@ -1,4 +1,5 @@
-"""The user model folder: add/list/resolve real checkpoints, and downloads verified against a local server."""
+"""The user model folder: add/list/resolve real checkpoints, the explicit default model, downloads verified against
+a local server, and clear refusals of files that are not checkpoints."""
 from __future__ import annotations
 
 import functools
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.engine import EngineConfig, NoModelError, load_estimator
-from app.model_store import add_model, download_model, list_models, resolve_model, store_dir
+from app.model_store import (add_model, builtin_entry, choose_model, clear_default, download_model, list_models,
+                             remove_model, resolve_model, set_default, store_dir)
 from core.errors import InputError
 
 
@@ -66,9 +68,11 @@ def test_add_rejects_what_does_not_load(tmp_path: Path) -> None:
 def http_folder(tmp_path: Path):
     folder = tmp_path / "www"
     folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield folder, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -121,5 +125,132 @@ def test_models_cli_add_list_and_spec_check(checkpoint: Path, tmp_path: Path, ca
     # a checkpoint for another keypoint spec is refused with one clear line
     rc = main(["annotate", str(street_video), "--model", str(checkpoint), "--spec", "crowdpose",
                "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[0].startswith("gopose annotate: model realtime_random (--model)")  # printed first
+    assert len(err) == 2 and "predicts coco keypoints (17), not crowdpose" in err[1]
+
+
+def test_default_model_is_chosen_explicitly(checkpoint: Path, tmp_path: Path, capsys, monkeypatch,
+                                            street_video: Path) -> None:
+    """Adding a model never changes the default: one installed model is used, two need a choice, the choice
+    (`gopose models default NAME`) sticks and is printed at the start of every run; --model always wins."""
+    from app.cli import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("GOPOSE_HOME", str(home))
+    store = home / "models"
+    add_model(checkpoint, name="first", root=store)
+    assert choose_model(None).describe() == f"first (the only installed model): {store / 'first.pt'}"
+    add_model(checkpoint, name="second", root=store)
+    with pytest.raises(InputError, match=r"2 models are installed \(first, second\) and none is the default"):
+        resolve_model(None)
+    assert main(["models", "default", "second"]) == 0
+    assert "default model: second (the default set with `gopose models default`)" in capsys.readouterr().out
+    add_model(checkpoint, name="third", root=store)
+    assert resolve_model(None) == (store / "second.pt", "realtime")
+    assert choose_model("third").name == "third" and choose_model(str(checkpoint)).reason == "--model"
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listing[1:4]] == ["first", "*", "third"] and "second" in listing[2]
+    rc = main(["annotate", str(street_video), "--out", str(tmp_path / "o"), "--long-edge", "128", "--quiet",
+               "--formats", "jsonl"])
+    err = capsys.readouterr().err
+    assert rc == 0 and err.splitlines()[0] == (f"gopose annotate: model second (the default set with "
+                                               f"`gopose models default`): {store / 'second.pt'}")
+    assert main(["models", "default", "nope"]) == 2
+    assert "no installed model named 'nope'; installed: first, second, third" in capsys.readouterr().err
+    assert remove_model("second") is True  # removing the default forgets it: the next run asks again
+    with pytest.raises(InputError, match="none is the default"):
+        resolve_model(None)
+
+
+def test_builtin_model_is_the_default_unless_one_is_chosen(checkpoint: Path, tmp_path: Path) -> None:
+    """A checkpoint standing in for the package's resources/models/default.pt."""
+    builtin = tmp_path / "resources" / "models" / "default.pt"
+    builtin.parent.mkdir(parents=True)
+    builtin.write_bytes(checkpoint.read_bytes())
+    store = tmp_path / "store"
+    with pytest.raises(NoModelError):
+        choose_model(None, store, builtin=tmp_path / "absent.pt")
+    choice = choose_model(None, store, builtin=builtin)
+    assert (choice.name, choice.path, choice.reason) == ("default", builtin, "the built-in model")
+    entry = builtin_entry(builtin)  # what `gopose models list` shows for it
+    assert entry.builtin and (entry.name, entry.arch, entry.contract["spec"]) == ("default", "realtime", "coco")
+    assert builtin_entry(tmp_path / "absent.pt") is None
+    add_model(checkpoint, name="mine", root=store)
+    assert choose_model(None, store, builtin=builtin).name == "default"  # adding a model changes nothing
+    set_default("mine", store, builtin=builtin)
+    assert choose_model(None, store, builtin=builtin).name == "mine"
+    assert choose_model("default", store, builtin=builtin).path == builtin
+    set_default("default", store, builtin=builtin)
+    assert choose_model(None, store, builtin=builtin).path == builtin
+    assert clear_default(store) and choose_model(None, store, builtin=builtin).name == "default"
+    with pytest.raises(InputError, match="reserved for the built-in model"):
+        add_model(checkpoint, name="default", root=store)
+
+
+def test_model_names_with_spaces(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    from app.cli import main
+
+    store = tmp_path / "store"
+    assert main(["models", "add", str(checkpoint), "--name", "my model", "--store", str(store)]) == 2
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and "predicts coco keypoints (17), not crowdpose" in err and len(err.splitlines()) == 1
+    assert err == ("gopose models: error: invalid model name 'my model': use letters, digits, '.', '_' or '-' "
+                   "(max 64), e.g. 'my-model'")
+    spaced = tmp_path / "my model (v2).pt"
+    spaced.write_bytes(checkpoint.read_bytes())
+    assert main(["models", "add", str(spaced), "--store", str(store)]) == 0  # a file's name is made valid
+    assert [e.name for e in list_models(store)] == ["my-model-v2"]
+    assert main(["models", "add", str(tmp_path), "--store", str(store)]) == 2
+    assert f"{tmp_path} is a folder, not a checkpoint file" in capsys.readouterr().err
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this would run",))
+
+
+def _not_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
+    import pickle
+    import zipfile
+
+    import torch
+
+    files = {}
+    files["random"] = (folder / "random.pt", "it is not a PyTorch checkpoint (neither torch.save's zip format nor "
+                                             "its legacy format)")
+    files["random"][0].write_bytes(bytes(range(256)) * 20)
+    files["pickle"] = (folder / "data.pkl", "it is not a PyTorch checkpoint but a plain Python pickle (not a file "
+                                            "written by torch.save)")
+    files["pickle"][0].write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=4))
+    files["code"] = (folder / "code.pkl", "it is not a PyTorch checkpoint but a plain Python pickle that imports "
+                                          "posix.system; loading it would run arbitrary Python code")
+    files["code"][0].write_bytes(pickle.dumps(_RunsCode(), protocol=4))
+    files["torch-code"] = (folder / "code.pt", "it is not a weights-only file")
+    torch.save({"model": _RunsCode()}, files["torch-code"][0])
+    files["zip"] = (folder / "archive.pt", "is a zip archive but not a PyTorch checkpoint (no data.pkl inside)")
+    with zipfile.ZipFile(files["zip"][0], "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    files["empty"] = (folder / "empty.pt", "the file is empty (not a PyTorch checkpoint)")
+    files["empty"][0].write_bytes(b"")
+    return files
+
+
+@pytest.mark.parametrize("kind", ["random", "pickle", "code", "torch-code", "zip", "empty"])
+def test_files_that_are_not_checkpoints(kind: str, tmp_path: Path, capsys) -> None:
+    """Each refused with one line saying what the file is (no torch.load advice, no warning); pickles that
+    would run code are refused without being run."""
+    import os
+
+    from app.cli import main
+
+    path, message = _not_checkpoints(tmp_path)[kind]
+    assert main(["models", "info", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and message in err, err
+    assert "documentation of torch.load" not in err
+    assert main(["models", "add", str(path), "--store", str(tmp_path / "store")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "store").exists() or os.listdir(tmp_path / "store") == []

@@ -24,7 +24,7 @@ def test_video_frames_timestamps_and_metadata(ped_video: Path) -> None:
     ts = np.array([f.timestamp for f in frames])
     np.testing.assert_allclose(ts, np.arange(795) / 10.0, atol=1e-6)
     assert frames[0].image.shape == (360, 480, 3) and frames[0].image.dtype == np.uint8
-    assert src.decode_errors == 0 and src.missing_frames == 0
+    assert src.decode_errors == 0 and src.missing_frames == 0 and src.lost_frames == 0
 
 
 def test_seek_lands_on_the_requested_time(ped_video: Path) -> None:
@@ -43,12 +43,14 @@ def test_seek_lands_on_the_requested_time(ped_video: Path) -> None:
     np.testing.assert_array_equal(linear.image, f.image)
 
 
-def test_truncated_video_decodes_what_it_can(ped_video: Path, tmp_path: Path, make_damaged) -> None:
+def test_truncated_video_decodes_what_it_can(ped_video: Path, tmp_path: Path, make_damaged, caplog) -> None:
     bad = make_damaged(ped_video, tmp_path / "cut.mp4", keep_fraction=0.5)
     with open_source(bad) as src:
         n = sum(1 for _ in src)
         assert 100 < n < 795
         assert src.missing_frames == 795 - n  # reported, not silently lost
+        assert src.lost_frames == 795 - n  # the one count: an undecodable last packet is not counted twice
+    assert f"decoded {n} of 795 frames ({795 - n} lost, 0 damaged)" in caplog.text
 
 
 def test_overwritten_bytes_are_counted_and_skipped(ped_video: Path, tmp_path: Path, make_damaged) -> None:
@@ -57,6 +59,7 @@ def test_overwritten_bytes_are_counted_and_skipped(ped_video: Path, tmp_path: Pa
         n = sum(1 for _ in src)
         assert n > 600
         assert src.decode_errors + src.missing_frames > 0
+        assert src.lost_frames == 795 - n and src.damaged_frames <= src.decode_errors
 
 
 @pytest.mark.parametrize("content,match", [(b"", "readable video|no decodable"),

@@ -149,3 +149,39 @@ def test_saved_file_has_umask_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("change", ["missing", "unexpected"])
+def test_a_missing_only_or_unexpected_only_key_is_refused(tmp_path, change):
+    """A silently non-strict load would pass a file with one key too few or too many: each alone is an error."""
+    state = build_model(make_config("realtime")).state_dict()
+    if change == "missing":
+        state.pop("encoder.stem.0.0.weight")
+    else:
+        state["headnets.1.extra.weight"] = torch.zeros(1)
+    path = tmp_path / "one_off.pth"
+    torch.save({"epoch": 1, "model_state_dict": state}, path)
+    with pytest.raises(CheckpointError, match=f"{change} keys \\(1\\)"):
+        load_checkpoint(path, arch="realtime", spec="coco", skeleton="default")
+
+
+def test_a_save_failing_in_the_middle_of_the_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    """Half the bytes written, then the disk is full: the old checkpoint stays whole, no temporary file is left."""
+    import errno
+    import io
+
+    model = build_model(make_config("realtime"))
+    path = save_checkpoint(tmp_path / "m.pt", model, epoch=1)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def half_then_full(obj, f, *args, **kwargs):
+        buf = io.BytesIO()
+        real_save(obj, buf, *args, **kwargs)
+        f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(path, model, epoch=2)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
