@@ -37,8 +37,8 @@ class DecoderConfig:
     dist_max: float = 40.0           # limb acceptance: max distance (input px) guided point <-> end keypoint
     min_limb_length: float = 3.0     # floor of the limb length in the score exp(-d / length)
     person_threshold: float = 0.0    # drop people scoring below this
-    person_score: str = "coverage"   # 'coverage': sum of keypoint scores / K; 'mean': mean over present keypoints;
-                                     # 'linked': coverage with each score times its best link's agreement exp(-d/len)
+    person_score: str = "linked"     # 'linked': sum over keypoints of score x its best link's agreement exp(-d/len),
+                                     # / K; 'coverage': sum of keypoint scores / K; 'mean': mean over present ones
     single_keypoints: bool = True    # leftover candidates become single-keypoint people
     single_threshold: float = 0.1    # ... if their peak is at least this
     max_people: int = 100            # keep at most this many people per image
@@ -50,7 +50,7 @@ class DecoderConfig:
     limb_norm: str = "predicted"     # divisor of d in exp(-d / length): 'predicted' (the guiding offset's length),
                                      # 'distance' (between the two candidates: rewards far ends) or 'constant'
     limb_length: float = 16.0        # the 'constant' divisor, and the floor of 'predicted', in input px
-    order: str = "skeleton"          # group limb types in skeleton order ('skeleton') or all links by score
+    order: str = "score"             # group all links best-first ('score') or limb types in skeleton order
     single_radius: float = 8.0       # no single-keypoint person within this many px of a same-type keypoint
 
     def __post_init__(self) -> None:
@@ -220,35 +220,34 @@ def _group(xy: np.ndarray, score: np.ndarray, limb_score: np.ndarray, contract: 
     for li, sa, sb in _links(limb_score, cfg.order):
         if (li, 0, sa) in used or (li, 1, sb) in used:
             continue
-        used.add((li, 0, sa))
-        used.add((li, 1, sb))
         a, b = int(limbs[li, 0]), int(limbs[li, 1])
         ia, ib = a * T + sa, b * T + sb
-        agreement = limb_score[li, sa, sb] / max(flat_score[ia] * flat_score[ib], 1e-12)
-        for cid in (ia, ib):
-            support[cid] = agreement if not linked[cid] else max(support[cid], agreement)
-            linked[cid] = True
         pa, pb = int(owner[ia]), int(owner[ib])
         if pa < 0 and pb < 0:
             person = np.full(K, -1, np.int64)
             person[a], person[b] = ia, ib
             owner[ia] = owner[ib] = len(people)
             people.append(person)
-        elif pb < 0:
-            if people[pa][b] < 0:
-                people[pa][b] = ib
-                owner[ib] = pa
-        elif pa < 0:
-            if people[pb][a] < 0:
-                people[pb][a] = ia
-                owner[ia] = pb
-        elif pa != pb:
-            keep, drop = people[pa], people[pb]
-            if not np.any((keep >= 0) & (drop >= 0)):   # disjoint keypoint types: one person in two pieces
-                moved = drop >= 0
-                keep[moved] = drop[moved]
-                owner[drop[moved]] = pa
-                drop[:] = -1
+        elif pb < 0 and people[pa][b] < 0:
+            people[pa][b] = ib
+            owner[ib] = pa
+        elif pa < 0 and pb >= 0 and people[pb][a] < 0:
+            people[pb][a] = ia
+            owner[ia] = pb
+        elif pa >= 0 and pb >= 0 and pa != pb and not np.any((people[pa] >= 0) & (people[pb] >= 0)):
+            keep, drop = people[pa], people[pb]       # disjoint keypoint types: one person in two pieces
+            moved = drop >= 0
+            keep[moved] = drop[moved]
+            owner[drop[moved]] = pa
+            drop[:] = -1
+        elif pa < 0 or pb < 0 or pa != pb:
+            continue  # a rejected link leaves both candidates free for this limb's other links
+        used.add((li, 0, sa))
+        used.add((li, 1, sb))
+        agreement = limb_score[li, sa, sb] / max(flat_score[ia] * flat_score[ib], 1e-12)
+        for cid in (ia, ib):
+            support[cid] = agreement if not linked[cid] else max(support[cid], agreement)
+            linked[cid] = True
     people = [p for p in people if (p >= 0).any()]
     if cfg.single_keypoints:
         people += _singles(xy, score, owner, people, cfg)

@@ -1,8 +1,9 @@
 """Training targets at the network's output stride: keypoint heatmaps, guiding offsets, scales, ignore mask.
 
 Everything is vectorised over people, keypoints and limbs: each person-keypoint (or person-limb) writes a small
-window of output cells, and the windows are merged with one scatter per map (maximum for heatmaps, the shortest
-vector for offsets and scales).
+window of output cells, and the windows are merged with one scatter per map (maximum for heatmaps; for offsets the
+limb whose start keypoint is nearest the cell, so overlapping people keep their own limbs at their own keypoints;
+for scales the nearest keypoint).
 """
 from __future__ import annotations
 
@@ -145,11 +146,12 @@ class TargetEncoder:
         return cx, cy, inside
 
     @staticmethod
-    def _nearest_wins(flat: np.ndarray, length: np.ndarray) -> np.ndarray:
-        """Indices of the entries that are the shortest at their flat cell, exactly one per cell (the earlier
-        entry wins an exact tie). A sort, with no per-instance state, so one encoder is safe to share between
-        threads."""
-        order = np.lexsort((length, flat))
+    def _nearest_wins(flat: np.ndarray, length: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the entries with the smallest ``length`` at their flat cell, exactly one per cell (then the
+        smallest ``tie``, then the earlier entry). A sort, with no per-instance state, so one encoder is safe to
+        share between threads."""
+        keys = (length, flat) if tie is None else (tie, length, flat)
+        order = np.lexsort(keys)
         cells = flat[order]
         first = np.ones(len(order), bool)
         first[1:] = cells[1:] != cells[:-1]
@@ -167,14 +169,15 @@ class TargetEncoder:
             start = kps[p_idx, limbs[l_idx, 0], :2]
             end = kps[p_idx, limbs[l_idx, 1], :2]
             cx, cy, inside = self._window_cells(start, w, h)
-            vx = end[:, 0:1] - (cx * stride + (stride - 1) / 2.0)
-            vy = end[:, 1:2] - (cy * stride + (stride - 1) / 2.0)
-            length = np.hypot(vx, vy)
-            cell = cy * w + cx
-            flat = l_idx[:, None] * (h * w) + cell
+            ccx, ccy = cx * stride + (stride - 1) / 2.0, cy * stride + (stride - 1) / 2.0
+            vx, vy = end[:, 0:1] - ccx, end[:, 1:2] - ccy
+            # a cell guides from the limb start nearest to it (then the shorter vector): where people overlap,
+            # each keypoint's own cell keeps its own limb, so its guided point is its own person's end keypoint
+            near = np.hypot(start[:, 0:1] - ccx, start[:, 1:2] - ccy)
+            flat = l_idx[:, None] * (h * w) + cy * w + cx
             sel = inside.reshape(-1)
-            flat_s, length_s = flat.reshape(-1)[sel], length.reshape(-1)[sel]
-            win = self._nearest_wins(flat_s, length_s)
+            flat_s = flat.reshape(-1)[sel]
+            win = self._nearest_wins(flat_s, near.reshape(-1)[sel], np.hypot(vx, vy).reshape(-1)[sel])
             f = flat_s[win]
             lw, cw = f // (h * w), f % (h * w)
             offsets[lw, 0, cw] = vx.reshape(-1)[sel][win]

@@ -21,14 +21,15 @@ DAMAGE = {"clean": None,
           "offsets6": {"offset_noise": 6.0}}
 
 #: grouping variants compared by ``--compare`` (decoder fields over the paper's settings)
+_PAPER = {"limb_norm": "distance", "order": "skeleton", "person_score": "coverage", "single_radius": 0.0}
 VARIANTS = {
-    "paper rule (d / candidate distance)": {"limb_norm": "distance", "single_radius": 0.0},
-    "d / constant 16 px": {"limb_norm": "constant"},
-    "d / predicted length (default)": {},
-    "d / predicted, global score order": {"order": "score"},
-    "d / predicted, score x link agreement": {"person_score": "linked"},
-    "d / constant, global order, linked score": {"limb_norm": "constant", "order": "score", "person_score": "linked"},
-    "d / predicted, global order, linked score": {"order": "score", "person_score": "linked"},
+    "paper rule (d / candidate distance)": _PAPER,
+    "d / constant 16 px": {**_PAPER, "limb_norm": "constant", "single_radius": 8.0},
+    "d / predicted length": {**_PAPER, "limb_norm": "predicted", "single_radius": 8.0},
+    "d / predicted, global score order": {"person_score": "coverage"},
+    "d / predicted, score x link agreement": {"order": "skeleton"},
+    "d / constant, global order, linked score": {"limb_norm": "constant"},
+    "d / predicted, global order, linked score (default)": {},
 }
 
 

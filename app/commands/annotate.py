@@ -75,6 +75,15 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _ray_address(text: str) -> str:
+    from app.ray_annotate import parse_address  # imports no Ray
+
+    try:
+        return parse_address(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="video files, folders (every video inside; a folder of images is one sequence) or URLs")
@@ -109,6 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit 0 even when an input is damaged or truncated and frames are missing")
     parser.add_argument("--shard", default=None, type=_shard, metavar="I/N",
                         help="process only the I-th (1-based) of N interleaved slices of the inputs")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, type=_ray_address, metavar="ADDRESS",
+                        help="annotate on Ray workers (pip install 'gopose[ray]'): alone, a local Ray on this "
+                             "machine; auto, ray://HOST:PORT or HOST:PORT join a cluster (see docs/annotate.md)")
+    parser.add_argument("--ray-workers", type=_at_least(1), default=None, metavar="N",
+                        help="Ray workers (default: one per GPU of the cluster, else its CPUs / --threads)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--progress-interval", type=_seconds, default=30.0, metavar="SECONDS",
                         help="when stderr is not a terminal (a log): one progress line per this many seconds (30)")
@@ -201,10 +215,15 @@ def _planned_names(stems: list[str]) -> set[str]:
 def run(args: argparse.Namespace) -> int:
     from app.engine import EngineConfig, load_estimator
     from app.exports import unique_stems
-    from app.manifest import recover
     from app.model_store import choose_model
     from core.decoder import DecoderConfig
 
+    if args.ray is not None:
+        from app.ray_annotate import require_ray
+
+        require_ray()  # before anything else: one line naming the extra to install
+    elif args.ray_workers is not None:
+        raise InputError("--ray-workers needs --ray")
     out_dir = Path(args.out)
     check_out_option(out_dir)
     inputs, notes = scan_inputs(args.inputs)
@@ -220,46 +239,75 @@ def run(args: argparse.Namespace) -> int:
     decoder = DecoderConfig() if args.threshold is None else DecoderConfig(threshold=args.threshold)
     config = EngineConfig(device=args.device, precision=args.precision, threads=args.threads,
                           long_edge=args.long_edge, flip=args.flip, decoder=decoder, backend=args.backend)
+    if args.ray is not None:  # the same plan, inputs and engine, annotated by Ray workers
+        from app.ray_annotate import annotate_on_ray
+
+        recover_outputs(out_dir, plan)
+        return annotate_on_ray(plan, inputs, out_dir, choice, config, args)
     estimator = load_estimator(str(choice.path), config, arch=args.arch or choice.arch, spec=args.spec)
     estimator.name = choice.name
+    recover_outputs(out_dir, plan)
+    return _annotate_all(plan, inputs, out_dir, estimator, args)
+
+
+def recover_outputs(out_dir: Path, plan: list[tuple[str, str]]) -> None:
+    """Finish what killed runs left for this plan's names in ``out_dir`` (``app.manifest.recover``); one line."""
+    from app.manifest import recover
+
     fixed = recover(out_dir, _planned_names([stem for _, stem in plan]))
     if fixed:
         print(f"gopose annotate: finished the outputs of {len(fixed.completed)} input(s) interrupted while "
               f"publishing, removed {len(fixed.removed)} temporary file(s) of interrupted runs in {out_dir}",
               file=sys.stderr)
-    return _annotate_all(plan, inputs, out_dir, estimator, args)
 
 
 def _annotate_all(plan: list[tuple[str, str]], inputs: list[str], out_dir: Path, estimator,
                   args: argparse.Namespace) -> int:
-    results, failures, partial = [], [], []
+    outcomes = []
     t0 = time.monotonic()
     for item, stem in plan:
-        res, error = _annotate_one(item, stem, inputs, out_dir, estimator, args)
-        if error is not None:
-            failures.append({"input": item, "error": error})
-            print(f"gopose annotate: {item}: {error}", file=sys.stderr)
-            continue
-        results.append(res)
-        if res.partial:
-            partial.append({"input": item, "frames": res.frames, "frames_expected": res.frames_expected,
-                            "frames_lost": res.frames_lost})
+        res, error = annotate_one(item, stem, inputs, out_dir, estimator, args)
+        report_outcome(item, res, error)
+        outcomes.append((item, res, error))
+    summary = summarize(outcomes, time.monotonic() - t0, out_dir, estimator.name, str(estimator.device),
+                        estimator.backend)
+    print(json.dumps(summary))
+    return exit_code(summary, args.allow_partial)
+
+
+def report_outcome(item: str, res, error: str | None) -> None:
+    """One input's line: what it produced on stdout, or its error on stderr."""
+    if error is not None:
+        print(f"gopose annotate: {item}: {error}", file=sys.stderr)
+    else:
         print(f"{item}: {_describe(res)} -> {', '.join(str(p) for p in res.outputs.values())}")
-    seconds = time.monotonic() - t0
+
+
+def summarize(outcomes: list[tuple[str, object, str | None]], seconds: float, out_dir: Path, model: str,
+              device: str, backend: str) -> dict:
+    """The final JSON summary of ``(input, result, error)`` outcomes in plan order (also of a Ray run)."""
+    results = [res for _, res, error in outcomes if error is None]
+    failures = [{"input": item, "error": error} for item, _, error in outcomes if error is not None]
+    partial = [{"input": item, "frames": res.frames, "frames_expected": res.frames_expected,
+                "frames_lost": res.frames_lost} for item, res, error in outcomes if error is None and res.partial]
     frames = sum(r.frames for r in results if not r.skipped)
     busy = sum(r.seconds for r in results if not r.skipped)
-    summary = {"inputs": len(plan), "done": len(results), "skipped": sum(r.skipped for r in results),
-               "failures": len(failures), "partial": len(partial), "frames": frames,
-               "frames_lost": sum(r.frames_lost for r in results), "fps": round(frames / busy, 2) if busy > 0 else 0.0,
-               "seconds": round(seconds, 2), "out": str(out_dir), "model": estimator.name,
-               "device": str(estimator.device), "backend": estimator.backend, "failed": failures,
-               "partial_inputs": partial}
-    print(json.dumps(summary))
-    return 1 if failures or (partial and not args.allow_partial) else 0
+    return {"inputs": len(outcomes), "done": len(results), "skipped": sum(r.skipped for r in results),
+            "failures": len(failures), "partial": len(partial), "frames": frames,
+            "frames_lost": sum(r.frames_lost for r in results), "fps": round(frames / busy, 2) if busy > 0 else 0.0,
+            "seconds": round(seconds, 2), "out": str(out_dir), "model": model, "device": device,
+            "backend": backend, "failed": failures, "partial_inputs": partial}
 
 
-def _annotate_one(item: str, stem: str, inputs: list[str], out_dir: Path, estimator, args: argparse.Namespace):
-    """``(result, None)`` or ``(None, one-line error)`` for one input."""
+def exit_code(summary: dict, allow_partial: bool) -> int:
+    """1 when an input failed, or (unless ``allow_partial``) lost frames; else 0."""
+    return 1 if summary["failures"] or (summary["partial"] and not allow_partial) else 0
+
+
+def annotate_one(item: str, stem: str, inputs: list[str], out_dir: Path, estimator, args: argparse.Namespace,
+                  report=None):
+    """``(result, None)`` or ``(None, one-line error)`` for one input. ``report(done, total)``, when given, is
+    told the frames done (a Ray worker reports to its driver)."""
     from app.exports import export_video_annotations
     from app.progress import progress_for
 
@@ -275,6 +323,8 @@ def _annotate_one(item: str, stem: str, inputs: list[str], out_dir: Path, estima
     def progress(done: int, total: int | None) -> None:
         if bar is not None:
             bar.update_to(done, total)
+        if report is not None:
+            report(done, total)
 
     try:
         res = export_video_annotations(item, out_dir, estimator, formats=args.formats, track=not args.no_track,

@@ -122,7 +122,8 @@ def test_degenerate_input_sizes():
 
 
 def test_matches_a_per_person_reference_loop():
-    """The vectorised encoder equals a straightforward loop over people and cells."""
+    """The vectorised encoder equals a straightforward loop over people and cells (a cell's offset comes from the
+    limb start nearest to it, then the shorter vector)."""
     rng = np.random.default_rng(0)
     kps = np.zeros((4, 17, 3), np.float32)
     kps[:, :, :2] = rng.uniform(0, 127, (4, 17, 2))
@@ -133,6 +134,7 @@ def test_matches_a_per_person_reference_loop():
     ref = np.zeros((17, 32, 32))
     best = np.full((len(LIMBS), 32, 32), np.inf)
     ref_off = np.zeros((len(LIMBS), 2, 32, 32))
+    best_key: dict = {}
     for p in range(4):
         for k in range(17):
             if kps[p, k, 2] > 0:
@@ -144,8 +146,10 @@ def test_matches_a_per_person_reference_loop():
                 for y in range(max(cy - 3, 0), min(cy + 4, 32)):
                     for x in range(max(cx - 3, 0), min(cx + 4, 32)):
                         v = kps[p, b, :2] - (xs[x], xs[y])
-                        if np.hypot(*v) < best[li, y, x]:
-                            best[li, y, x] = np.hypot(*v)
+                        key = (np.hypot(*(kps[p, a, :2] - (xs[x], xs[y]))), np.hypot(*v))  # nearest start first
+                        if key < best_key.get((li, y, x), (np.inf, np.inf)):
+                            best_key[(li, y, x)] = key
+                            best[li, y, x] = 0.0
                             ref_off[li, :, y, x] = v
     np.testing.assert_allclose(t.heatmaps, ref, atol=1e-5)
     np.testing.assert_allclose(t.offsets.reshape(len(LIMBS), 2, 32, 32), ref_off, atol=1e-4)
