@@ -2,9 +2,11 @@
 
 ``PoseEstimator`` is the one inference path (``models.predictor.Predictor``: letterbox, network, flip test,
 decoder, inverse mapping), plus what applications need around it: loading a checkpoint or an installed model,
-the device and precision, the network backend (PyTorch, or ONNX Runtime on the CPU), per-frame timings, and the
-two halves ``infer_maps`` / ``decode_maps`` that the threaded pipeline overlaps. Constructing one does not change
-process state: torch's CPU thread count is the process's (the command line sets it from ``--threads``).
+the device and precision, the network backend (``models.backends``: PyTorch, ONNX Runtime or OpenVINO, fp32 or
+INT8; ``auto`` = the fastest fp32 one, measured once per machine and model and recorded in the user's model
+folder), per-frame timings, and the two halves ``infer_maps`` / ``decode_maps`` that the threaded pipeline
+overlaps. Constructing one does not change process state: torch's CPU thread count is the process's (the command
+line sets it from ``--threads``).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from core.codec import Codec
 from core.decoder import DecoderConfig
 from core.errors import InputError
 from core.poses import Poses
-from app.model_store import NoModelError, resolve_model
+from app.model_store import NoModelError, resolve_model, store_dir
+from models.backends import CHOICES as BACKENDS
 from models.precision import InferenceModel
 from models.predictor import Maps, Predictor
 
@@ -28,8 +31,8 @@ LOG = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-BACKENDS = ("torch", "onnx", "auto")
-AUTO_ONNX_ARCHS = ("realtime", "midsize", "mobilenet")  # small CPU networks where ONNX Runtime may win
+AUTO_ARCHS = ("realtime", "midsize", "mobilenet")  # small CPU networks where another runtime may win
+CACHE = ".cache"  # in the user's model folder: INT8 models (int8/) and the measured backend choice
 
 __all__ = ["EngineConfig", "FrameResult", "PoseEstimator", "NoModelError", "load_estimator", "resolve_device"]
 
@@ -44,7 +47,10 @@ class EngineConfig:
     long_edge: int | None = None  # frame long edge on the network canvas (None: the model's codec default)
     flip: bool = False           # flip test (about 2x slower)
     decoder: DecoderConfig | None = None  # None: the model's codec defaults
-    backend: str = "auto"        # 'torch', 'onnx' (ONNX Runtime, CPU) or 'auto' (ONNX Runtime where measured faster)
+    backend: str = "auto"        # models.backends name ('torch', 'onnx', 'openvino', 'onnx-int8', 'openvino-int8')
+    #                              or 'auto' (the fastest fp32 backend, measured once per machine and model)
+    cache_dir: str | None = None  # INT8 models and the measured choice (None: <user's model folder>/.cache)
+    calibration: tuple[str, ...] = ()  # image folders to calibrate INT8 on (empty: the shared LSPET/COCO train)
 
     def __post_init__(self) -> None:
         if not (self.device in DEVICES or str(self.device).startswith("cuda:")):
@@ -110,8 +116,7 @@ class PoseEstimator(Predictor):
         self.info: dict = {}
         self.backend = "torch"
         self.backend_timings: dict[str, float] = {}
-        if self.config.backend == "onnx" or (self.config.backend == "auto" and self.arch in AUTO_ONNX_ARCHS):
-            self._pick_backend()
+        self._pick_backend()
 
     def _run_network(self, x: torch.Tensor) -> dict:
         if self._runner is None:
@@ -161,32 +166,23 @@ class PoseEstimator(Predictor):
         return [FrameResult(p, dict(timings), tuple(t.src_size)) for p, t in zip(poses, maps.transforms)]
 
     def _pick_backend(self) -> None:
-        """``backend='onnx'``: ONNX Runtime on CPU (an error when unavailable); ``'auto'``: ONNX Runtime when it
-        is installed, the device is the CPU, the network exports, and it measures faster than PyTorch."""
-        from app.onnx_backend import OnnxRunner, compare_runners, onnxruntime_available
+        """Replace the PyTorch runner by the configured backend's (``auto``: the recorded or measured choice among
+        the fp32 backends, for the small CPU networks; PyTorch elsewhere)."""
+        from models.backends import select
 
-        explicit = self.config.backend == "onnx"
-        if self.device.type != "cpu" or not onnxruntime_available():
-            if explicit:
-                raise InputError("the ONNX backend needs onnxruntime (pip install 'gopose[onnx]') and device cpu")
+        name = self.config.backend
+        if name == "torch" or (name == "auto" and (self.device.type != "cpu" or self.arch not in AUTO_ARCHS)):
             return
         side = self.transform_for(self.long_edge, self.long_edge).dst_size[0]
-        try:
-            onnx = OnnxRunner(self.model, side, threads=self.config.threads)
-        except Exception as exc:  # noqa: BLE001 - a network that does not export keeps the PyTorch backend
-            if explicit:
-                raise InputError(f"cannot export {self.name} to ONNX: {exc}") from None
-            LOG.info("ONNX backend unavailable for %s: %s", self.name, exc)
-            return
-        if not explicit:
-            x = torch.zeros(1, 3, side, side)
-            t_torch, t_onnx = compare_runners([self._runner, onnx], x)
-            LOG.info("backend timing at %d px: torch %.1f ms, onnxruntime %.1f ms", side, t_torch, t_onnx)
-            self.backend_timings = {"torch": t_torch, "onnxruntime": t_onnx}
-            if t_onnx > 0.95 * t_torch:
-                return
-        self._runner = onnx
-        self.backend = "onnxruntime"
+        cache = Path(self.config.cache_dir) if self.config.cache_dir else store_dir() / CACHE
+        self.backend, self._runner, self.backend_timings = select(
+            self.model, name, size=side, threads=self.config.threads, cache_dir=cache,
+            calibration=self._calibration_images, torch_runner=self._runner, device=self.device)
+
+    def _calibration_images(self) -> list[Path]:
+        from eval.calibration import default_images
+
+        return default_images(self.config.calibration)
 
     def close(self) -> None:
         """Release the network (GPU memory included)."""

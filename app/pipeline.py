@@ -11,7 +11,9 @@ grouping is Python-heavy and would otherwise leave a core idle while the network
 smoothing in frame order, every sink and ``on_result``.
 Seeking: ``seek()`` only records the target; the decode thread applies it between two frames and stamps every
 frame with a *seek epoch* (the number of seeks applied before it was read), so tracking and smoothing restart
-exactly at the first frame read after the seek, not at a pre-seek frame still in the queues.
+exactly at the first frame read after the seek, not at a pre-seek frame still in the queues. A source that applies
+seeks itself while the decode thread waits in it (the app's interactive player) counts them in ``seek_count``;
+that count, read right after each frame, is added to the frame's epoch.
 Shutdown is clean on end of stream, on an error in any stage, on ``stop()`` and on Ctrl-C (``run``): every
 sink is closed (``close()``; ``stop(discard=True)`` and errors call ``abort()`` instead, leaving no file).
 """
@@ -277,6 +279,7 @@ class Pipeline:
                 frame = next(frames, None)
                 if frame is None or self._stop.is_set():
                     break
+                epoch += int(getattr(self.source, "seek_count", 0))  # seeks the source applied before this frame
                 if not self._emit_frame((frame, time.monotonic(), epoch)):
                     break
                 n += 1

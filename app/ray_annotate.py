@@ -17,14 +17,18 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
+import uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
+from app.signals import Terminated
 from core.errors import InputError
 
 LOG = logging.getLogger(__name__)
@@ -115,8 +119,9 @@ def _total(nodes: list[dict[str, float]], key: str) -> int:
 
 @dataclass
 class JobSpec:
-    """What every worker needs: the model, the engine configuration, the run's options and the whole input list
-    (no output may replace any input), with paths made absolute (a worker's working folder is not the driver's)."""
+    """What every worker needs: the model, the engine configuration, the run's options, the whole input list (no
+    output may replace any input), all paths as the user gave them, and the driver's working folder ``cwd`` they
+    are relative to; ``board`` is the name of the run's :class:`ProgressBoard` actor."""
 
     model: str
     model_name: str
@@ -127,18 +132,29 @@ class JobSpec:
     inputs: list[str]
     out_dir: str
     options: argparse.Namespace
+    cwd: str
+    board: str
+
+    def relative_paths(self) -> list[str]:
+        """The paths that mean something only in ``cwd``."""
+        from app.sources import is_url
+
+        paths = [self.model, self.out_dir, *(i for i in self.inputs if not is_url(i))]
+        return [p for p in paths if not Path(p).is_absolute()]
 
 
 class VideoWorker:
     """A Ray actor: loads the model once, then annotates whole inputs with the single-process run's function.
 
-    A constructor that fails keeps its one-line reason for ``info`` (a failing actor constructor would flood the
-    driver with tracebacks and be given up by Ray without a word to the user)."""
+    It works in the driver's working folder (this process is the worker's own), so paths mean, and outputs record,
+    what they do in the single-process run. A constructor that fails keeps its one-line reason for ``info`` (a
+    failing actor constructor floods the driver with tracebacks and is given up by Ray without a word)."""
 
-    def __init__(self, job: JobSpec, board) -> None:
-        self.job, self.board = job, board
+    def __init__(self, job: JobSpec) -> None:
+        self.job, self._board = job, None
         self.estimator, self.error = None, None
         try:
+            _enter(job)
             import torch
 
             from app.engine import load_estimator
@@ -164,13 +180,34 @@ class VideoWorker:
 
         if self.estimator is None:
             return None, f"the worker could not load the model: {self.error}"
-        self.board.started.remote(index, os.getpid(), _node_ip())
-        reporter = _Reporter(self.board, index)
+        board = self.board
+        board.started.remote(index, os.getpid(), _node_ip())
+        reporter = _Reporter(board, index)
         try:
             return annotate_one(item, stem, self.job.inputs, Path(self.job.out_dir), self.estimator,
                                 self.job.options, report=reporter)
         finally:
             reporter.flush()
+
+    @property
+    def board(self):
+        if self._board is None:
+            import ray
+
+            self._board = ray.get_actor(self.job.board)
+        return self._board
+
+
+def _enter(job: JobSpec) -> None:
+    """Work in the driver's folder; without it on this node, only absolute paths (on shared storage) can work."""
+    try:
+        os.chdir(job.cwd)
+    except OSError:
+        relative = job.relative_paths()
+        if relative:
+            raise InputError(f"the driver's working folder {job.cwd} is not on node {_node_ip()}, so {relative[0]} "
+                             f"means nothing there: give the inputs, --out and --model as absolute paths on "
+                             f"storage every node shares") from None
 
 
 def _node_ip() -> str:
@@ -229,7 +266,8 @@ class JobProgress:
         self.total, self.quiet, self.interval = total, quiet, float(interval)
         self.stream = sys.stderr if stream is None else stream
         self.done = self.failed = self.frames = 0
-        self.start = self.last = time.monotonic()
+        self.start: float | None = None
+        self.last = time.monotonic()
         self._bar = None
         if not quiet and getattr(self.stream, "isatty", lambda: False)():
             from tqdm import tqdm
@@ -237,9 +275,14 @@ class JobProgress:
             self._bar = tqdm(total=total, desc="gopose annotate", unit="input", file=self.stream,
                              dynamic_ncols=True, leave=False)
 
+    def begin(self) -> None:
+        """The first worker is ready: frames/s counts from now (not over the workers' start)."""
+        if self.start is None:
+            self.start = time.monotonic()
+
     @property
     def rate(self) -> float:
-        elapsed = time.monotonic() - self.start
+        elapsed = time.monotonic() - self.start if self.start is not None else 0.0
         return self.frames / elapsed if elapsed > 0 else 0.0
 
     def text(self) -> str:
@@ -276,37 +319,77 @@ class JobProgress:
 
 
 @contextmanager
-def connected(ray, address: str) -> Iterator[str]:
+def connected(ray, address: str, worker_logs: bool = False) -> Iterator[str]:
     """Ray connected for the block (and shut down after it); a Ray this process has already started is used as is.
-    Yields a description of the cluster for the user."""
+    ``worker_logs``: show the workers' and Ray's own log lines here (else they stay in Ray's log files: the
+    driver reports each failure and retry in one line). Yields a description of the cluster for the user."""
     if ray.is_initialized():
         yield "Ray (already connected)"
         return
+    common = {"logging_level": logging.WARNING, "log_to_driver": worker_logs}
     try:
-        if address == LOCAL:
-            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
-        else:
-            ray.init(address=address, logging_level=logging.WARNING)
+        with _own_signal_handlers():
+            if address == LOCAL:
+                ray.init(address="local", include_dashboard=False, **common)
+            else:
+                ray.init(address=address, **common)
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError, ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"--ray {address}: cannot start or join Ray: {first}") from None
+        raise InputError(f"--ray {address}: cannot start or join Ray: {_first_line(exc)}") from None
     try:
         yield "a local Ray" if address == LOCAL else f"the Ray cluster at {address}"
     finally:
         ray.shutdown()
 
 
+@contextmanager
+def _own_signal_handlers() -> Iterator[None]:
+    """Keep this process's SIGTERM and SIGINT handling (Ctrl-C and SIGTERM stop the run the way they stop a
+    single-process run) across ``ray.init``, which installs handlers of its own (SIGTERM would abort the driver)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+@contextmanager
+def _sigterm_stays_terminated() -> Iterator[None]:
+    """Ray turns an exception that a signal handler raises during its calls into a plain ``KeyboardInterrupt``:
+    remember a SIGTERM, so that the run still ends as terminated (exit 143), not as interrupted (130)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum, frame) -> None:
+        received.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if received and not isinstance(exc, Terminated):
+            raise Terminated() from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class RayAnnotation:
     """One ``--ray`` run: start the workers, give each ready worker the next input, collect the outcomes in plan
     order, replace a worker Ray gave up on, and stop everything at the end (also on Ctrl-C / SIGTERM)."""
 
-    def __init__(self, ray, plan: list[tuple[str, str]], job: JobSpec, workers: WorkerPlan, progress: JobProgress,
-                 out_dir: Path) -> None:
-        """``plan``: ``(input, stem)`` as the user gave the inputs; ``out_dir``: the output folder as given."""
+    def __init__(self, ray, plan: list[tuple[str, str]], job: JobSpec, workers: WorkerPlan,
+                 progress: JobProgress) -> None:
         self.ray, self.plan, self.job, self.workers, self.progress = ray, plan, job, workers, progress
-        self.out_dir = out_dir
-        self.paths = [_absolute(item) for item, _ in plan]  # what the workers open
-        self.board = ray.remote(ProgressBoard).options(num_cpus=0, max_restarts=-1).remote()
+        self.board = ray.remote(ProgressBoard).options(num_cpus=0, max_restarts=-1, name=job.board).remote()
         self._cls = ray.remote(VideoWorker).options(num_cpus=workers.num_cpus, num_gpus=workers.num_gpus,
                                                     max_restarts=-1, max_task_retries=TASK_RETRIES)
         self.actors: list = []
@@ -326,13 +409,13 @@ class RayAnnotation:
             while idle and queue:
                 index = queue.popleft()
                 actor = idle.pop()
-                running[actor.annotate.remote(index, self.paths[index], self.plan[index][1])] = (index, actor)
+                running[actor.annotate.remote(index, *self.plan[index])] = (index, actor)
             if not running and not starting:
                 raise InputError(f"no Ray worker could start: {errors[-1] if errors else 'unknown reason'}")
             ready, _ = ray.wait([*starting, *running], num_returns=1, timeout=REPORT_INTERVAL)
             for ref in ready:
                 if ref in starting:
-                    self._started(ref, starting.pop(ref), idle, starting, errors)
+                    self._started(ref, starting.pop(ref), idle, errors)
                 else:
                     index, actor = running.pop(ref)
                     if self._finished(ref, index):
@@ -349,23 +432,26 @@ class RayAnnotation:
 
     def _start(self) -> tuple[Any, Any]:
         """A new worker: ``(ref of its info, actor)``."""
-        actor = self._cls.remote(self.job, self.board)
+        actor = self._cls.remote(self.job)
         self.actors.append(actor)
         return actor.info.remote(), actor
 
-    def _started(self, ref, actor, idle: list, starting: dict, errors: list[str]) -> None:
+    def _started(self, ref, actor, idle: list, errors: list[str]) -> None:
+        """A worker answered (or failed) its first call: ready for inputs, or reported (each reason once)."""
         try:
             info = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
             info = {"error": _first_line(exc)}
         if info.get("error"):
+            if info["error"] not in errors:
+                with self.progress.printing():
+                    print(f"gopose annotate: a Ray worker could not start: {info['error']}", file=sys.stderr)
             errors.append(info["error"])
-            with self.progress.printing():
-                print(f"gopose annotate: a Ray worker could not start: {info['error']}", file=sys.stderr)
             self._kill(actor)
             return
         self.infos.append(info)
         self.seen.add((info["node"], info["pid"]))
+        self.progress.begin()
         idle.append(actor)
 
     def _finished(self, ref, index: int) -> bool:
@@ -381,8 +467,6 @@ class RayAnnotation:
                                        f"(last: {_first_line(exc)})"), False
         except self.ray.exceptions.RayError as exc:
             res, error = None, f"failed on its Ray worker: {_first_line(exc)}"
-        if res is not None:
-            res = _as_driver_sees(res, item, self.out_dir)
         self.outcomes[index] = (item, res, error)
         with self.progress.printing():
             report_outcome(item, res, error)
@@ -431,13 +515,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _as_driver_sees(res, item: str, out_dir: Path):
-    """A worker's result with the driver's spelling of the input and of the output folder (as the user gave it)."""
-    outputs = {k: out_dir / Path(p).name for k, p in res.outputs.items()}
-    manifest = out_dir / Path(res.manifest).name if res.manifest else None
-    return dataclasses.replace(res, input=item, outputs=outputs, manifest=manifest)
-
-
 def _driver_ip(ray) -> str | None:
     try:
         return ray.util.get_node_ip_address()
@@ -455,12 +532,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _absolute(item: str) -> str:
-    from app.sources import is_url
-
-    return item if is_url(item) else str(Path(item).absolute())
-
-
 def annotate_on_ray(plan: list[tuple[str, str]], inputs: list[str], out_dir: Path, choice, config,
                     args: argparse.Namespace) -> int:
     """Annotate ``plan`` (``(input, stem)`` pairs named by the single-process run) on Ray workers; print the same
@@ -470,24 +541,25 @@ def annotate_on_ray(plan: list[tuple[str, str]], inputs: list[str], out_dir: Pat
 
     ray = require_ray()
     options = argparse.Namespace(**{k: getattr(args, k) for k in WORKER_OPTIONS}, quiet=True)
-    with connected(ray, args.ray) as where:
+    with connected(ray, args.ray, worker_logs=getattr(args, "verbose", 0) > 0) as where:
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         workers = plan_workers(nodes, config.device, args.ray_workers, args.threads)
+        workers = dataclasses.replace(workers, count=min(workers.count, len(plan)))  # no idle model loads
         print(f"gopose annotate: {where}: {len(nodes)} node(s), {workers.describe()}", file=sys.stderr)
-        job = JobSpec(model=str(Path(choice.path).absolute()), model_name=choice.name, arch=args.arch or choice.arch,
-                      spec=args.spec, config=dataclasses.replace(config, device=workers.device,
-                                                                 threads=workers.threads),
-                      threads=workers.threads, inputs=[_absolute(item) for item in inputs],
-                      out_dir=str(out_dir.absolute()), options=options)
+        job = JobSpec(model=str(choice.path), model_name=choice.name, arch=args.arch or choice.arch, spec=args.spec,
+                      config=dataclasses.replace(config, device=workers.device, threads=workers.threads),
+                      threads=workers.threads, inputs=list(inputs), out_dir=str(out_dir), options=options,
+                      cwd=os.getcwd(), board=f"gopose-annotate-progress-{uuid.uuid4().hex}")
         progress = JobProgress(len(plan), quiet=args.quiet, interval=args.progress_interval)
-        run = RayAnnotation(ray, plan, job, workers, progress, out_dir)
+        run = RayAnnotation(ray, plan, job, workers, progress)
         t0 = time.monotonic()
-        try:
-            outcomes = run.run()
-        finally:
-            progress.close()
-            run.stop()
-            recover_outputs(out_dir, plan)  # the temporary files of workers that died or were stopped
+        with _sigterm_stays_terminated():
+            try:
+                outcomes = run.run()
+            finally:
+                progress.close()
+                run.stop()
+                recover_outputs(out_dir, plan)  # the temporary files of workers that died or were stopped
         seconds = time.monotonic() - t0
     device, backend = run.summary_facts()
     summary = summarize(outcomes, seconds, out_dir, choice.name, device, backend)

@@ -67,12 +67,13 @@ def _train_step(args: argparse.Namespace) -> dict:
     from train.config import load_config
     from train.trainer import Trainer
 
-    ann = args.annotations or None
+    from eval.shared_data import shared_path
+
+    ann = args.annotations or shared_path("coco/train2017_mini/annotations.json")
     sets = [f"model.arch={args.train_step}", f"data.input_size={args.input_size}",
             f"data.batch_size={args.batch_size}", "data.workers=0", f"run.device={args.device}",
             f"run.amp={args.amp}", "run.progress=false", "run.tensorboard=false", "run.val_every_epochs=0"]
-    if ann:
-        sets += [f"data.train_annotations={ann}", f"data.train_images={args.images or Path(ann).parent / 'images'}"]
+    sets += [f"data.train_annotations={ann}", f"data.train_images={args.images or Path(ann).parent / 'images'}"]
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(load_config(None, sets), run_dir=tmp)
         trainer.set_train_mode()

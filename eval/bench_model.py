@@ -1,14 +1,16 @@
-"""``gopose bench model``: forward-pass time of a network (median over runs), parameters and GFLOPs.
+"""``gopose bench model``: forward-pass time of a network per backend and precision, parameters and GFLOPs.
 
-Prints one row per precision (the first is the headline), ratios against it, then, last, one JSON line
-with ``ms_median``, ``params_m`` and ``gflops`` (2 x MACs of conv/linear layers, see models/profile.py).
+Prints one table (``eval/backend_table.py``): a row per backend (PyTorch: per precision; the first row is the
+headline) with input size, median ms per frame, speed-up against the first row, frames/s end to end (letterbox +
+network + decoder on ``--video`` frames), AP on ``coco/val2017_subset`` (with ``--model``) and achieved GFLOP/s
+against this CPU's peak (``eval/cpu_peak.py``); then, last, one JSON line with ``ms_median``, ``params_m``,
+``gflops`` (2 x MACs of conv/linear layers, see models/profile.py) and the rows.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
+from pathlib import Path
 
 HELP = "network forward-pass median (ms), parameters and GFLOPs"
 
@@ -28,30 +30,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                         help="memory format (auto: channels-last when fused, the inference default)")
     parser.add_argument("--spec", default="coco", choices=["coco", "crowdpose"], help="keypoint spec (default coco)")
-
-
-def _time_interleaved(fns: list, runs: int, warmup: int, sync) -> list[list[float]]:
-    """Time each function ``runs`` times, round-robin, so load changes hit every configuration alike."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    sync()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, out in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            out.append((time.perf_counter() - t0) * 1000.0)
-    return times
+    parser.add_argument("--model", default=None, metavar="FILE", help="checkpoint (default: random --arch weights)")
+    parser.add_argument("--video", default=None, help="video for the end-to-end frames/s (default: the shared "
+                        "pedestrians_480x360.mp4)")
+    parser.add_argument("--frames", type=int, default=30, help="video frames timed end to end per row (0: none)")
+    from eval.backend_table import add_backend_arguments
+    add_backend_arguments(parser, "torch")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from core.errors import InputError
+    from eval import backend_table as bt
+    from eval.cpu_peak import cpu_peak, measured_gemm_gflops
+    from eval.shared_data import shared_path
+    from models.backends import parse_list
     from models.factory import build_model, make_config
-    from models.precision import InferenceModel
     from models.profile import count_macs
 
     if args.threads:
@@ -59,37 +54,48 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: CUDA is not available on this machine")
-    model = build_model(make_config(args.arch, args.spec)).eval()
+    if args.model:
+        from models.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(args.model, map_location="cpu")
+        model.eval()
+    else:
+        model = build_model(make_config(args.arch, args.spec)).eval()
+    arch = getattr(model, "arch", args.arch)
     if args.size % model.input_multiple:
-        raise InputError(f"--size {args.size} must be a multiple of {model.input_multiple} for {args.arch}")
+        raise InputError(f"--size {args.size} must be a multiple of {model.input_multiple} for {arch}")
     precisions = (args.precision.split(",") if args.precision
                   else (["fp32", "fp16", "bf16"] if device.type == "cuda" else ["fp32"]))
     params_m = model.n_parameters() / 1e6
     with torch.device("meta"):  # shapes-only twin for counting MACs without running the real net
-        meta_model = build_model(make_config(args.arch, args.spec))
+        meta_model = build_model(model.config)
     gflops = 2.0 * count_macs(meta_model, args.size, args.size) / 1e9
     channels_last = None if args.channels_last == "auto" else args.channels_last == "on"
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-
-    print(f"{args.arch} {args.size}x{args.size} batch {args.batch} on {device} "
-          f"({torch.get_num_threads()} CPU threads), {params_m:.2f} M params, {gflops:.2f} GFLOPs/image")
-    print(f"{'precision':<10}{'median ms':>11}{'p10':>9}{'p90':>9}{'images/s':>10}{'ratio':>8}")
-    xd = x.to(device)
-    nets = [InferenceModel(model, device, p, channels_last=channels_last, fuse=not args.no_fuse) for p in precisions]
-    all_times = _time_interleaved([lambda n=n: n(xd) for n in nets], args.runs, args.warmup, sync)
-    rows = []
-    for precision, times in zip(precisions, all_times):
-        q = statistics.quantiles(times, n=10, method="inclusive") if len(times) >= 2 else [times[0]] * 9
-        med = statistics.median(times)
-        rows.append({"precision": precision, "ms_median": round(med, 3), "ms_p10": round(q[0], 3),
-                     "ms_p90": round(q[-1], 3), "images_per_s": round(1000.0 * args.batch / med, 2)})
-        ratio = med / rows[0]["ms_median"]
-        print(f"{precision:<10}{med:>11.2f}{q[0]:>9.2f}{q[-1]:>9.2f}{rows[-1]['images_per_s']:>10.1f}{ratio:>8.2f}")
-    head = rows[0]
-    print(json.dumps({"bench": "model", "arch": args.arch, "size": args.size, "batch": args.batch,
+    rows = bt.make_rows(model, parse_list(args.backends), args.size, torch_precisions=precisions, device=device,
+                        threads=args.threads, cache=args.cache, calibration=args.calibration,
+                        channels_last=channels_last, fuse=not args.no_fuse)
+    peak = cpu_peak(args.threads or torch.get_num_threads())
+    gemm = measured_gemm_gflops() if device.type == "cpu" else None
+    bt.time_networks(rows, torch.randn(args.batch, 3, args.size, args.size).to(device), args.runs, args.warmup, sync)
+    video = args.video or str(shared_path("videos/pedestrians_480x360.mp4"))
+    if args.frames > 0 and args.batch == 1 and Path(video).is_file():
+        bt.time_e2e(model, rows, video, args.frames)
+    if args.ap if args.ap is not None else bool(args.model):
+        bt.measure_ap(model, rows, args.cache, args.calibration, args.ap_limit)
+    table = [r.to_dict(gflops * args.batch, peak) for r in rows]
+    print(f"{arch} {args.size}x{args.size} batch {args.batch} on {device} ({torch.get_num_threads()} torch threads), "
+          f"{params_m:.2f} M params, {gflops:.2f} GFLOPs/image" + (f", {args.model}" if args.model else ""))
+    for line in bt.format_table(table, peak):
+        print(line)
+    if gemm is not None:
+        print(f"measured fp32 matrix product (1024^3, torch): {gemm:.0f} GFLOP/s")
+    head = table[0]
+    print(json.dumps({"bench": "model", "arch": arch, "size": args.size, "batch": args.batch,
                       "device": str(device), "threads": torch.get_num_threads(), "fused": not args.no_fuse,
-                      "precision": head["precision"], "ms_median": head["ms_median"],
+                      "backend": head["backend"], "precision": head["precision"], "ms_median": head["ms_median"],
                       "images_per_s": head["images_per_s"], "params_m": round(params_m, 3),
-                      "gflops": round(gflops, 4), "runs": args.runs, "rows": rows}))
+                      "gflops": round(gflops, 4), "runs": args.runs, "peak_fp32_gflops": round(peak.fp32_gflops, 1),
+                      "peak_int8_gops": round(peak.int8_gops, 1), "measured_gemm_gflops": gemm and round(gemm, 1),
+                      "rows": table}))
     return 0

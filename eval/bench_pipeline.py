@@ -4,7 +4,8 @@ and live-mode latency.
 * ``throughput``: frames/s of ``PoseEstimator.estimate`` alone on every frame of the video (decoding the video
   is not timed) versus the exhaustive pipeline (decode -> infer -> tracking, smoothing and all four sinks:
   COCO JSON, JSONL, CSV, annotated H.264 video). The baseline runs before and after the pipeline; the ratio
-  uses their mean.
+  uses their mean. With ``--backends a,b,...`` each backend gets its baseline, pipeline and ratio, printed as the
+  backend table (``eval/backend_table.py``: network ms, end-to-end and pipeline frames/s, AP, GFLOP/s vs peak).
 * ``rss``: the exhaustive pipeline with all sinks over the video looped to ``--loop-frames`` frames; resident
   memory sampled every 250 frames; growth = last sample - the sample after the first 250 frames (warm-up).
 * ``live``: the video replayed in real time ``--live-speed`` times faster than its frame rate (a camera faster
@@ -43,10 +44,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-speed", type=float, default=3.0, help="replay speed-up of the live run")
     parser.add_argument("--live-frames", type=int, default=300, help="source frames of the live run")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    parser.add_argument("--backend", default="auto", choices=_backends(),
+                        help="the backend of the live and rss runs (default auto); throughput runs every --backends")
+    from eval.backend_table import add_backend_arguments
+    add_backend_arguments(parser, "the --backend")
 
 
-def _estimator(args):
+def _backends() -> tuple[str, ...]:
+    from models.backends import CHOICES
+
+    return CHOICES
+
+
+def _estimator(args, backend: str | None = None):
     import torch
 
     from app.engine import EngineConfig, PoseEstimator, load_estimator
@@ -58,7 +68,7 @@ def _estimator(args):
 
     dec = DecoderConfig() if args.threshold is None else DecoderConfig(threshold=args.threshold)
     cfg = EngineConfig(device=args.device, threads=args.threads, long_edge=args.long_edge, decoder=dec,
-                       backend=args.backend)
+                       backend=backend or args.backend, cache_dir=args.cache, calibration=tuple(args.calibration))
     if args.model:
         return load_estimator(args.model, cfg, arch=args.arch), args.model
     torch.manual_seed(0)
@@ -95,8 +105,9 @@ class LoopedSource(FrameSource):
             offset += last + 1.0 / self.fps
 
 
-def _baseline(est, video: str, limit: int | None) -> tuple[float, int]:
-    """Frames/s of ``est.estimate`` alone, called from a worker thread as the pipeline's infer stage does."""
+def _baseline(est, video: str, limit: int | None, network_ms: list | None = None) -> tuple[float, int]:
+    """Frames/s of ``est.estimate`` alone, called from a worker thread as the pipeline's infer stage does (the
+    network's own ms per frame are appended to ``network_ms``)."""
     import threading
 
     times: list[float] = []
@@ -107,8 +118,10 @@ def _baseline(est, video: str, limit: int | None) -> tuple[float, int]:
                 if limit is not None and len(times) >= limit:
                     break
                 t0 = time.perf_counter()
-                est.estimate(f.image)
+                res = est.estimate(f.image)
                 times.append(time.perf_counter() - t0)
+                if network_ms is not None:
+                    network_ms.append(res.timings["network"])
 
     t = threading.Thread(target=work, name="gopose-bench-baseline")
     t.start()
@@ -131,6 +144,60 @@ def _pipeline_run(est, source, out_dir: Path, batch: int, on_result=None, limit=
     return stats, {k: v.stat().st_size for k, v in paths.items()}
 
 
+def _throughput(args, est, out: Path, rows: list, result: dict) -> list[str]:
+    """Network + decoder alone (before and after) and the all-sinks pipeline, for each of ``--backends``; the
+    backend table's lines (with pipeline frames/s and the ratio as extra columns)."""
+    import torch
+
+    from eval import backend_table as bt
+    from eval.cpu_peak import cpu_peak
+    from models.backends import BACKENDS, parse_list
+    from models.profile import count_macs
+
+    names = [est.backend] if args.backends == "the --backend" else parse_list(args.backends)
+    per_backend, table_rows, extra = [], [], {"pipeline f/s": [], "ratio": []}
+    side = est.transform_for(args.long_edge, args.long_edge).dst_size[0]
+    with torch.device("meta"):
+        from models.factory import build_model
+
+        gflops = 2.0 * count_macs(build_model(est.model.config), side, side) / 1e9
+    peak = cpu_peak(args.threads or torch.get_num_threads())
+    for name in names:
+        e = est if name == est.backend else _estimator(args, name)[0]
+        if e is not est:
+            with open_source(args.video) as src:
+                e.estimate(next(iter(src)).image)
+        row = bt.Row(e.backend, BACKENDS[e.backend].precision if e.backend in BACKENDS else "fp32", side, e._runner)
+        b1, n = _baseline(e, args.video, args.frames, row.ms)
+        with open_source(args.video) as src:
+            stats, sizes = _pipeline_run(e, src, out, args.batch_size, limit=args.frames)
+        b2, _ = _baseline(e, args.video, args.frames, row.ms)
+        base = (b1 + b2) / 2
+        row.e2e_ms = [1000.0 / base] * n  # frames/s of the two baseline passes
+        table_rows.append(row)
+        extra["pipeline f/s"].append(f"{stats.fps:.1f}")
+        extra["ratio"].append(f"{stats.fps / base:.3f}")
+        per_backend.append({"backend": e.backend, "baseline_fps": round(base, 3), "pipeline_fps": round(stats.fps, 3),
+                            "ratio": round(stats.fps / base, 4), "frames": stats.frames, "output_bytes": sizes,
+                            "before_fps": round(b1, 3), "after_fps": round(b2, 3)})
+    if args.ap if args.ap is not None else bool(args.model):
+        bt.measure_ap(est.model, table_rows, args.cache, args.calibration, args.ap_limit)
+    dicts = [r.to_dict(gflops, peak) for r in table_rows]
+    for d, extra_d in zip(dicts, per_backend):
+        extra_d.update({k: d[k] for k in ("precision", "input", "ms_median", "ap", "gflops_per_s", "peak_share")})
+    head = per_backend[0]
+    rows += [("network+decoder alone", f"{head['baseline_fps']:.2f} frames/s ({head['before_fps']:.2f} before, "
+              f"{head['after_fps']:.2f} after, {head['frames']} frames)"),
+             ("pipeline, all 4 sinks", f"{head['pipeline_fps']:.2f} frames/s ({head['frames']} frames)"),
+             ("ratio (target >= 0.9)", f"{head['ratio']:.3f}")]
+    result.update({k: head[k] for k in ("frames", "baseline_fps", "pipeline_fps", "ratio", "output_bytes")})
+    result["backends"] = per_backend
+    if len(per_backend) > 1:
+        result["pipeline_fps_vs_first"] = {b["backend"]: round(b["pipeline_fps"] / head["pipeline_fps"], 3)
+                                           for b in per_backend}
+    return bt.format_table(dicts, peak, extra)
+
+
 def run(args: argparse.Namespace) -> int:
     from app.pipeline import Pipeline
     from app.sources import PacedSource
@@ -145,17 +212,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="gopose-bench-") as tmp:
         out = Path(tmp)
         if "throughput" in modes:
-            b1, n = _baseline(est, args.video, args.frames)
-            with open_source(args.video) as src:
-                stats, sizes = _pipeline_run(est, src, out, args.batch_size, limit=args.frames)
-            b2, _ = _baseline(est, args.video, args.frames)
-            base = (b1 + b2) / 2
-            ratio = stats.fps / base
-            rows += [("network+decoder alone", f"{base:.2f} frames/s ({b1:.2f} before, {b2:.2f} after, {n} frames)"),
-                     ("pipeline, all 4 sinks", f"{stats.fps:.2f} frames/s ({stats.frames} frames)"),
-                     ("ratio (target >= 0.9)", f"{ratio:.3f}")]
-            result.update({"frames": stats.frames, "baseline_fps": round(base, 3), "pipeline_fps": round(stats.fps, 3),
-                           "ratio": round(ratio, 4), "output_bytes": sizes})
+            table = _throughput(args, est, out, rows, result)
         if "live" in modes:
             src = PacedSource(open_source(args.video), speed=args.live_speed)
             p = Pipeline(src, est, policy="live", max_frames=args.live_frames)
@@ -191,6 +248,9 @@ def run(args: argparse.Namespace) -> int:
           f"backend {est.backend}")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
+    if "throughput" in modes:
+        for line in table:
+            print(line)
     print(json.dumps(result))
     return 0
 

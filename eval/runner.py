@@ -59,6 +59,9 @@ class EvalOptions:
     limit: int | None = None
     split: str | None = None              # only the images whose 'split' field is this (LSPET: train / val)
     test_dev: bool = False
+    backend: str = "torch"                # models.backends name, or 'auto' (recorded in cache_dir)
+    cache_dir: Path | None = None         # INT8 models and the measured backend choice (needed by int8 / auto)
+    calibration: tuple[str, ...] = ()     # INT8 calibration image folders (empty: the shared LSPET/COCO train)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -218,6 +221,20 @@ def _sub_skeleton(network, codec: Codec, skeleton: str | None, source: str):
     return selected, sub
 
 
+def _backend(opts: EvalOptions, runner, size: int):
+    """``(backend name, network)``: ``runner`` (PyTorch) or the ``--backend`` runner of its network."""
+    if opts.backend == "torch":
+        return "torch", runner
+    from eval.calibration import default_images
+    from models.backends import select
+
+    m = int(getattr(runner.model, "input_multiple", 32))
+    name, network, _ = select(runner.model, opts.backend, size=-(-int(size) // m) * m, cache_dir=opts.cache_dir,
+                              calibration=lambda: default_images(opts.calibration), torch_runner=runner,
+                              device=runner.device)
+    return name, network
+
+
 def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torch.device,
                     model: torch.nn.Module | None = None) -> tuple[Predictor, OracleNetwork | None, dict[str, Any]]:
     """The predictor ``gopose eval`` runs (the one the app and annotate run), the oracle network when it stands in
@@ -240,7 +257,9 @@ def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torc
 
         net, ck = _load_model(opts, model)
         runner = InferenceModel(net, device, precision="fp16" if opts.amp and device.type == "cuda" else "fp32")
-        network, codec = _sub_skeleton(runner, net.codec, opts.skeleton, ck["path"] or "the model")
+        ck["backend"], backend_net = _backend(opts, runner, opts.height if opts.fixed_height else (
+            opts.long_edge or net.codec.long_edge))
+        network, codec = _sub_skeleton(backend_net, net.codec, opts.skeleton, ck["path"] or "the model")
         predictor = Predictor(network, codec, normalize=runner.model.normalize,
                               input_multiple=opts.multiple or int(getattr(net, "input_multiple", 32)),
                               device=device, decoder=codec.decoder_config(**decoder_opts), **geometry)

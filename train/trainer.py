@@ -26,7 +26,6 @@ from core.contract import PoseContract
 from core.codec import Codec
 from core.errors import InputError
 from core.keypoints import get_spec
-from eval.shared_data import shared_path
 from train import distributed as D
 from train import state as S
 from train.config import TrainConfig, dump_config
@@ -53,16 +52,15 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return factor
 
 
-def default_paths(cfg: TrainConfig) -> tuple[Path, Path]:
-    """Training annotation file and image folder (the shared mini COCO set when the config leaves them empty)."""
+def train_paths(cfg: TrainConfig) -> tuple[Path, Path]:
+    """Training annotation file and image folder of a single-source config (``data.train_images`` defaults to
+    the ``images`` folder beside the annotations)."""
     d = cfg.data
-    if d.train_annotations:
-        ann = Path(d.train_annotations)
-        images = Path(d.train_images) if d.train_images else ann.parent / "images"
-        return ann, images
-    if d.dataset == "crowdpose":
-        return shared_path("crowdpose/mini/test_crowdpose.json"), shared_path("crowdpose/mini")
-    return shared_path("coco/train2017_mini/annotations.json"), shared_path("coco/train2017_mini/images")
+    if not d.train_annotations:
+        raise InputError("the config names no training data: set data.train_annotations (and data.train_images) "
+                         "or data.sources")
+    ann = Path(d.train_annotations)
+    return ann, Path(d.train_images) if d.train_images else ann.parent / "images"
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -285,7 +283,7 @@ class Trainer:
                         Path(src["images"]) if src.get("images") else Path(src["annotations"]).parent / "images",
                         src.get("split") or None, int(src.get("repeat", 1))) for i, src in enumerate(d.sources)]
         else:
-            ann, images = default_paths(self.cfg)
+            ann, images = train_paths(self.cfg)
             sources = [("data.train_annotations", Path(ann), Path(images), None, 1)]
         parts = []
         for key, ann, images, split, repeat in sources:

@@ -5,6 +5,7 @@ Everything here may block (file and device I/O): the window calls it from worker
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Callable
 
 from core.errors import InputError
@@ -15,16 +16,42 @@ LOG = logging.getLogger(__name__)
 AUTHORS_ARCH = "hourglass104"  # the architecture of the paper authors' released checkpoints
 
 
-def installed_models() -> list[tuple[str, str]]:
-    """(label, value) of each installed model; value is what ``load_estimator`` accepts."""
+def installed_models(builtin: str | Path | None = None) -> list[tuple[str, str]]:
+    """(label, value) of the built-in model (first, labelled "built-in", when this installation ships one) and of
+    each installed model; value is what ``load_model`` accepts. ``builtin``: where the built-in model is looked
+    for (default: the package's ``resources/models/default.pt``)."""
     from app import model_store
 
+    found = []
+    if builtin_model_file(builtin) is not None:
+        found.append((f"{model_store.BUILTIN_NAME} (built-in)", model_store.BUILTIN_NAME))
     try:
         entries = model_store.list_models()
     except Exception as exc:  # noqa: BLE001 - an unreadable store must not stop the window
         LOG.warning("cannot list installed models: %s", exc)
-        return []
-    return [(f"{e.name} ({e.arch})" if e.arch else e.name, e.name) for e in entries]
+        return found
+    return found + [(f"{e.name} ({e.arch})" if e.arch else e.name, e.name) for e in entries]
+
+
+def builtin_model_file(builtin: str | Path | None = None) -> Path | None:
+    """The built-in model's file when it exists (``builtin`` overrides where it is looked for), else None."""
+    from app.model_store import builtin_model_path
+
+    path = builtin_model_path() if builtin is None else Path(builtin)
+    return path if path.is_file() else None
+
+
+def default_model(builtin: str | Path | None = None) -> Any:
+    """The model ``gopose annotate`` uses when none is named (``app.model_store.choose_model(None)``: the user's
+    default, else the built-in model, else the only installed one), as a ``ModelChoice`` with its reason; None when
+    there is no model at all; ``InputError`` (its message says what to do) when the choice is ambiguous or the
+    default is not installed."""
+    from app.model_store import NoModelError, choose_model
+
+    try:
+        return choose_model(None, builtin=builtin)
+    except NoModelError:
+        return None
 
 
 def model_help_url() -> str:
@@ -45,7 +72,7 @@ def engine_config(settings: ViewerSettings, threads: int | None = None) -> Any:
     from app.engine import EngineConfig
 
     return EngineConfig(device=settings.device, precision=settings.precision, threads=threads,
-                        long_edge=int(settings.long_edge), flip=bool(settings.flip))
+                        long_edge=int(settings.long_edge), flip=bool(settings.flip), backend=settings.backend)
 
 
 def decoder_fields(settings: ViewerSettings) -> dict[str, float]:
@@ -53,13 +80,23 @@ def decoder_fields(settings: ViewerSettings) -> dict[str, float]:
     return {"threshold": max(0.01, settings.keypoint_threshold), "person_threshold": settings.person_threshold}
 
 
-def load_estimator(spec: str, settings: ViewerSettings, threads: int | None = None) -> Any:
-    """Build the estimator of an installed model name or checkpoint path with the window's settings."""
+def load_model(spec: str, settings: ViewerSettings, threads: int | None = None,
+               builtin: str | Path | None = None) -> tuple[Any, Any]:
+    """``(estimator, ModelChoice)`` for an installed model name, ``default`` (the built-in model) or a checkpoint
+    path, built with the window's settings; ``spec`` "" is the default model (see ``default_model``)."""
     from app.engine import load_estimator as _load
+    from app.model_store import choose_model
 
-    estimator = _load(spec or None, engine_config(settings, threads))
+    choice = choose_model(spec or None, builtin=builtin)
+    estimator = _load(choice.path, engine_config(settings, threads), arch=choice.arch)
     estimator.update_decoder(**decoder_fields(settings))
-    return estimator
+    return estimator, choice
+
+
+def load_estimator(spec: str, settings: ViewerSettings, threads: int | None = None,
+                   builtin: str | Path | None = None) -> Any:
+    """The estimator of ``load_model``."""
+    return load_model(spec, settings, threads, builtin)[0]
 
 
 def default_contract() -> Any:
@@ -71,11 +108,12 @@ def default_contract() -> Any:
 
 
 def export_annotations(input_path: str, out_dir: str, model: str, settings: ViewerSettings, formats: list[str],
-                       progress: Callable[[int, int], None], cancel: Any, threads: int | None = None) -> Any:
+                       progress: Callable[[int, int], None], cancel: Any, threads: int | None = None,
+                       builtin: str | Path | None = None) -> Any:
     """The same export as ``gopose annotate`` (the engine's exporter), with its own estimator instance."""
     from app.exports import export_video_annotations
 
-    estimator = load_estimator(model, settings, threads)
+    estimator = load_estimator(model, settings, threads, builtin)
     try:
         return export_video_annotations(input_path, out_dir, estimator, formats=formats, track=True,
                                         smooth=settings.smoothing, progress=progress, cancel=cancel)

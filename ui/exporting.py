@@ -59,7 +59,7 @@ class ExportController(QObject):
             return None
         self.settings.export_formats = ",".join(formats)
         settings = self.panel.collect(self.settings)
-        model, threads = self.models.name, self.models.threads
+        model, threads, builtin = self.models.name, self.models.threads, self.models.builtin
         dialog = QProgressDialog(f"Exporting {Path(input_path).name}…", "Cancel", 0, 0, self._window)
         dialog.setWindowTitle("Export annotations")
         dialog.setMinimumDuration(0)
@@ -69,7 +69,7 @@ class ExportController(QObject):
 
         def work(report):
             return backend.export_annotations(input_path, out_dir, model, settings, formats, report,
-                                              task.cancel_event, threads)
+                                              task.cancel_event, threads, builtin)
 
         task = Task(work, "export", self)
         dialog.canceled.connect(task.cancel)

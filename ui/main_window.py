@@ -37,7 +37,9 @@ RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
 
 class MainWindow(QMainWindow):
-    """The desktop application window. ``settings``: a ``SettingsStore`` (tests pass one on a temporary INI)."""
+    """The desktop application window. ``settings``: a ``SettingsStore`` (tests pass one on a temporary INI);
+    ``builtin_model``: where the built-in model is looked for (default: the package's ``resources/models/default.pt``;
+    tests pass their own)."""
 
     frame_shown = pyqtSignal(int)          # frames displayed so far
     model_ready = pyqtSignal(str)          # the model now in use
@@ -46,7 +48,8 @@ class MainWindow(QMainWindow):
     error_shown = pyqtSignal(str)
     end_reached = pyqtSignal()             # a file reached its end, or a live source stopped
 
-    def __init__(self, settings: SettingsStore | None = None, *, threads: int | None = None) -> None:
+    def __init__(self, settings: SettingsStore | None = None, *, threads: int | None = None,
+                 builtin_model: str | Path | None = None) -> None:
         super().__init__()
         self.setWindowTitle("GOPose")
         self.store = settings or SettingsStore()
@@ -61,7 +64,7 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         message = self.statusBar().showMessage
         self.models = ModelController(self, self.panel, self.banner, self.settings, self.tasks, self.show_error,
-                                      message, threads)
+                                      message, threads, builtin_model)
         self.player = PlayerController(self.view, self.status, self.settings, self.store, self.models, self.tasks,
                                        self.show_error, message, self)
         self.transport = TransportController(self.player, self.playbar, self.settings, message, self)
@@ -158,6 +161,7 @@ class MainWindow(QMainWindow):
         self.error_dialogs.shown.connect(self.error_shown)
         self.exports.finished.connect(self.export_finished)
         self.models.ready.connect(self.model_ready)
+        self.models.described.connect(self.status.set_model)
         self.player.displayed.connect(lambda *_: self.frame_shown.emit(self.frames_displayed))
         self.player.stream_ended.connect(self.end_reached)
         self.player.source_changed.connect(self._on_source_changed)
@@ -227,8 +231,8 @@ class MainWindow(QMainWindow):
         self.recording.stop()
         self.player.close_source()
 
-    def load_model(self, spec: str, then: Callable[[], None] | None = None) -> None:
-        self.models.load(spec, then)
+    def load_model(self, spec: str, then: Callable[[], None] | None = None, reason: str = "--model") -> None:
+        self.models.load(spec, then, reason)
 
     def load_default_model(self, then: Callable[[], None] | None = None) -> None:
         self.models.load_default(then)

@@ -1,5 +1,6 @@
-"""The window's model: the installed list, loading in a worker, the no-model banner, live decoder settings, and
-adding a checkpoint to the user's models."""
+"""The window's model: the list (the built-in model and the installed ones), loading in a worker, the default at
+start (the one ``gopose annotate`` uses), which model is in use and why, the no-model banner, live decoder
+settings, and adding a checkpoint to the user's models."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +10,7 @@ from typing import Any, Callable
 from PyQt5.QtCore import QObject, Qt, pyqtSignal
 from PyQt5.QtWidgets import QFileDialog, QWidget
 
+from core.errors import InputError
 from ui import backend
 from ui.controls import ModelPanel
 from ui.dialogs import AddModelDialog
@@ -21,20 +23,26 @@ CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 
 
 class ModelController(QObject):
-    """Owns the estimator in use (``estimator``, ``name``). Only the latest load request counts; the current
-    model keeps running until its replacement is ready, then ``changed(new, old)`` is emitted."""
+    """Owns the estimator in use (``estimator``, ``name``, and ``reason``: why it is used). Only the latest load
+    request counts; the current model keeps running until its replacement is ready, then ``changed(new, old)`` is
+    emitted. ``builtin``: where the built-in model is looked for (default: the package's; tests pass their own)."""
 
     changed = pyqtSignal(object, object)  # (new estimator, the one it replaces or None)
     ready = pyqtSignal(str)               # the model now in use
+    described = pyqtSignal(str, str)      # (text, tooltip) of ``in_use()`` whenever it changes
 
     def __init__(self, window: QWidget, panel: ModelPanel, banner: ModelBanner, settings: ViewerSettings,
                  tasks: TaskHost, report: Callable[[str, str], Any], message: Callable[[str, int], None],
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, builtin: str | Path | None = None) -> None:
         super().__init__(window)
         self._window, self.panel, self.banner, self.settings = window, panel, banner, settings
         self._tasks, self._report, self._message, self.threads = tasks, report, message, threads
+        self.builtin = builtin
         self.estimator: Any = None
         self.name = ""
+        self.reason = ""
+        self.path: Path | None = None
+        self.note = ""  # why no model was loaded at start, when there is a reason to tell
         self._request = 0
         self._task: Task | None = None
         self._after: Callable[[], None] | None = None
@@ -42,7 +50,7 @@ class ModelController(QObject):
         self.add_dialog: AddModelDialog | None = None
         banner.open_requested.connect(self.open_checkpoint_dialog)
         banner.add_requested.connect(self.add_model_dialog)
-        panel.model_chosen.connect(self.load)
+        panel.model_chosen.connect(lambda spec: self.load(spec, reason="chosen in the model panel"))
         panel.engine_changed.connect(self.reload)
         panel.decoder_changed.connect(self.apply_decoder)
 
@@ -52,15 +60,15 @@ class ModelController(QObject):
 
     # -- the list and the banner ---------------------------------------------------------------------------
     def refresh_list(self) -> None:
-        models = backend.installed_models()
+        models = backend.installed_models(self.builtin)
         current = self.name or self.settings.model
         if current and current not in [v for _, v in models]:
             models.append((Path(current).name, current))
         self.panel.set_models(models, current)
 
     def update_banner(self) -> None:
-        self.banner.show_state(loaded=self.estimator is not None, installed=bool(backend.installed_models()),
-                               loading=self.loading)
+        installed = bool(backend.installed_models(self.builtin))
+        self.banner.show_state(loaded=self.estimator is not None, installed=installed, loading=self.loading)
 
     # -- choosing a checkpoint -----------------------------------------------------------------------------
     def open_checkpoint_dialog(self) -> QFileDialog:
@@ -77,7 +85,7 @@ class ModelController(QObject):
         self.file_dialog = None
         if path:
             self.settings.last_dir = str(Path(path).parent)
-            self.load(path)
+            self.load(path, reason="opened from a file")
 
     def add_model_dialog(self) -> AddModelDialog:
         """The "add a model" dialog (non-blocking); on Add the checkpoint is installed, then loaded."""
@@ -98,13 +106,14 @@ class ModelController(QObject):
 
     def _on_installed(self, name: str) -> None:
         self._message(f"Added model {name}", 5000)
-        self.load(name)
+        self.load(name, reason="just added to your models")
         self.refresh_list()
 
     # -- loading ---------------------------------------------------------------------------------------------
-    def load(self, spec: str, then: Callable[[], None] | None = None) -> None:
-        """Load an installed model name or checkpoint file in a worker. ``then`` runs after the load succeeded or
-        failed (e.g. open the start-up source); a load finishing after a newer request is discarded."""
+    def load(self, spec: str, then: Callable[[], None] | None = None, reason: str = "chosen") -> None:
+        """Load an installed model name, ``default`` (the built-in model) or a checkpoint file in a worker;
+        ``reason`` says why (shown with the model's name). ``then`` runs after the load succeeded or failed (e.g.
+        open the start-up source); a load finishing after a newer request is discarded."""
         if not spec:
             self.update_banner()
             return
@@ -113,44 +122,71 @@ class ModelController(QObject):
         request = self._request
         self._after = then
         self.panel.info.setText(f"Loading {Path(spec).name}…")
-        threads = self.threads
+        threads, builtin = self.threads, self.builtin
         self._task = self._tasks.start(
-            lambda _r: backend.load_estimator(spec, settings, threads), "load-model",
-            lambda est, s=spec, r=request: self._on_loaded(s, est, r),
+            lambda _r: backend.load_model(spec, settings, threads, builtin), "load-model",
+            lambda loaded, s=spec, r=request, why=reason: self._on_loaded(s, *loaded, r, why),
             lambda msg, r=request: self._on_failed(msg, r))
         self.update_banner()
 
     def load_default(self, then: Callable[[], None] | None = None) -> None:
-        """Load the model used last time if it still exists, else an installed one; else only run ``then``."""
-        installed = [v for _, v in backend.installed_models()]
+        """Load the model ``gopose annotate`` uses without ``--model`` (the user's default, else the built-in model,
+        else the only installed one); when that choice is ambiguous or names a missing model, the model used last
+        time if it still exists; else say why no model is loaded and only run ``then``."""
+        why = ""
+        try:
+            choice = backend.default_model(self.builtin)
+        except InputError as exc:
+            choice, why = None, str(exc)
+        if choice is not None:
+            self.load(choice.name, then, reason=choice.reason)
+            return
         remembered = self.settings.model
-        if remembered and (remembered in installed or Path(remembered).is_file()):
-            self.load(remembered, then)
-        elif installed:
-            self.load(installed[0], then)
-        else:
-            self.update_banner()
-            if then is not None:
-                then()
+        if remembered and (remembered in [v for _, v in backend.installed_models(self.builtin)]
+                           or Path(remembered).is_file()):
+            self.load(remembered, then, reason="the model used last time")
+            return
+        self.note = why
+        if why:
+            self._message(why, 0)
+        self.described.emit(*self.in_use())
+        self.update_banner()
+        if then is not None:
+            then()
 
     def reload(self) -> None:
         """Rebuild the estimator after an engine option changed (device, precision, input size, flip)."""
         self.panel.collect(self.settings)
         if self.name:
-            self.load(self.name)
+            self.load(self.name, reason=self.reason)
 
-    def _on_loaded(self, spec: str, estimator: Any, request: int) -> None:
+    def in_use(self) -> tuple[str, str]:
+        """``(text, tooltip)`` saying which model is in use and why, e.g. ``model: default (the built-in model)``
+        and the same with the checkpoint's path."""
+        if self.estimator is None:
+            if self.note:
+                return "model: none (pick one in the Model panel)", self.note
+            return "model: none", "No model is loaded: the video plays without poses"
+        name = Path(self.name).name
+        return f"model: {name} ({self.reason})", f"{name} ({self.reason}): {self.path}"
+
+    def _on_loaded(self, spec: str, estimator: Any, choice: Any, request: int, reason: str) -> None:
         if request != self._request:  # a newer load was requested meanwhile
             self.close_later(estimator, None)
             return
         old, self.estimator = self.estimator, estimator
         self.name = self.settings.model = spec
+        builtin = backend.builtin_model_file(self.builtin)
+        is_builtin = builtin is not None and Path(choice.path).resolve() == builtin.resolve()
+        self.reason = reason if not is_builtin or "built-in" in reason else f"built-in, {reason}"
+        self.path = Path(choice.path)
         device = getattr(estimator, "device", "")
         self.panel.info.setText(f"{Path(spec).name}\n{estimator.contract.spec.name}, "
                                 f"{estimator.contract.n_limbs} limbs {('on ' + str(device)) if device else ''}")
         self.refresh_list()
         self.update_banner()
         self.changed.emit(estimator, old)
+        self.described.emit(*self.in_use())
         self.ready.emit(spec)
         self._run_after()
 

@@ -20,6 +20,8 @@ class PlaybackSource(FrameSource):
     restarts from the beginning and seeking back works; ``on_end`` is called once per end reached. When the
     end is reached by reading (not by seeking past it), ``end_time`` holds the last frame's timestamp: a damaged
     or truncated file may end long before the duration its container announces (``duration`` then shrinks).
+    ``seek_count`` counts the seeks applied, by the reading thread, before the frame it just delivered: the engine's
+    pipeline adds it to the frame's seek epoch, so tracking and smoothing restart at the first frame after a seek.
     """
 
     def __init__(self, inner: FrameSource, *, speed: float = 1.0, paused: bool = False,
@@ -36,6 +38,7 @@ class PlaybackSource(FrameSource):
         self._paused = bool(paused)
         self._steps = 0
         self._seek_to: float | None = None
+        self.seek_count = 0  # written by the reading thread only
         self._stopped = False
         self._anchor: tuple[float, float] | None = None  # (wall clock, timestamp) of the pacing origin
         self._iter: Iterator[Frame] | None = None
@@ -167,6 +170,7 @@ class PlaybackSource(FrameSource):
                 if self._seek_to is not None:
                     target, self._seek_to = self._seek_to, None
                     self.inner.seek(target)
+                    self.seek_count += 1
                     self.at_end = False
                     self._last_read = None
                     self._seeked = True

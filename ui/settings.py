@@ -15,9 +15,11 @@ MAX_RECENT = 10
 class ViewerSettings:
     """Everything the window remembers between runs (defaults work without any saved state)."""
 
-    model: str = ""            # installed model name or checkpoint path; "" = first installed
+    model: str = ""            # the model used last time (name or checkpoint path): used at start only when the
+    #                            default model (as `gopose annotate` chooses it) is ambiguous
     device: str = "auto"       # auto | cpu | cuda
     precision: str = "auto"    # auto | fp32 | fp16 | bf16 (AMP on CUDA only)
+    backend: str = "auto"      # auto | torch | onnx | openvino | onnx-int8 | openvino-int8 (models.backends)
     long_edge: int = 512
     flip: bool = False
     keypoint_threshold: float = 0.04

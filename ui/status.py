@@ -1,4 +1,5 @@
-"""Status bar: source, resolution, display fps, inference fps, latency and people count."""
+"""Status bar: source, resolution, display fps, inference fps, latency, people count, and the model in use (and
+why it is used)."""
 from __future__ import annotations
 
 import collections
@@ -37,13 +38,14 @@ class RateMeter:
 class StatusPanel:
     """Permanent labels in a ``QStatusBar``; ``fields`` maps a name to its label (tests read the texts)."""
 
-    NAMES = ("source", "resolution", "display_fps", "inference_fps", "latency", "people")
+    NAMES = ("source", "resolution", "display_fps", "inference_fps", "latency", "people", "model")
 
     def __init__(self, bar: QStatusBar, parent: QWidget | None = None) -> None:
         self.bar = bar
         self.fields: dict[str, QLabel] = {}
         widest = {"source": "", "resolution": "8888×8888", "display_fps": "display 888.8 fps",
-                  "inference_fps": "inference 888.8 fps", "latency": "latency 8888 ms", "people": "people 888"}
+                  "inference_fps": "inference 888.8 fps", "latency": "latency 8888 ms", "people": "people 888",
+                  "model": ""}
         for name in self.NAMES:
             label = QLabel(parent)
             label.setObjectName(f"status_{name}")
@@ -54,6 +56,7 @@ class StatusPanel:
                 label.setMaximumWidth(320)
             bar.addPermanentWidget(label, 1 if name == "source" else 0)
             self.fields[name] = label
+        self.set_model("model: none", "")
         self.reset()
 
     def reset(self, source: str = "no source") -> None:
@@ -67,6 +70,13 @@ class StatusPanel:
         label = self.fields["source"]
         label.setText(label.fontMetrics().elidedText(shown, Qt.ElideMiddle, label.maximumWidth() - 8))
         label.setToolTip(text)
+
+    def set_model(self, text: str, tooltip: str) -> None:
+        """Which model is in use and why (elided to the label; the full text and the checkpoint's path are the
+        tooltip)."""
+        label = self.fields["model"]
+        label.setText(label.fontMetrics().elidedText(text, Qt.ElideRight, label.maximumWidth() - 8))
+        label.setToolTip(tooltip or text)
 
     def set_resolution(self, width: int, height: int) -> None:
         self.fields["resolution"].setText(f"{width}×{height}")

@@ -59,6 +59,12 @@ def _device(text: str) -> str:
     raise argparse.ArgumentTypeError(f"choose auto, cpu, cuda or cuda:N, got {text!r}")
 
 
+def _backends() -> tuple[str, ...]:
+    from models.backends import CHOICES
+
+    return CHOICES
+
+
 def _formats(text: str) -> list[str]:
     from app.sinks import parse_formats
 
@@ -101,8 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                         help="AMP precision on CUDA (default auto = fp16 on CUDA, fp32 on CPU)")
     parser.add_argument("--threads", type=_at_least(1), default=None, help="CPU threads for the network")
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
-                        help="auto: ONNX Runtime on CPU when installed and measured faster (default), else PyTorch")
+    parser.add_argument("--backend", default="auto", choices=_backends(),
+                        help="network runtime: torch, onnx, openvino, onnx-int8, openvino-int8 (CPU); auto (default): "
+                             "the fastest fp32 one, measured once per machine and model")
     parser.add_argument("--long-edge", type=_at_least(32), default=512,
                         help="frame long edge on the network input (512)")
     parser.add_argument("--flip", action="store_true", help="flip test (better, about 2x slower)")

@@ -33,4 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "cache", "") is None:  # benches with backends keep INT8 models where the app does
+        from app.engine import CACHE
+        from app.model_store import store_dir
+
+        args.cache = str(store_dir() / CACHE)
     return int(args._bench.run(args) or 0)

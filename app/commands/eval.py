@@ -8,6 +8,12 @@ from pathlib import Path
 HELP = "evaluate a checkpoint (or --oracle-model) on COCO / CrowdPose: AP table, timing split, results.json"
 
 
+def _backends() -> tuple[str, ...]:
+    from models.backends import CHOICES
+
+    return CHOICES
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", "--model", type=Path, metavar="FILE|NAME",
@@ -42,11 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (0 = in-process)")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
+    r.add_argument("--backend", default="torch", choices=_backends(),
+                   help="network runtime (default torch): onnx, openvino, onnx-int8, openvino-int8 (CPU), auto")
     r.add_argument("--limit", type=int, default=None, help="only the first N images of the file")
     r.add_argument("--split", default=None, help="only images whose 'split' field is this (e.g. LSPET's val)")
     r.add_argument("--test-dev", action="store_true",
                    help="no ground truth (COCO test-dev image list): write results.json for the server, skip AP")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _backend_cache() -> Path:
+    from app.engine import CACHE
+    from app.model_store import store_dir
+
+    return store_dir() / CACHE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,11 +81,13 @@ def run(args: argparse.Namespace) -> int:
         multiple=args.multiple, topk=args.topk, threshold=args.threshold, dist_max=args.dist_max,
         person_threshold=args.person_threshold, batch_size=args.batch_size, workers=args.workers,
         device=args.device, amp=args.amp, limit=args.limit, split=args.split, test_dev=args.test_dev,
+        backend=args.backend, cache_dir=_backend_cache(),
     )
     result = run_evaluation(opts, progress=not args.no_progress)
     s = result.summary
     source = "oracle (encoded ground truth)" if args.oracle_model else str(checkpoint)
-    print(f"{args.dataset} evaluation of {source} on {s['n_images']} images ({s['device']})")
+    backend = (s.get("checkpoint") or {}).get("backend", "torch")
+    print(f"{args.dataset} evaluation of {source} on {s['n_images']} images ({s['device']}, backend {backend})")
     if s["metrics"] is not None:
         print(format_metrics_table(s["metrics"]))
     else:

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="inference device for this run")
     parser.add_argument("--long-edge", type=int, metavar="PX", help="network input size (long edge, pixels)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
+    parser.add_argument("--backend", choices=_backends(), help="network runtime for this run: torch, onnx, openvino, "
+                        "onnx-int8, openvino-int8 (CPU) or auto (the fastest fp32 one, measured once)")
     parser.add_argument("--record", metavar="OUT.mp4", help="record the annotated video of --source from its "
                         "first frame (finished when the window closes)")
     parser.add_argument("--quit-after-frames", type=int, metavar="N",
@@ -38,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", metavar="FILE.ini", help="read/write settings in this INI file instead of "
                         "the user's settings")
     parser.add_argument("--size", metavar="WxH", help="initial window size, e.g. 1280x720")
+
+
+def _backends() -> tuple[str, ...]:
+    from models.backends import CHOICES
+
+    return CHOICES
 
 
 def display_problem(env: Mapping[str, str], platform: str = sys.platform) -> str | None:
@@ -123,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.device:
             window.settings.device = args.device
+        if args.backend:
+            window.settings.backend = args.backend
         if args.long_edge:
             window.settings.long_edge = args.long_edge
         window.panel.apply(window.settings)

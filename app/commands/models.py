@@ -11,7 +11,7 @@ from typing import Any, Callable
 from app.commands.models_store import STORE_SUBCOMMANDS
 from core.errors import InputError
 
-HELP = ("network checkpoints: init (random weights), info (what a file holds), export (ONNX); "
+HELP = ("network checkpoints: init (random weights), info (what a file holds), export (ONNX, INT8); "
         "installed models: add, list, download, default")
 
 
@@ -108,31 +108,74 @@ def _run_info(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- export
 def _add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="checkpoint file")
-    p.add_argument("--onnx", required=True, help="ONNX file to write")
+    p.add_argument("file", help="checkpoint file or installed model name")
+    p.add_argument("--onnx", default=None, help="ONNX file to write (the fp32 inference graph)")
+    p.add_argument("--int8", action="store_true",
+                   help="build the INT8 model (NNCF post-training quantisation) of the onnx-int8 and openvino-int8 "
+                        "backends into the cache they use (default: the user's model folder), validated and reused")
     p.add_argument("--arch", default=None, help="architecture, needed for the authors' checkpoints")
-    p.add_argument("--size", type=int, default=None, help="square example input size (default 320, 512 for hourglass)")
+    p.add_argument("--size", type=int, default=None,
+                   help="square input size (ONNX: default 320, 512 for hourglass; --int8: the canvas side the "
+                        "backends will run, default the model's long edge, e.g. 512 as `gopose annotate`)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--static", action="store_true", help="fixed input shape instead of dynamic batch/height/width")
+    p.add_argument("--calibration", action="append", default=[], metavar="DIR",
+                   help="--int8: folder of calibration images (repeatable; default: the shared LSPET train and COCO "
+                        "train2017_mini images, never an evaluation set)")
+    p.add_argument("--calibration-images", type=int, default=None, metavar="N",
+                   help="--int8: at most N calibration images, spread evenly over the folders (default 200)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="--int8: backend cache folder (default: "
+                   "<model folder>/.cache, where annotate, gui and eval look)")
+    p.add_argument("--force", action="store_true", help="--int8: rebuild even when a valid INT8 model is cached")
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from app.model_store import resolve_model
     from models.checkpoint import load_checkpoint
     from models.export import export_onnx, output_names
 
-    model, _ = load_checkpoint(args.file, arch=args.arch)
-    size = args.size or (512 if model.input_multiple > 32 else 320)
-    path = export_onnx(model, args.onnx, size, size, opset=args.opset, dynamic=not args.static)
-    print(f"wrote {path}: input image (N, 3, H, W) normalised float32, outputs {', '.join(output_names(model))}"
-          f" (offsets in input pixels)")
+    if not args.onnx and not args.int8:
+        raise InputError("models export needs --onnx FILE and/or --int8")
+    path, stored_arch = resolve_model(args.file)
+    model, _ = load_checkpoint(path, arch=args.arch or stored_arch)
+    if args.onnx:
+        size = args.size or (512 if model.input_multiple > 32 else 320)
+        out = export_onnx(model, args.onnx, size, size, opset=args.opset, dynamic=not args.static)
+        print(f"wrote {out}: input image (N, 3, H, W) normalised float32, outputs {', '.join(output_names(model))}"
+              f" (offsets in input pixels)")
+    if args.int8:
+        _export_int8(model, args)
     return 0
+
+
+def _export_int8(model, args: argparse.Namespace) -> None:
+    """Build (or find valid) the INT8 artefact exactly as the INT8 backends key it."""
+    from pathlib import Path
+
+    from app.engine import CACHE
+    from app.model_store import store_dir
+    from eval.calibration import default_images
+    from models.backends import INT8_FOLDER, require
+    from models.backends.int8 import DEFAULT_IMAGES, Int8Store
+    from models.precision import InferenceModel
+
+    require("onnx-int8")
+    net = InferenceModel(model, "cpu", "fp32").model  # the BN-folded network the backends run
+    m = int(model.input_multiple)
+    size = -(-int(args.size or model.codec.long_edge) // m) * m
+    store = Int8Store(Path(args.cache or store_dir() / CACHE) / INT8_FOLDER)
+    if args.force:
+        store.discard(net, size, "--force")
+    limit = args.calibration_images or DEFAULT_IMAGES
+    path = store.ensure(net, size, lambda: default_images(args.calibration, limit))
+    print(f"INT8 model of {args.file} at {size}x{size}: {path} (metadata {path.parent / 'meta.json'})")
 
 
 # ----------------------------------------------------------------------------------------------- table
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "init": ("write a randomly initialised checkpoint in our format", _add_init, _run_init),
     "info": ("print what a checkpoint holds", _add_info, _run_info),
-    "export": ("export a checkpoint's inference graph to ONNX", _add_export, _run_export),
+    "export": ("export a checkpoint's inference graph to ONNX, or build its INT8 model", _add_export, _run_export),
     **STORE_SUBCOMMANDS,  # add, list, download: the user's model folder (app/commands/models_store.py)
 }
 

@@ -23,6 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
+def demo_data(cfg):
+    """A config without training data trains on the shared mini set (COCO train2017_mini or CrowdPose mini): a
+    demo default of the command line, never of the trainer."""
+    from eval.shared_data import shared_path
+
+    demo = ("crowdpose/mini/test_crowdpose.json", "crowdpose/mini") if cfg.data.dataset == "crowdpose" else \
+        ("coco/train2017_mini/annotations.json", "coco/train2017_mini/images")
+    cfg.data.train_annotations, cfg.data.train_images = (str(shared_path(p)) for p in demo)
+    logging.getLogger(__name__).info("no training data in the config: the demo set %s", cfg.data.train_annotations)
+    return cfg
+
+
 def run(args: argparse.Namespace) -> int:
     from core.errors import InputError
     from train.config import dump_config, load_config
@@ -34,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         if not config_path.is_file():
             raise InputError(f"run folder {args.resume} has no config.yaml (not a gopose training run?)")
     cfg = load_config(config_path, args.overrides)
+    if not cfg.data.train_annotations and not cfg.data.sources:
+        cfg = demo_data(cfg)
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0

@@ -17,14 +17,19 @@ import torch
 
 from train import state as S
 from train.config import load_config
+from eval.shared_data import shared_data_dir
 from train.trainer import Trainer, lr_factor
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = "model.kwargs={stem: 8, widths: [8, 8, 16, 16], depths: [1, 1, 1, 1], expand: 2, channels: 16}"
 
 
+MINI = shared_data_dir() / "coco" / "train2017_mini"
+
+
 def _overrides(**extra):
     base = {
+        "data.train_annotations": str(MINI / "annotations.json"), "data.train_images": str(MINI / "images"),
         "data.input_size": 64, "data.batch_size": 2, "data.workers": 0, "schedule.epochs": 2,
         "optim.lr": 1e-3, "run.progress": False, "run.val_every_epochs": 0, "run.log_every_steps": 1,
         "run.tensorboard": False, "data.image_ids": [535506, 84533, 30752, 37666, 463557, 234748],
@@ -226,3 +231,11 @@ def test_crowdpose_training_and_validation_with_the_official_protocol(tmp_path, 
     assert (tmp_path / "best.pt").is_file() and json.loads((tmp_path / "best.json").read_text())["step"] == 1
     summary_json = json.loads(next((tmp_path / "val").glob("step_*/summary.json")).read_text())
     assert "AP_hard" in summary_json["metrics"]
+
+
+def test_the_trainer_has_no_hidden_data_default(tmp_path):
+    """Data defaults belong to the command line (its demo set), never to the library."""
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="data.train_annotations"):
+        Trainer(load_config(None, [TINY, "run.progress=false", "run.tensorboard=false"]), run_dir=tmp_path)

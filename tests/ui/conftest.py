@@ -1,5 +1,5 @@
-"""Fixtures for the GUI tests: a window on a temporary settings file and an empty model folder, and a real
-(randomly initialised) real-time network saved as a checkpoint."""
+"""Fixtures for the GUI tests: a window on a temporary settings file, an empty model folder and no built-in model
+(unless a test places one), and a real (randomly initialised) real-time network saved as a checkpoint."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,15 +19,17 @@ def model_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def make_window(qtbot, tmp_path, model_home):
-    """``make_window()`` -> a shown MainWindow with its own settings file; shut down after the test."""
+    """``make_window()`` -> a shown MainWindow with its own settings file; shut down after the test. The built-in
+    model is looked for at ``builtin_model`` (default: a file that does not exist, so the package's built-in model
+    does not leak in)."""
     from ui.main_window import MainWindow
     from ui.settings import SettingsStore
 
     windows = []
 
-    def make(settings_file: Path | None = None):
+    def make(settings_file: Path | None = None, builtin_model: Path | None = None):
         store = SettingsStore(QSettings(str(settings_file or tmp_path / "settings.ini"), QSettings.IniFormat))
-        window = MainWindow(store, threads=1)
+        window = MainWindow(store, threads=1, builtin_model=builtin_model or tmp_path / "no_builtin" / "default.pt")
         qtbot.addWidget(window)
         window.resize(960, 600)
         window.show()

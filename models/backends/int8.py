@@ -1,0 +1,244 @@
+"""INT8 post-training quantisation of a network, and the validated cache of the quantised models.
+
+Quantiser: NNCF (``nncf.quantize``, preset PERFORMANCE: symmetric INT8 weights and activations, per-channel
+weights, fast bias correction) on the network's fp32 ONNX graph (``runners.export_fp32``, cleaned by ONNX
+Runtime's ``quant_pre_process``: constant folding, shape inference). The result is one QDQ ONNX file with dynamic
+batch and size that both ONNX Runtime (``onnx-int8``) and OpenVINO (``openvino-int8``) run. Calibration: letterboxed
+canvases (the predictor's long-edge transform at the artefact's size, the model's own normalisation) of images the
+caller names (never the evaluation sets): :func:`calibration_images` picks an evenly spread, deterministic subset.
+
+Cache (:class:`Int8Store`): ``FOLDER/<arch>-<weights sha256[:16]>-<size>/`` holds ``model.int8.onnx`` and
+``meta.json`` (sha256 of the network's weights and config, input size, tool versions, and the artefact's byte count
+and sha256). Before use the metadata must match and the file must have its recorded size and digest; a stale
+(other weights, size or tool versions), truncated or corrupt artefact is rebuilt, never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from core.errors import InputError
+from core.io.files import atomic_path, write_json_atomic
+
+LOG = logging.getLogger(__name__)
+
+FORMAT = 1
+ARTEFACT = "model.int8.onnx"
+META = "meta.json"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+DEFAULT_IMAGES = 200  # calibration images (NNCF's default subset is 300; 200 calibrate as well here, faster)
+
+
+# ------------------------------------------------------------------------------------------------ identity
+def model_digest(model: torch.nn.Module) -> str:
+    """sha256 of what makes the network's graph: its config (architecture, options, output contract) and weights."""
+    h = hashlib.sha256()
+    config = getattr(model, "config", None)
+    h.update(json.dumps(config.to_dict() if config is not None else type(model).__name__, sort_keys=True,
+                        default=str).encode())
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update((t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy().tobytes())  # C order
+    return h.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the tools that make the artefact (a new version rebuilds it)."""
+    out = {}
+    for name in ("torch", "onnx", "onnxruntime", "nncf"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ calibration
+@dataclass(frozen=True)
+class CalibrationSource:
+    """A folder of images, optionally only those an annotation file lists (with ``split``, only that split)."""
+
+    images: Path
+    annotations: Path | None = None
+    split: str | None = None
+
+    def files(self) -> list[Path]:
+        folder = Path(self.images)
+        if not folder.is_dir():
+            raise InputError(f"calibration image folder {folder} does not exist")
+        if self.annotations is None:
+            return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        try:
+            records = json.loads(Path(self.annotations).read_text(encoding="utf-8"))["images"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"calibration annotations {self.annotations} are unreadable: {exc}") from None
+        return sorted(folder / r["file_name"] for r in records if self.split is None or r.get("split") == self.split)
+
+
+def _spread(items: Sequence[Path], k: int) -> list[Path]:
+    """``k`` items evenly spread over ``items`` (all of them when there are not more)."""
+    if k >= len(items):
+        return list(items)
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, max(k, 0)).round().astype(int))]
+
+
+def calibration_images(sources: Sequence[CalibrationSource], limit: int = DEFAULT_IMAGES) -> list[Path]:
+    """At most ``limit`` images shared evenly between ``sources`` (a small source leaves its share to the others),
+    evenly spread within each: the same list on every run."""
+    lists = sorted((s.files() for s in sources), key=len)
+    out: list[Path] = []
+    for i, files in enumerate(lists):
+        quota = (limit - len(out)) // (len(lists) - i)
+        out += _spread(files, quota)
+    return out
+
+
+class _Canvases:
+    """Calibration inputs, decoded and letterboxed on demand (NNCF iterates more than once; nothing is kept)."""
+
+    def __init__(self, model: torch.nn.Module, images: Sequence[Path], size: int) -> None:
+        from core.geometry import long_edge_transform
+
+        self.model, self.images, self.size = model, list(images), int(size)
+        self.multiple = int(getattr(model, "input_multiple", 32))
+        self._transform = long_edge_transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import cv2
+
+        for path in self.images:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                LOG.warning("calibration image %s cannot be decoded: skipped", path)
+                continue
+            t = self._transform(image.shape[1], image.shape[0], self.size, self.multiple)
+            with torch.no_grad():
+                yield self.model.normalize(torch.from_numpy(t.warp(image))[None]).numpy()
+
+
+def quantize(model: torch.nn.Module, size: int, images: Sequence[Path], out: Path) -> Path:
+    """Quantise ``model`` to INT8 with NNCF, calibrated on ``images`` at ``size``, into the ONNX file ``out``."""
+    import nncf
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from models.backends.runners import export_fp32
+
+    nncf.set_log_level(logging.ERROR)
+    data = _Canvases(model.eval(), images, size)
+    with tempfile.TemporaryDirectory(prefix="gopose-int8-") as tmp:
+        fp32, clean = Path(tmp) / "fp32.onnx", Path(tmp) / "clean.onnx"
+        fp32.write_bytes(export_fp32(model, size))
+        quant_pre_process(str(fp32), str(clean), skip_symbolic_shape=True)
+        graph = onnx.load(str(clean))
+    dataset = nncf.Dataset(data, lambda x: {"image": x})
+    quantized = nncf.quantize(graph, dataset, preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(data))
+    with atomic_path(out) as tmp_out:
+        onnx.save(quantized, str(tmp_out))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ cache
+class Int8Store:
+    """INT8 artefacts in ``folder`` (one sub-folder per network and input size), validated before use."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def entry(self, model: torch.nn.Module, size: int, digest: str | None = None) -> Path:
+        digest = digest or model_digest(model)
+        return self.folder / f"{getattr(model, 'arch', 'net')}-{digest[:16]}-{int(size)}"
+
+    @staticmethod
+    def _key(model: torch.nn.Module, size: int, digest: str) -> dict:
+        return {"format": FORMAT, "arch": getattr(model, "arch", ""), "model_sha256": digest, "size": int(size),
+                "versions": tool_versions()}
+
+    def check(self, model: torch.nn.Module, size: int, digest: str | None = None) -> tuple[Path | None, str]:
+        """``(artefact, "")`` when a valid artefact is cached, else ``(None, why not)``."""
+        digest = digest or model_digest(model)
+        where = self.entry(model, size, digest)
+        meta_path, path = where / META, where / ARTEFACT
+        if not meta_path.exists() and not path.exists():
+            return None, "not built yet"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            recorded = {k: meta[k] for k in ("format", "arch", "model_sha256", "size", "versions")}
+            nbytes, sha = int(meta["artefact"]["bytes"]), str(meta["artefact"]["sha256"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return None, f"its metadata {meta_path} is missing or unreadable ({type(exc).__name__})"
+        expected = self._key(model, size, digest)
+        for field in ("format", "arch", "model_sha256", "size", "versions"):
+            if recorded[field] != expected[field]:
+                return None, f"it was built for another {field.replace('_', ' ')} ({recorded[field]})"
+        if not path.is_file():
+            return None, f"{path} is missing"
+        if path.stat().st_size != nbytes:
+            return None, f"{path} is truncated or altered ({path.stat().st_size} of {nbytes} bytes)"
+        if sha256_file(path) != sha:
+            return None, f"{path} is corrupt (sha256 differs from the recorded one)"
+        return path, ""
+
+    def build(self, model: torch.nn.Module, size: int, images: Sequence[Path], digest: str | None = None) -> Path:
+        """Quantise ``model`` calibrated on ``images`` and record it (artefact first, metadata last)."""
+        digest = digest or model_digest(model)
+        where = self.entry(model, size, digest)
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the INT8 model folder {where}: {exc.strerror or exc}") from None
+        (where / META).unlink(missing_ok=True)  # an artefact without metadata is never used
+        t0 = time.perf_counter()
+        path = quantize(model, size, images, where / ARTEFACT)
+        meta = {**self._key(model, size, digest), "calibration_images": len(images),
+                "artefact": {"file": ARTEFACT, "bytes": path.stat().st_size, "sha256": sha256_file(path)},
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "build_seconds": round(time.perf_counter() - t0, 1)}
+        write_json_atomic(where / META, meta, indent=2)
+        LOG.info("built the INT8 model %s (%d calibration images, %.0f s)", path, len(images), meta["build_seconds"])
+        return path
+
+    def ensure(self, model: torch.nn.Module, size: int,
+               calibration: Callable[[], Sequence[Path]] | None) -> Path:
+        """A valid cached artefact, built (or rebuilt, saying why) when there is none."""
+        digest = model_digest(model)
+        path, why = self.check(model, size, digest)
+        if path is not None:
+            return path
+        if why != "not built yet":
+            LOG.warning("cached INT8 model in %s not used: %s; rebuilding it", self.entry(model, size, digest), why)
+        images = list(calibration()) if calibration is not None else []
+        if not images:
+            raise InputError("building the INT8 model needs calibration images and none were found: build it once "
+                             "with `gopose models export MODEL --int8 --calibration DIR` (a folder of photos of people)")
+        LOG.warning("building the INT8 model of %s at %d px from %d calibration images (once; cached in %s)",
+                    getattr(model, "arch", "the network"), size, len(images), self.folder)
+        return self.build(model, size, images, digest)
+
+    def discard(self, model: torch.nn.Module, size: int, reason: str) -> None:
+        """Forget a cached artefact (its metadata first, so a half-removed entry is never used)."""
+        where = self.entry(model, size)
+        LOG.warning("cached INT8 model in %s not used: %s; rebuilding it", where, reason)
+        (where / META).unlink(missing_ok=True)
+        (where / ARTEFACT).unlink(missing_ok=True)

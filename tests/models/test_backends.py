@@ -1,0 +1,178 @@
+"""Backends (ONNX Runtime, OpenVINO, fp32 and INT8), the INT8 artefact cache and the measured ``auto`` choice, on a
+real randomly initialised network, real calibration images and tiny inputs."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.contract import PoseContract
+from core.errors import InputError
+from core.keypoints import COCO
+from models.backends import BackendUnavailable, create_runner, installed, require, select
+from models.backends.choice import CHOICE_FILE, pick
+from models.backends.int8 import ARTEFACT, META, CalibrationSource, Int8Store, calibration_images, model_digest
+from models.config import ModelConfig
+from models.factory import build_model
+from models.precision import InferenceModel
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def net() -> torch.nn.Module:
+    """The BN-folded network the backends run (a real, randomly initialised real-time network)."""
+    torch.manual_seed(0)
+    return InferenceModel(build_model(ModelConfig("realtime", PoseContract(COCO), {})), "cpu", "fp32").model
+
+
+@pytest.fixture(scope="module")
+def images(data_dir: Path) -> list[Path]:
+    return calibration_images([CalibrationSource(data_dir / "coco" / "train2017_mini" / "images")], limit=4)
+
+
+@pytest.fixture(scope="module")
+def x() -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(1, 3, SIZE, SIZE, generator=g) * 2 - 1
+
+
+def _need(name: str) -> None:
+    if name not in installed([name]):
+        pytest.skip(f"backend {name} is not installed")
+
+
+@pytest.mark.parametrize("name", ["onnx", "openvino"])
+def test_fp32_backends_match_torch_at_two_shapes(net, name) -> None:
+    _need(name)
+    runner = create_runner(net, name, size=SIZE)
+    assert runner.backend == name
+    for shape in [(1, 3, SIZE, SIZE), (2, 3, 96, 64)]:  # dynamic batch and size
+        x = torch.rand(*shape) * 2 - 1
+        got, ref = runner(x), net.infer(x)
+        for key in ("heatmaps", "offsets"):
+            assert got[key].dtype == torch.float32 and got[key].shape == ref[key].shape
+            np.testing.assert_allclose(got[key].numpy(), ref[key].detach().numpy(), rtol=1e-3, atol=1e-3)
+        assert got["scales"] is None
+
+
+def test_int8_is_built_once_cached_and_close_to_fp32(net, images, x, tmp_path) -> None:
+    _need("openvino-int8")
+    calls = []
+
+    def calibration():
+        calls.append(1)
+        return images
+
+    ov = create_runner(net, "openvino-int8", size=SIZE, cache_dir=tmp_path, calibration=calibration)
+    ort = create_runner(net, "onnx-int8", size=SIZE, cache_dir=tmp_path, calibration=calibration)
+    assert len(calls) == 1  # both runtimes run the one artefact
+    entry = Int8Store(tmp_path / "int8").entry(net, SIZE)
+    meta = json.loads((entry / META).read_text())
+    assert meta["model_sha256"] == model_digest(net) and meta["size"] == SIZE and meta["calibration_images"] == 4
+    assert meta["artefact"]["bytes"] == (entry / ARTEFACT).stat().st_size
+    ref = net.infer(x)["heatmaps"].detach().numpy().ravel()
+    for runner in (ov, ort):
+        q = runner(x)["heatmaps"].numpy().ravel()
+        assert np.corrcoef(q, ref)[0, 1] > 0.9  # quantised, not another network
+        assert not np.array_equal(q, ref)       # and really quantised
+
+
+def test_stale_truncated_or_corrupt_int8_is_rebuilt_never_used(net, images, tmp_path, caplog) -> None:
+    _need("onnx-int8")
+    store = Int8Store(tmp_path)
+    path = store.ensure(net, SIZE, lambda: images)
+    good = path.read_bytes()
+
+    def rebuilt_after(damage, reason: str) -> None:
+        damage()
+        found, why = store.check(net, SIZE)
+        assert found is None and reason in why
+        calls = []
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="models.backends.int8"):
+            assert store.ensure(net, SIZE, lambda: calls.append(1) or images) == path
+        assert calls == [1] and reason in caplog.text and store.check(net, SIZE)[0] == path
+
+    rebuilt_after(lambda: path.write_bytes(good[: len(good) // 2]), "truncated")
+    rebuilt_after(lambda: path.write_bytes(good[:-16] + bytes(16)), "corrupt")
+    meta = path.parent / META
+
+    def other_model():
+        d = json.loads(meta.read_text())
+        d["model_sha256"] = "0" * 64
+        meta.write_text(json.dumps(d))
+
+    rebuilt_after(other_model, "another model sha256")
+    rebuilt_after(lambda: meta.write_text("{not json"), "unreadable")
+    # an artefact left without metadata (a build killed between the two writes) is not trusted either
+    rebuilt_after(lambda: meta.unlink(), "unreadable")
+
+
+def test_int8_without_calibration_images_is_one_clear_error(net, tmp_path) -> None:
+    _need("onnx-int8")
+    with pytest.raises(InputError, match="calibration images"):
+        create_runner(net, "onnx-int8", size=SIZE, cache_dir=tmp_path, calibration=lambda: [])
+    assert not (Int8Store(tmp_path / "int8").entry(net, SIZE) / META).exists()
+
+
+def test_backend_not_installed_names_the_extra(net, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # how Python marks a module that cannot be imported
+    with pytest.raises(BackendUnavailable) as err:
+        require("openvino-int8")
+    message = str(err.value)
+    assert "\n" not in message and "openvino" in message and "pip install 'gopose[openvino,int8]'" in message
+    with pytest.raises(BackendUnavailable, match=r"gopose\[openvino\]"):
+        create_runner(net, "openvino", size=SIZE)
+    assert "openvino" not in installed()
+    with pytest.raises(InputError, match="unknown backend"):
+        require("tensorrt")
+
+
+def test_auto_is_measured_once_then_read(net, tmp_path) -> None:
+    made: list[str] = []
+
+    def make(name: str):
+        made.append(name)
+        return create_runner(net, name, size=SIZE)
+
+    first, _, record = pick(net, size=SIZE, threads=None, cache_dir=tmp_path, make=make, repeats=2)
+    candidates = installed(["torch", "onnx", "openvino"])
+    assert made == candidates and first in candidates
+    if len(candidates) > 1:
+        assert set(record["ms"]) == set(candidates) and first == min(record["ms"], key=record["ms"].get)
+    stored = json.loads((tmp_path / CHOICE_FILE).read_text())
+    assert [r["backend"] for r in stored.values()] == [first]
+    made.clear()
+    again, runner, _ = pick(net, size=SIZE, threads=None, cache_dir=tmp_path, make=make)
+    assert again == first and made == [first]  # read, not measured: only the chosen runner is built
+    # a damaged record file is measured again and rewritten
+    (tmp_path / CHOICE_FILE).write_text("garbage")
+    made.clear()
+    pick(net, size=SIZE, threads=None, cache_dir=tmp_path, make=make, repeats=1)
+    assert made == candidates and json.loads((tmp_path / CHOICE_FILE).read_text())
+
+
+def test_select_explicit_backend_and_torch_reuse(net) -> None:
+    torch_runner = InferenceModel(net, "cpu", "fp32")
+    assert select(net, "torch", size=SIZE, torch_runner=torch_runner) == ("torch", torch_runner, {})
+
+
+def test_calibration_images_are_deterministic_and_never_the_eval_split(data_dir: Path) -> None:
+    lspet = data_dir / "lspet"
+    train = CalibrationSource(lspet / "images", lspet / "annotations.json", split="train")
+    coco = CalibrationSource(data_dir / "coco" / "train2017_mini" / "images")
+    picked = calibration_images([train, coco], limit=120)
+    assert picked == calibration_images([train, coco], limit=120) and len(picked) == 120
+    val = {r["file_name"] for r in json.loads((lspet / "annotations.json").read_text())["images"]
+           if r.get("split") != "train"}
+    assert not {p.name for p in picked if p.parent == lspet / "images"} & val
+    coco_files = coco.files()
+    assert sum(p.parent == coco.images for p in picked) == min(60, len(coco_files))
+    with pytest.raises(InputError, match="does not exist"):
+        calibration_images([CalibrationSource(data_dir / "nope")])
