@@ -422,8 +422,8 @@ class RayAnnotation:
                         idle.append(actor)
                     else:  # Ray gave this worker up: a fresh one takes its place
                         self._kill(actor)
-                        ref, fresh = self._start()
-                        starting[ref] = fresh
+                        info_ref, fresh = self._start()
+                        starting[info_ref] = fresh
             if time.monotonic() >= next_read:
                 next_read = time.monotonic() + REPORT_INTERVAL
                 self._read_board()

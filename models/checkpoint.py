@@ -79,15 +79,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, epoch: int | None = None,
                     step: int | None = None, metrics: Mapping[str, Any] | None = None,
                     train_config: Any = None, extra: Mapping[str, Any] | None = None,
-                    optimizer_state: Mapping[str, Any] | None = None) -> Path:
-    """Write our self-describing checkpoint atomically; returns the path."""
+                    optimizer_state: Mapping[str, Any] | None = None, half: bool = False) -> Path:
+    """Write our self-describing checkpoint atomically; returns the path. ``half`` stores floating-point weights
+    as float16 (half the file; loading widens them back to the model's float32)."""
     net = _unwrap(model)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_config": net.config.to_dict(),
         "codec": net.codec.to_dict(),
-        "model_state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "model_state_dict": state,
         "epoch": epoch,
         "step": step,
         "metrics": _plain(dict(metrics or {}), "metrics"),

@@ -1,6 +1,7 @@
 """The GOPose main window: a thin composition of widgets, actions and the controllers that do the work.
 
-- ``models`` (``ModelController``): the installed list, loading in a worker, the no-model banner, decoder settings;
+- ``models`` (``ModelController``): the model list (built-in and installed), the default at start, loading in a
+  worker, which model is in use and why, the no-model banner, decoder settings;
 - ``player`` (``PlayerController``): the source, the live runner (the engine's live pipeline), the display;
 - ``transport`` (``TransportController``): play/pause, step, seek, speed and the seek bar;
 - ``sources`` (``SourceChooser``): the file, URL and webcam dialogs and the recent sources;

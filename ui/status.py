@@ -51,9 +51,9 @@ class StatusPanel:
             label.setObjectName(f"status_{name}")
             if widest[name]:
                 label.setMinimumWidth(label.fontMetrics().horizontalAdvance(widest[name]) + 8)
-            else:
+            else:  # texts elided to the maximum width; the window may make them narrower still
                 label.setMinimumWidth(80)
-                label.setMaximumWidth(320)
+                label.setMaximumWidth(560 if name == "model" else 320)
             bar.addPermanentWidget(label, 1 if name == "source" else 0)
             self.fields[name] = label
         self.set_model("model: none", "")

@@ -24,7 +24,8 @@ NO_DISPLAY = ("no display found (DISPLAY and WAYLAND_DISPLAY are not set): run i
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", metavar="FILE|URL|webcam:N", help="open this source at start")
     parser.add_argument("--model", metavar="NAME|FILE", help="installed model name or checkpoint file "
-                        "(default: the last one used, else the installed one)")
+                        "(default: as `gopose annotate`: your default, else the built-in model, else the only "
+                        "installed one)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="inference device for this run")
     parser.add_argument("--long-edge", type=int, metavar="PX", help="network input size (long edge, pixels)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")

@@ -171,11 +171,37 @@ def _export_int8(model, args: argparse.Namespace) -> None:
     print(f"INT8 model of {args.file} at {size}x{size}: {path} (metadata {path.parent / 'meta.json'})")
 
 
+# ---------------------------------------------------------------------------------------------- package
+def _add_package(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a trained GOPose checkpoint (e.g. a run's best.pt)")
+    p.add_argument("--out", required=True, help="the packaged checkpoint to write")
+    p.add_argument("--skeleton", default=None,
+                   help="keep only this skeleton's limbs (a part of the trained one, e.g. redundant of all)")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
+    p.add_argument("--long-edge", type=int, default=None, help="the input long edge the model runs at by default")
+    p.add_argument("--decoder", action="append", default=[], metavar="KEY=VALUE",
+                   help="decoder default stored in the codec, e.g. --decoder threshold=0.1 (repeatable)")
+    p.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE",
+                   help="a measured metric to record in the file, e.g. --metric coco_val_subset_AP=0.31")
+
+
+def _run_package(args: argparse.Namespace) -> int:
+    from models.package import package_checkpoint
+
+    path = package_checkpoint(args.file, args.out, skeleton=args.skeleton, half=not args.fp32,
+                              long_edge=args.long_edge, decoder=_parse_options(args.decoder),
+                              metrics=_parse_options(args.metric))
+    print(json.dumps(describe(str(path))))
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- table
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "init": ("write a randomly initialised checkpoint in our format", _add_init, _run_init),
     "info": ("print what a checkpoint holds", _add_info, _run_info),
     "export": ("export a checkpoint's inference graph to ONNX, or build its INT8 model", _add_export, _run_export),
+    "package": ("package a trained checkpoint for shipping: one skeleton, fp16, the codec's inference defaults",
+                _add_package, _run_package),
     **STORE_SUBCOMMANDS,  # add, list, download: the user's model folder (app/commands/models_store.py)
 }
 

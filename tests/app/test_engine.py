@@ -1,6 +1,7 @@
 """The inference engine with a real (randomly initialised) real-time network."""
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -96,26 +97,55 @@ def test_cpu_ignores_amp_and_auto_picks_cpu(estimator, frames) -> None:
     est.model.to("cpu")  # the shared module must stay on the CPU for the other tests
 
 
-def test_from_checkpoint(checkpoint: Path, frames) -> None:
-    est = PoseEstimator.from_checkpoint(checkpoint, EngineConfig(long_edge=128))
+def test_from_checkpoint(checkpoint: Path, frames, tmp_path) -> None:
+    est = PoseEstimator.from_checkpoint(checkpoint, EngineConfig(long_edge=128, cache_dir=str(tmp_path)))
     assert est.name == "realtime_random" and est.info["kind"] and "optimizer_state_dict" not in est.info
     assert est.estimate(frames[0]).frame_size == (960, 540)
     est.close()
 
 
-@pytest.mark.skipif(not __import__("app.onnx_backend", fromlist=["x"]).onnxruntime_available(),
-                    reason="onnxruntime (optional extra gopose[onnx]) is not installed")
-def test_onnx_backend_matches_torch(estimator, frames) -> None:
-    est = PoseEstimator(estimator.model, EngineConfig(device="cpu", long_edge=256, backend="onnx",
-                                                      decoder=estimator.decoder_config))
-    assert est.backend == "onnxruntime"
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_fp32_backend_matches_torch(estimator, frames, backend, tmp_path) -> None:
+    from models.backends import installed
+
+    if backend not in installed([backend]):
+        pytest.skip(f"backend {backend} is not installed")
+    est = PoseEstimator(estimator.model, EngineConfig(device="cpu", long_edge=256, backend=backend,
+                                                      decoder=estimator.decoder_config, cache_dir=str(tmp_path)))
+    assert est.backend == backend
     for img in frames[:2]:
         a, b = estimator.estimate(img).poses, est.estimate(img).poses
         assert len(a) == len(b) > 0
         np.testing.assert_allclose(a.keypoints, b.keypoints, atol=0.05)
     batch = est.estimate_batch(frames[:2])
     assert len(batch) == 2 and len(batch[0].poses) == len(estimator.estimate(frames[0]).poses)
-    auto = PoseEstimator(estimator.model, EngineConfig(device="cpu", long_edge=128, backend="auto"))
-    assert auto.backend in ("torch", "onnxruntime") and set(auto.backend_timings) == {"torch", "onnxruntime"}
-    timings = auto.backend_timings
-    assert (auto.backend == "onnxruntime") == (timings["onnxruntime"] <= 0.95 * timings["torch"])
+
+
+def test_auto_backend_is_measured_once_per_model_and_recorded(estimator, tmp_path) -> None:
+    from models.backends import installed
+    from models.backends.choice import CHOICE_FILE
+
+    config = EngineConfig(device="cpu", long_edge=128, backend="auto", cache_dir=str(tmp_path))
+    auto = PoseEstimator(estimator.model, config)
+    candidates = installed(["torch", "onnx", "openvino"])
+    assert auto.backend in candidates
+    if len(candidates) > 1:
+        timings = auto.backend_timings
+        assert set(timings) == set(candidates) and auto.backend == min(timings, key=timings.get)
+    record = json.loads((tmp_path / CHOICE_FILE).read_text())
+    assert [r["backend"] for r in record.values()] == [auto.backend]
+    again = PoseEstimator(estimator.model, config)  # read from the record: same backend, nothing timed
+    assert again.backend == auto.backend and again.backend_timings == auto.backend_timings
+    assert json.loads((tmp_path / CHOICE_FILE).read_text()) == record
+
+
+def test_uninstalled_backend_is_one_line_naming_the_extra(estimator, monkeypatch) -> None:
+    import sys
+
+    from models.backends import BackendUnavailable
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # how Python marks a module that cannot be imported
+    with pytest.raises(BackendUnavailable, match=r"backend onnx needs onnxruntime .*pip install 'gopose\[onnx\]'"):
+        PoseEstimator(estimator.model, EngineConfig(device="cpu", long_edge=128, backend="onnx"))
+    with pytest.raises(InputError, match="backend must be one of"):
+        EngineConfig(backend="tensorrt")

@@ -87,31 +87,36 @@ def test_stale_truncated_or_corrupt_int8_is_rebuilt_never_used(net, images, tmp_
     _need("onnx-int8")
     store = Int8Store(tmp_path)
     path = store.ensure(net, SIZE, lambda: images)
-    good = path.read_bytes()
+    meta = path.parent / META
+    good, good_meta = path.read_bytes(), meta.read_text()
 
-    def rebuilt_after(damage, reason: str) -> None:
+    def other(field: str, value):
+        d = json.loads(good_meta)
+        d[field] = value
+        return json.dumps(d)
+
+    damages = {
+        "truncated": lambda: path.write_bytes(good[: len(good) // 2]),
+        "corrupt": lambda: path.write_bytes(good[:-16] + bytes(16)),
+        "another model sha256": lambda: meta.write_text(other("model_sha256", "0" * 64)),
+        "another size": lambda: meta.write_text(other("size", SIZE * 2)),
+        "another versions": lambda: meta.write_text(other("versions", {"nncf": "0.0"})),
+        "unreadable": lambda: meta.write_text("{not json"),
+        "missing or unreadable": lambda: meta.unlink(),  # a build killed between its two writes
+    }
+    for reason, damage in damages.items():
         damage()
         found, why = store.check(net, SIZE)
-        assert found is None and reason in why
-        calls = []
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="models.backends.int8"):
-            assert store.ensure(net, SIZE, lambda: calls.append(1) or images) == path
-        assert calls == [1] and reason in caplog.text and store.check(net, SIZE)[0] == path
-
-    rebuilt_after(lambda: path.write_bytes(good[: len(good) // 2]), "truncated")
-    rebuilt_after(lambda: path.write_bytes(good[:-16] + bytes(16)), "corrupt")
-    meta = path.parent / META
-
-    def other_model():
-        d = json.loads(meta.read_text())
-        d["model_sha256"] = "0" * 64
-        meta.write_text(json.dumps(d))
-
-    rebuilt_after(other_model, "another model sha256")
-    rebuilt_after(lambda: meta.write_text("{not json"), "unreadable")
-    # an artefact left without metadata (a build killed between the two writes) is not trusted either
-    rebuilt_after(lambda: meta.unlink(), "unreadable")
+        assert found is None and reason in why, (reason, why)
+        path.write_bytes(good)
+        meta.write_text(good_meta)
+        assert store.check(net, SIZE) == (path, "")
+    damages["truncated"]()
+    calls = []
+    with caplog.at_level(logging.WARNING, logger="models.backends.int8"):
+        assert store.ensure(net, SIZE, lambda: calls.append(1) or images) == path
+    assert calls == [1] and "truncated" in caplog.text and "rebuilding" in caplog.text
+    assert store.check(net, SIZE) == (path, "")
 
 
 def test_int8_without_calibration_images_is_one_clear_error(net, tmp_path) -> None:

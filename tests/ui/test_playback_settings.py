@@ -15,16 +15,19 @@ from ui.video_view import fit_rect
 
 
 class Reader:
-    """Iterates a playback source in a thread, recording (index, timestamp, wall time)."""
+    """Iterates a playback source in a thread, recording (index, timestamp, wall time) and, in ``seeks``, the
+    source's ``seek_count`` read right after each frame (as the engine's pipeline reads it)."""
 
     def __init__(self, playback: PlaybackSource) -> None:
         self.items: list[tuple[int, float, float]] = []
+        self.seeks: list[int] = []
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(playback,), daemon=True)
         self.thread.start()
 
     def _run(self, playback: PlaybackSource) -> None:
         for frame in playback:
+            self.seeks.append(playback.seek_count)
             self.items.append((frame.index, frame.timestamp, time.monotonic()))
         self.done.set()
 
@@ -85,6 +88,32 @@ def test_seek_while_paused_shows_the_target_frame(pedestrians):
     reader.wait_count(2)
     assert reader.items[1][1] == pytest.approx(5.0, abs=0.11)
     assert play.position == reader.items[1][1]
+    play.close()
+    assert reader.done.wait(30)
+
+
+def test_seek_count_changes_exactly_at_the_first_frame_after_a_seek(pedestrians):
+    """The count the pipeline adds to a frame's seek epoch: frames read before a seek keep the old count, the first
+    frame after it (paused or playing) carries the new one."""
+    play = PlaybackSource(pedestrians, paused=True)
+    reader = Reader(play)
+    play.step(3)
+    reader.wait_count(3)
+    assert _idle_count(play, reader) == 3 and reader.seeks == [0, 0, 0]
+    play.seek(reader.items[-1][1] + 2.0)  # a short seek while paused: the frame there
+    reader.wait_count(4)
+    assert reader.seeks[3] == 1 and reader.items[3][0] == 22
+    play.set_speed(4.0)
+    play.set_paused(False)
+    reader.wait_count(6)
+    n = len(reader.items)
+    target = reader.items[-1][1] + 2.0
+    play.seek(target)
+    _wait_for(lambda: reader.seeks[-1] == 2, 30.0, "a frame after the seek")
+    first = reader.seeks.index(2)
+    assert first >= n and set(reader.seeks[4:first]) == {1}
+    assert all(ts < target - 1.0 for _, ts, _ in reader.items[:first])  # read before the seek
+    assert reader.items[first][1] == pytest.approx(target, abs=0.05)  # the first frame after it
     play.close()
     assert reader.done.wait(30)
 

@@ -1,0 +1,102 @@
+"""Choose a trained network's skeleton, input size and decoder thresholds on tuning sets, never on evaluation sets.
+
+    python -m eval.tune_decoder --checkpoint RUN/best.pt [--lspet-images 200]
+
+Stage 1 decodes the network through each skeleton its output contains (a network trained on ``all`` holds
+``default``, ``redundant`` and ``dense``) and keeps the best; stage 2 searches the input long edge and the keypoint
+threshold for that skeleton. The score of a setting is the mean COCO AP over the tuning sets: LSPET ``val`` (its
+first ``--lspet-images`` images) and ``coco/train2017_mini`` (multi-person COCO scenes; the network saw them in
+training, so they weigh crowded scenes in, not generalisation). ``coco/val2017_subset`` is never looked at.
+Prints one table row per setting and, last, one JSON line with the choice (the arguments for ``gopose models
+package``).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from core.errors import InputError
+
+
+def tuning_sets(data: Path, lspet_images: int) -> list[dict[str, Any]]:
+    """The two tuning sets as ``EvalOptions`` fields."""
+    return [{"name": "lspet_val", "annotations": data / "lspet" / "annotations.json",
+             "images": data / "lspet" / "images", "split": "val", "limit": lspet_images},
+            {"name": "coco_train2017_mini", "annotations": data / "coco" / "train2017_mini" / "annotations.json",
+             "images": data / "coco" / "train2017_mini" / "images", "split": None, "limit": None}]
+
+
+def score(model, sets: list[dict[str, Any]], skeleton: str, long_edge: int, threshold: float,
+          workers: int) -> dict[str, float]:
+    """AP on each tuning set and their mean for one setting (the network is reused, not reloaded)."""
+    from eval.runner import EvalOptions, run_evaluation
+
+    aps = {}
+    with tempfile.TemporaryDirectory(prefix="gopose-tune-") as tmp:
+        for s in sets:
+            opts = EvalOptions(annotations=s["annotations"], images=s["images"], out=Path(tmp) / s["name"],
+                               dataset="coco", skeleton=skeleton, long_edge=long_edge, threshold=threshold,
+                               split=s["split"], limit=s["limit"], workers=workers, device="cpu")
+            aps[s["name"]] = float(run_evaluation(opts, model=model).summary["metrics"]["AP"])
+    aps["mean"] = sum(aps.values()) / len(sets)
+    return aps
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eval.shared_data import shared_data_dir
+    from models.checkpoint import load_checkpoint
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--data", type=Path, default=shared_data_dir(), help="the shared data folder")
+    parser.add_argument("--lspet-images", type=int, default=200, help="LSPET val images used (of 500)")
+    parser.add_argument("--skeletons", default="default,redundant,dense,all")
+    parser.add_argument("--long-edges", default="256,320,384,448")
+    parser.add_argument("--thresholds", default="0.04,0.08,0.12,0.2")
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args(argv)
+    model, _ = load_checkpoint(args.checkpoint)
+    sets = tuning_sets(args.data, args.lspet_images)
+    trained = model.contract.skeleton_name
+    skeletons = [s for s in args.skeletons.split(",") if s == trained or _contains(model, s)]
+    if not skeletons:
+        raise InputError(f"{args.checkpoint} ({trained}) holds none of the skeletons {args.skeletons}")
+    base_edge, base_threshold = model.codec.long_edge, model.codec.decoder.threshold
+    rows = []
+
+    def run(stage: str, skeleton: str, long_edge: int, threshold: float) -> dict[str, Any]:
+        row = {"stage": stage, "skeleton": skeleton, "long_edge": long_edge, "threshold": threshold,
+               **score(model, sets, skeleton, long_edge, threshold, args.workers)}
+        rows.append(row)
+        print(f"{stage:<9}{skeleton:<11}{long_edge:>6}{threshold:>8.3f}"
+              + "".join(f"{row[s['name']]:>22.4f}" for s in sets) + f"{row['mean']:>8.4f}", flush=True)
+        return row
+
+    print(f"{'stage':<9}{'skeleton':<11}{'edge':>6}{'thresh':>8}" + "".join(f"{s['name']:>22}" for s in sets)
+          + f"{'mean':>8}")
+    best = max((run("skeleton", s, base_edge, base_threshold) for s in skeletons), key=lambda r: r["mean"])
+    grid = itertools.product([int(v) for v in args.long_edges.split(",")],
+                             [float(v) for v in args.thresholds.split(",")])
+    for edge, threshold in grid:
+        if (edge, threshold) != (base_edge, base_threshold):
+            row = run("input", best["skeleton"], edge, threshold)
+            best = max(best, row, key=lambda r: r["mean"])
+    print(json.dumps({"choice": {"skeleton": best["skeleton"], "long_edge": best["long_edge"],
+                                 "threshold": best["threshold"]}, "tuning_AP": best, "rows": rows}))
+    return 0
+
+
+def _contains(model, skeleton: str) -> bool:
+    try:
+        model.contract.limb_indices(skeleton)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Packaging a trained checkpoint: one skeleton's channels kept exactly, fp16 weights, the codec's defaults set."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.errors import InputError
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.factory import build_model, make_config
+from models.package import package_checkpoint
+
+TINY = {"stem": 8, "widths": [8, 8, 16, 16], "depths": [1, 1, 1, 1], "expand": 2, "channels": 16}
+
+
+@pytest.fixture()
+def trained_on_all(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(make_config("realtime", skeleton="all", **TINY))
+    return model, save_checkpoint(tmp_path / "all.pt", model, step=7, metrics={"loss": 1.0},
+                                  train_config={"data": {"target_sigma": 6.0}}, extra={"train_state": {"big": 1}})
+
+
+def test_a_packaged_sub_skeleton_predicts_exactly_the_trained_channels(trained_on_all, tmp_path):
+    model, src = trained_on_all
+    out = package_checkpoint(src, tmp_path / "p.pt", skeleton="redundant", half=False)
+    packed, info = load_checkpoint(out)
+    assert packed.contract.skeleton_name == "redundant" and packed.contract.n_limbs == 31
+    index = model.codec.contract.limb_indices("redundant")
+    channels = torch.as_tensor([c for i in index.tolist() for c in (2 * i, 2 * i + 1)])
+    x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    packed.eval()
+    with torch.no_grad():
+        full, part = model(x)[-1], packed(x)[-1]
+    assert torch.equal(full["heatmaps"], part["heatmaps"])
+    assert torch.equal(full["offsets"][:, channels], part["offsets"])
+    assert info["step"] == 7 and "train_state" not in (info["extra"] or {})
+    assert info["train_config"]["data"]["target_sigma"] == 6.0
+
+
+def test_packaging_stores_fp16_weights_and_the_chosen_codec_defaults(trained_on_all, tmp_path):
+    _, src = trained_on_all
+    out = package_checkpoint(src, tmp_path / "p16.pt", skeleton="default", long_edge=320,
+                             decoder={"threshold": 0.12}, metrics={"AP": 0.3})
+    raw = torch.load(out, weights_only=True)
+    floats = [v for v in raw["model_state_dict"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    packed, info = load_checkpoint(out)
+    assert next(packed.parameters()).dtype == torch.float32  # widened on load
+    assert packed.codec.long_edge == 320 and packed.codec.decoder.threshold == 0.12
+    assert packed.codec.sigma == 7.0 and info["metrics"]["AP"] == 0.3
+
+
+def test_a_skeleton_outside_the_trained_one_is_refused(tmp_path):
+    src = save_checkpoint(tmp_path / "d.pt", build_model(make_config("realtime", **TINY)))
+    with pytest.raises(InputError, match="redundant"):
+        package_checkpoint(src, tmp_path / "x.pt", skeleton="redundant")
+    assert not (tmp_path / "x.pt").exists()
