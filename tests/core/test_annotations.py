@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,7 @@ from core.io.annotations import load_keypoint_annotations
 
 
 def test_coco_538_counts_and_values(coco_538: Path) -> None:
-    t = time.perf_counter()
     ds = load_keypoint_annotations(coco_538, COCO)
-    assert time.perf_counter() - t < 1.0  # generous bound; it takes ~0.1 s
     raw = json.loads(coco_538.read_text())
     assert len(ds) == 538 == len(raw["images"])
     assert sum(img.n_people for img in ds) == 1354
