@@ -14,9 +14,11 @@ and sha256). Before use the metadata must match and the file must have its recor
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -154,7 +156,9 @@ def quantize(model: torch.nn.Module, size: int, images: Sequence[Path], out: Pat
         quant_pre_process(str(fp32), str(clean), skip_symbolic_shape=True)
         graph = onnx.load(str(clean))
     dataset = nncf.Dataset(data, lambda x: {"image": x})
-    quantized = nncf.quantize(graph, dataset, preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(data))
+    # NNCF draws its progress bars on stdout, where commands print their results: they go to stderr meanwhile
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = nncf.quantize(graph, dataset, preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(data))
     with atomic_path(out) as tmp_out:
         onnx.save(quantized, str(tmp_out))
     return out

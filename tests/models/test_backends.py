@@ -37,6 +37,12 @@ def images(data_dir: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One backend cache for the module: the INT8 model is built once and reused."""
+    return tmp_path_factory.mktemp("backend-cache")
+
+
+@pytest.fixture(scope="module")
 def x() -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
     return torch.rand(1, 3, SIZE, SIZE, generator=g) * 2 - 1
@@ -61,7 +67,7 @@ def test_fp32_backends_match_torch_at_two_shapes(net, name) -> None:
         assert got["scales"] is None
 
 
-def test_int8_is_built_once_cached_and_close_to_fp32(net, images, x, tmp_path) -> None:
+def test_int8_is_built_once_cached_and_close_to_fp32(net, images, x, cache) -> None:
     _need("openvino-int8")
     calls = []
 
@@ -69,10 +75,10 @@ def test_int8_is_built_once_cached_and_close_to_fp32(net, images, x, tmp_path) -
         calls.append(1)
         return images
 
-    ov = create_runner(net, "openvino-int8", size=SIZE, cache_dir=tmp_path, calibration=calibration)
-    ort = create_runner(net, "onnx-int8", size=SIZE, cache_dir=tmp_path, calibration=calibration)
+    ov = create_runner(net, "openvino-int8", size=SIZE, cache_dir=cache, calibration=calibration)
+    ort = create_runner(net, "onnx-int8", size=SIZE, cache_dir=cache, calibration=calibration)
     assert len(calls) == 1  # both runtimes run the one artefact
-    entry = Int8Store(tmp_path / "int8").entry(net, SIZE)
+    entry = Int8Store(cache / "int8").entry(net, SIZE)
     meta = json.loads((entry / META).read_text())
     assert meta["model_sha256"] == model_digest(net) and meta["size"] == SIZE and meta["calibration_images"] == 4
     assert meta["artefact"]["bytes"] == (entry / ARTEFACT).stat().st_size
@@ -81,6 +87,19 @@ def test_int8_is_built_once_cached_and_close_to_fp32(net, images, x, tmp_path) -
         q = runner(x)["heatmaps"].numpy().ravel()
         assert np.corrcoef(q, ref)[0, 1] > 0.9  # quantised, not another network
         assert not np.array_equal(q, ref)       # and really quantised
+
+
+def test_eval_runs_an_int8_backend(net, cache, data_dir, tmp_path) -> None:
+    """``gopose eval --backend openvino-int8``: the eval path with the cached INT8 model of the same weights."""
+    _need("openvino-int8")
+    from eval.runner import EvalOptions, run_evaluation
+
+    subset = data_dir / "coco" / "val2017_subset"
+    opts = EvalOptions(annotations=subset / "annotations.json", images=subset / "images", out=tmp_path,
+                       long_edge=SIZE, backend="openvino-int8", cache_dir=cache, workers=0, limit=3, device="cpu")
+    summary = run_evaluation(opts, model=net).summary
+    assert summary["checkpoint"]["backend"] == "openvino-int8" and summary["n_images"] == 3
+    assert (tmp_path / "results.json").is_file()
 
 
 def test_stale_truncated_or_corrupt_int8_is_rebuilt_never_used(net, images, tmp_path, caplog) -> None:
