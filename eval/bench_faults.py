@@ -231,30 +231,28 @@ def _weights(text: str) -> dict[str, float]:
     return out
 
 
-def prepare_inputs(videos: list[str], frames: int, folder: Path) -> list[Path]:
+def clip_video(src: Path, dst: Path, frames: int) -> Path:
+    """The first ``frames`` frames of ``src``, stream-copied (no re-encoding), index first."""
     import av
 
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
+        stream = inp.streams.video[0]
+        target = out.add_stream_from_template(stream)
+        n = 0
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            if n == frames:
+                break
+            packet.stream = target
+            out.mux(packet)
+            n += 1
+    return dst
+
+
+def prepare_inputs(videos: list[str], frames: int, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for video in map(Path, videos):
-        if not frames:
-            out.append(video)
-            continue
-        dst = folder / video.name
-        with av.open(str(video)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as o:
-            stream = inp.streams.video[0]
-            target = o.add_stream_from_template(stream)
-            n = 0
-            for packet in inp.demux(stream):
-                if packet.dts is None:
-                    continue
-                if n == frames:
-                    break
-                packet.stream = target
-                o.mux(packet)
-                n += 1
-        out.append(dst)
-    return out
+    return [clip_video(v, folder / v.name, frames) if frames else v for v in map(Path, videos)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,20 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from eval.shared_data import shared_data_dir  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_model_home(tmp_path_factory: pytest.TempPathFactory):
+    """Every test runs with its own user model folder (``GOPOSE_HOME``), never the real one: installed models of
+    the machine cannot leak in, and caches tests write (the measured backend choice, INT8 models) stay here.
+    Tests that need an empty or special folder set ``GOPOSE_HOME`` themselves."""
+    old = os.environ.get("GOPOSE_HOME")
+    os.environ["GOPOSE_HOME"] = str(tmp_path_factory.mktemp("gopose_home"))
+    yield
+    if old is None:
+        os.environ.pop("GOPOSE_HOME", None)
+    else:
+        os.environ["GOPOSE_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared data folder; tests that need it skip where it is absent (a user's checkout), except when

@@ -2,6 +2,7 @@
 the same global batch, bf16 autocast on CPU, schedules, frozen backbone, init from a checkpoint."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -39,6 +40,18 @@ def _overrides(**extra):
     for k, v in base.items():
         out.append(f"{k}={json.dumps(v) if not isinstance(v, str) else v}")
     return out
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """This process's torch thread count for a block (a subprocess gets the same through ``run.threads`` or
+    ``OMP_NUM_THREADS``): bit-equal comparisons need one reduction order, whatever earlier tests set."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _cfg(**extra):
@@ -93,9 +106,10 @@ def test_resume_from_a_periodic_checkpoint_after_a_crash(tmp_path, uninterrupted
 def test_sigkilled_process_resumes_exactly(tmp_path, data_dir):
     """A real ``python -m train`` process killed with SIGKILL mid-run; ``--resume`` continues exactly."""
     reference = tmp_path / "reference"
-    Trainer(_cfg(**{"schedule.epochs": 4}), run_dir=reference).train()     # 12 steps in one go
+    with torch_threads(1):
+        Trainer(_cfg(**{"schedule.epochs": 4}), run_dir=reference).train()     # 12 steps in one go
     run = tmp_path / "killed"
-    over = _overrides(**{"run.checkpoint_every_steps": 1, "schedule.epochs": 1000})
+    over = _overrides(**{"run.checkpoint_every_steps": 1, "schedule.epochs": 1000, "run.threads": 1})
     cmd = [sys.executable, "-m", "train", "--run-dir", str(run)] + [a for o in over for a in ("--set", o)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -113,7 +127,8 @@ def test_sigkilled_process_resumes_exactly(tmp_path, data_dir):
     for ckpt in S.list_checkpoints(run):  # atomic writes: whatever exists is complete
         assert "model_state_dict" in torch.load(ckpt, map_location="cpu", weights_only=True)
     rc = subprocess.run([sys.executable, "-m", "train", "--resume", str(run), "--set", "schedule.epochs=4",
-                         "--set", "run.checkpoint_every_steps=0"], cwd=ROOT, capture_output=True, text=True,
+                         "--set", "run.checkpoint_every_steps=0", "--set", "run.threads=1"], cwd=ROOT,
+                        capture_output=True, text=True,
                         timeout=120)
     assert rc.returncode == 0, rc.stderr[-2000:]
     assert json.loads(rc.stdout.strip().splitlines()[-1])["step"] == 12
@@ -135,12 +150,8 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path, data_dir):
     common = {"augmentation.enabled": True, "model.freeze_bn": True, "loss.per_sample": True,
               "schedule.epochs": 3, "schedule.max_steps": 3, "optim.lr": 1e-3}
     single = tmp_path / "single"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same reduction order as the OMP_NUM_THREADS=1 workers, whatever ran before
-    try:
+    with torch_threads(1):  # the same reduction order as the OMP_NUM_THREADS=1 workers
         Trainer(_cfg(**{**common, "data.batch_size": 4, "optim.lr": 2e-3}), run_dir=single).train()
-    finally:
-        torch.set_num_threads(threads)
     multi = tmp_path / "multi"
     over = _overrides(**common)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
@@ -220,7 +231,9 @@ def test_resume_of_a_missing_run_names_the_folder(tmp_path):
 
 def test_crowdpose_training_and_validation_with_the_official_protocol(tmp_path, data_dir):
     """One epoch on the shared CrowdPose images (14 keypoints, 15 limbs), validated with the CrowdPose evaluator."""
+    mini = data_dir / "crowdpose" / "mini"
     cfg = _cfg(**{"data.dataset": "crowdpose", "data.image_ids": [], "data.batch_size": 2, "schedule.epochs": 1,
+                  "data.train_annotations": str(mini / "test_crowdpose.json"), "data.train_images": str(mini),
                   "run.val_on_train": True, "run.val_every_epochs": 1, "run.val_input_size": 64})
     trainer = Trainer(cfg, run_dir=tmp_path)
     assert trainer.contract.n_keypoints == 14 and trainer.contract.n_limbs == 15
