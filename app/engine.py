@@ -46,11 +46,13 @@ class EngineConfig:
     threads: int | None = None   # CPU threads of an ONNX Runtime session (torch uses the process's setting)
     long_edge: int | None = None  # frame long edge on the network canvas (None: the model's codec default)
     flip: bool = False           # flip test (about 2x slower)
-    decoder: DecoderConfig | None = None  # None: the model's codec defaults
+    decoder: DecoderConfig | None = None  # None: the model's codec defaults (tuned for it); a config replaces them
+    threshold: float | None = None  # keypoint threshold over the decoder settings above (None: theirs)
     backend: str = "auto"        # models.backends name ('torch', 'onnx', 'openvino', 'onnx-int8', 'openvino-int8')
     #                              or 'auto' (the fastest fp32 backend, measured once per machine and model)
     cache_dir: str | None = None  # INT8 models and the measured choice (None: <user's model folder>/.cache)
     calibration: tuple[str, ...] = ()  # image folders to calibrate INT8 on (empty: the shared LSPET/COCO train)
+    calibration_videos: tuple[str, ...] = ()  # else frames of these videos (annotate and the app: the user's input)
 
     def __post_init__(self) -> None:
         if not (self.device in DEVICES or str(self.device).startswith("cuda:")):
@@ -110,6 +112,8 @@ class PoseEstimator(Predictor):
         super().__init__(self._run_network, codec, normalize=self.model.normalize,
                          input_multiple=int(getattr(model, "input_multiple", 32)), device=device,
                          long_edge=self.config.long_edge, flip=self.config.flip, decoder=self.config.decoder)
+        if self.config.threshold is not None:
+            self.update_decoder(threshold=float(self.config.threshold))
         self.amp_dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[self._runner.precision]
         self.arch = getattr(model, "arch", "") or type(model).__name__
         self.name = self.arch
@@ -179,10 +183,18 @@ class PoseEstimator(Predictor):
             self.model, name, size=side, threads=self.config.threads, cache_dir=cache,
             calibration=self._calibration_images, torch_runner=self._runner, device=self.device)
 
-    def _calibration_images(self) -> list[Path]:
+    def _calibration_images(self) -> list:
+        """The INT8 calibration inputs: the given folders, else the shared LSPET/COCO train images, else frames of
+        the user's own videos (say so: the INT8 model is then tuned to that footage)."""
         from eval.calibration import default_images
+        from models.backends.int8 import video_frames
 
-        return default_images(self.config.calibration)
+        images = default_images(self.config.calibration)
+        videos = [v for v in self.config.calibration_videos if Path(v).is_file()]
+        if images or not videos:
+            return images
+        LOG.warning("no calibration images here: calibrating the INT8 model on 64 frames of %s", videos[0])
+        return video_frames(videos[0], 64)
 
     def close(self) -> None:
         """Release the network (GPU memory included)."""

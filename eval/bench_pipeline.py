@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="checkpoint file or installed model (default: a randomly initialised realtime net)")
     parser.add_argument("--arch", default=None, help="architecture of an authors' checkpoint")
-    parser.add_argument("--long-edge", type=int, default=512)
+    parser.add_argument("--long-edge", type=int, default=None, help="network long edge (default: the model's)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decoder threshold (a random net needs ~1e-4 to produce people)")
     parser.add_argument("--device", default="auto")
@@ -61,13 +61,11 @@ def _estimator(args, backend: str | None = None):
 
     from app.engine import EngineConfig, PoseEstimator, load_estimator
     from core.contract import PoseContract
-    from core.decoder import DecoderConfig
     from core.keypoints import COCO
     from models.config import ModelConfig
     from models.factory import build_model
 
-    dec = DecoderConfig() if args.threshold is None else DecoderConfig(threshold=args.threshold)
-    cfg = EngineConfig(device=args.device, threads=args.threads, long_edge=args.long_edge, decoder=dec,
+    cfg = EngineConfig(device=args.device, threads=args.threads, long_edge=args.long_edge, threshold=args.threshold,
                        backend=backend or args.backend, cache_dir=args.cache, calibration=tuple(args.calibration))
     if args.model:
         return load_estimator(args.model, cfg, arch=args.arch), args.model
@@ -156,7 +154,7 @@ def _throughput(args, est, out: Path, rows: list, result: dict) -> list[str]:
 
     names = [est.backend] if args.backends == "the --backend" else parse_list(args.backends)
     per_backend, table_rows, extra = [], [], {"pipeline f/s": [], "ratio": []}
-    side = est.transform_for(args.long_edge, args.long_edge).dst_size[0]
+    side = est.transform_for(est.long_edge, est.long_edge).dst_size[0]
     with torch.device("meta"):
         from models.factory import build_model
 
@@ -207,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     with open_source(args.video) as src:  # warm-up (first call allocates)
         est.estimate(next(iter(src)).image)
     result: dict = {"bench": "pipeline", "video": Path(args.video).name, "model": model_name,
-                    "long_edge": args.long_edge, "device": str(est.device), "backend": est.backend}
+                    "long_edge": est.long_edge, "device": str(est.device), "backend": est.backend}
     rows = []
     with tempfile.TemporaryDirectory(prefix="gopose-bench-") as tmp:
         out = Path(tmp)
@@ -244,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
             result.update({"rss_frames": stats.frames, "rss_warm_mb": round(warm, 1), "rss_growth_mb": round(growth, 1),
                            "rss_samples": [[n, round(m, 1)] for n, m in samples[:: max(1, len(samples) // 20)]]})
     width = max(len(r[0]) for r in rows) if rows else 0
-    print(f"pipeline benchmark: {result['video']}, {model_name}, long edge {args.long_edge}, {result['device']}, "
+    print(f"pipeline benchmark: {result['video']}, {model_name}, long edge {result['long_edge']}, {result['device']}, "
           f"backend {est.backend}")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", default=str(shared_path("videos/pedestrians_480x360.mp4")))
     parser.add_argument("--model", default=None, help="checkpoint file or installed model (default: the installed one)")
     parser.add_argument("--arch", default=None, help="architecture of an authors' checkpoint")
-    parser.add_argument("--long-edge", type=int, default=512)
+    parser.add_argument("--long-edge", type=int, default=None, help="network long edge (default: the model's)")
     parser.add_argument("--threshold", type=float, default=None, help="decoder threshold (default: the model's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     poses, model_name, device, spec = _detect(args)
     current = _evaluate(Tracker(spec, min_score=args.min_score), poses, args)
     legacy = None if args.no_legacy else _evaluate(Tracker.legacy(spec), poses, args)
-    print(f"tracking benchmark: {Path(args.video).name}, {model_name}, long edge {args.long_edge}, {device}, "
+    print(f"tracking benchmark: {Path(args.video).name}, {model_name}, long edge {args.long_edge or 'the model default'}, {device}, "
           f"{len(poses)} frames, {sum(len(p) for p in poses)} people; jump/fragment radius {args.radius} box "
           f"sizes, fragment gap {args.gap} frames")
     width = max(len(name) for name, _ in ROWS)

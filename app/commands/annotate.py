@@ -110,8 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=_backends(),
                         help="network runtime: torch, onnx, openvino, onnx-int8, openvino-int8 (CPU); auto (default): "
                              "the fastest fp32 one, measured once per machine and model")
-    parser.add_argument("--long-edge", type=_at_least(32), default=512,
-                        help="frame long edge on the network input (512)")
+    parser.add_argument("--long-edge", type=_at_least(32), default=None,
+                        help="frame long edge on the network input (default: the model's own, from its codec)")
     parser.add_argument("--flip", action="store_true", help="flip test (better, about 2x slower)")
     parser.add_argument("--threshold", type=_fraction, default=None, help="decoder keypoint threshold, in (0, 1]")
     parser.add_argument("--batch-size", type=_at_least(1), default=None,
@@ -223,7 +223,6 @@ def run(args: argparse.Namespace) -> int:
     from app.engine import EngineConfig, load_estimator
     from app.exports import unique_stems
     from app.model_store import choose_model
-    from core.decoder import DecoderConfig
 
     if args.ray is not None:
         from app.ray_annotate import require_ray
@@ -243,9 +242,9 @@ def run(args: argparse.Namespace) -> int:
         plan = plan[i - 1::n]
     choice = choose_model(args.model)
     print(f"gopose annotate: model {choice.describe()}", file=sys.stderr)
-    decoder = DecoderConfig() if args.threshold is None else DecoderConfig(threshold=args.threshold)
     config = EngineConfig(device=args.device, precision=args.precision, threads=args.threads,
-                          long_edge=args.long_edge, flip=args.flip, decoder=decoder, backend=args.backend)
+                          long_edge=args.long_edge, flip=args.flip, threshold=args.threshold, backend=args.backend,
+                          calibration_videos=tuple(str(p) for p, _ in plan[:1] if Path(str(p)).is_file()))
     if args.ray is not None:  # the same plan, inputs and engine, annotated by Ray workers
         from app.ray_annotate import annotate_on_ray
 

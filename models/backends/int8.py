@@ -114,10 +114,26 @@ def calibration_images(sources: Sequence[CalibrationSource], limit: int = DEFAUL
     return out
 
 
-class _Canvases:
-    """Calibration inputs, decoded and letterboxed on demand (NNCF iterates more than once; nothing is kept)."""
+def video_frames(path: str | Path, count: int = 64) -> list[np.ndarray]:
+    """``count`` frames spread over a video (BGR uint8), for calibrating on a user's own footage when no image
+    folder is at hand; an unreadable video gives an ``InputError`` naming it."""
+    import av
 
-    def __init__(self, model: torch.nn.Module, images: Sequence[Path], size: int) -> None:
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            frames = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+    except (av.error.FFmpegError, IndexError, OSError) as exc:
+        raise InputError(f"cannot read calibration video {path}: {exc}") from None
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)) if frames else []
+    return [frames[i] for i in idx]
+
+
+class _Canvases:
+    """Calibration inputs (image paths or decoded BGR frames), letterboxed on demand (NNCF iterates more than once;
+    nothing is kept)."""
+
+    def __init__(self, model: torch.nn.Module, images: Sequence[Path | np.ndarray], size: int) -> None:
         from core.geometry import long_edge_transform
 
         self.model, self.images, self.size = model, list(images), int(size)
@@ -131,7 +147,7 @@ class _Canvases:
         import cv2
 
         for path in self.images:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = path if isinstance(path, np.ndarray) else cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 LOG.warning("calibration image %s cannot be decoded: skipped", path)
                 continue
@@ -224,7 +240,7 @@ class Int8Store:
         return path
 
     def ensure(self, model: torch.nn.Module, size: int,
-               calibration: Callable[[], Sequence[Path]] | None) -> Path:
+               calibration: Callable[[], Sequence[Path | np.ndarray]] | None) -> Path:
         """A valid cached artefact, built (or rebuilt, saying why) when there is none."""
         digest = model_digest(model)
         path, why = self.check(model, size, digest)
