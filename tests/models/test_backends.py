@@ -200,3 +200,24 @@ def test_calibration_images_are_deterministic_and_never_the_eval_split(data_dir:
     assert sum(p.parent == coco.images for p in picked) == min(60, len(coco_files))
     with pytest.raises(InputError, match="does not exist"):
         calibration_images([CalibrationSource(data_dir / "nope")])
+
+
+def test_int8_on_a_fresh_install_calibrates_on_frames_of_the_users_video(tmp_path, monkeypatch, data_dir) -> None:
+    """Without the shared calibration images (a user's machine), annotate's INT8 build uses frames of its input."""
+    _need("onnx-int8")
+    from app.engine import EngineConfig, PoseEstimator
+    from models.backends.int8 import video_frames
+
+    frames = video_frames(data_dir / "videos" / "street_5frames_960x540.mp4", 64)
+    assert len(frames) == 5 and frames[0].shape == (540, 960, 3) and frames[0].dtype == np.uint8
+    monkeypatch.setenv("GOPOSE_DATA", str(tmp_path / "no_shared_data"))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("realtime", PoseContract(COCO), {}))
+    video = str(data_dir / "videos" / "street_5frames_960x540.mp4")
+    est = PoseEstimator(model, EngineConfig(backend="onnx-int8", long_edge=SIZE, cache_dir=str(tmp_path / "cache"),
+                                            calibration_videos=(video,)))
+    assert est.backend == "onnx-int8"
+    meta = json.loads(next((tmp_path / "cache").rglob(META)).read_text())
+    assert meta["calibration_images"] == 5
+    with pytest.raises(InputError, match="calibration images"):
+        PoseEstimator(model, EngineConfig(backend="onnx-int8", long_edge=SIZE, cache_dir=str(tmp_path / "c2")))
