@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.errors import InputError
-from ui.settings import ViewerSettings
+from ui.settings import DECODER_FIELDS, ViewerSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -69,27 +69,48 @@ def install_model(path: str, name: str | None = None, arch: str | None = None) -
 
 
 def engine_config(settings: ViewerSettings, threads: int | None = None) -> Any:
+    """The engine options of ``settings``; an unset input size or threshold (None) is the model's own."""
     from app.engine import EngineConfig
 
-    return EngineConfig(device=settings.device, precision=settings.precision, threads=threads,
-                        long_edge=int(settings.long_edge), flip=bool(settings.flip), backend=settings.backend)
+    long_edge = None if settings.long_edge is None else int(settings.long_edge)
+    return EngineConfig(device=settings.device, precision=settings.precision, threads=threads, long_edge=long_edge,
+                        flip=bool(settings.flip), threshold=settings.keypoint_threshold, backend=settings.backend)
 
 
-def decoder_fields(settings: ViewerSettings) -> dict[str, float]:
-    """The decoder settings the window controls (applied live with ``estimator.update_decoder``)."""
-    return {"threshold": max(0.01, settings.keypoint_threshold), "person_threshold": settings.person_threshold}
+def decoder_fields(settings: ViewerSettings, estimator: Any) -> dict[str, float]:
+    """The decoder thresholds the window controls for ``estimator``: the user's where set, else the model's tuned
+    ones (applied live with ``estimator.update_decoder``)."""
+    tuned = model_tuning(estimator)
+    chosen = {name: getattr(settings, name) for name in DECODER_FIELDS}
+    return {DECODER_FIELDS[name]: float(tuned[name] if value is None else value) for name, value in chosen.items()}
+
+
+def model_tuning(estimator: Any) -> dict[str, float]:
+    """What the loaded model was tuned for (its codec): ``long_edge``, ``keypoint_threshold``,
+    ``person_threshold``."""
+    codec = estimator.codec
+    return {"long_edge": int(codec.long_edge), "keypoint_threshold": float(codec.decoder.threshold),
+            "person_threshold": float(codec.decoder.person_threshold)}
+
+
+def effective_tuning(estimator: Any) -> dict[str, float]:
+    """What ``estimator`` runs at now (the same keys as ``model_tuning``)."""
+    decoder = estimator.decoder_config
+    return {"long_edge": int(estimator.long_edge), "keypoint_threshold": float(decoder.threshold),
+            "person_threshold": float(decoder.person_threshold)}
 
 
 def load_model(spec: str, settings: ViewerSettings, threads: int | None = None,
                builtin: str | Path | None = None) -> tuple[Any, Any]:
     """``(estimator, ModelChoice)`` for an installed model name, ``default`` (the built-in model) or a checkpoint
-    path, built with the window's settings; ``spec`` "" is the default model (see ``default_model``)."""
+    path, built with the window's settings (the model's own input size and thresholds where the user set none);
+    ``spec`` "" is the default model (see ``default_model``)."""
     from app.engine import load_estimator as _load
     from app.model_store import choose_model
 
     choice = choose_model(spec or None, builtin=builtin)
     estimator = _load(choice.path, engine_config(settings, threads), arch=choice.arch)
-    estimator.update_decoder(**decoder_fields(settings))
+    estimator.update_decoder(**decoder_fields(settings, estimator))
     return estimator, choice
 
 

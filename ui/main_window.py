@@ -1,7 +1,8 @@
 """The GOPose main window: a thin composition of widgets, actions and the controllers that do the work.
 
 - ``models`` (``ModelController``): the model list (built-in and installed), the default at start, loading in a
-  worker, which model is in use and why, the no-model banner, decoder settings;
+  worker, which model is in use and why, the no-model banner, the input size and decoder thresholds (the model's
+  own unless the user set them; *Model defaults* forgets the user's);
 - ``player`` (``PlayerController``): the source, the live runner (the engine's live pipeline), the display;
 - ``transport`` (``TransportController``): play/pause, step, seek, speed and the seek bar;
 - ``sources`` (``SourceChooser``): the file, URL and webcam dialogs and the recent sources;
@@ -132,6 +133,8 @@ class MainWindow(QMainWindow):
         self.act_checkpoint = a("Open &checkpoint…", models.open_checkpoint_dialog, "Ctrl+M")
         self.act_add_model = a("&Add to my models…", models.add_model_dialog, "Ctrl+Shift+A")
         self.act_reload = a("&Reload model", models.reload, "Ctrl+Shift+M")
+        self.act_defaults = a("Model &defaults", models.use_model_defaults, "Ctrl+Shift+D",
+                              tip="Run at the input size and thresholds the model was tuned for")
         self.act_record = a("&Record annotated video…", self.recording.toggle, "Ctrl+R", checkable=True)
         self.act_export = a("&Export annotations…", exports.export_dialog, "Ctrl+E")
         self.act_snapshot = a("&Snapshot…", exports.snapshot_dialog, "Ctrl+S")
@@ -152,7 +155,7 @@ class MainWindow(QMainWindow):
                       self.act_record, self.act_export, self.act_snapshot, None, self.act_quit],
             "&Playback": [self.act_play, self.act_step, self.act_back, self.act_forward, self.act_start,
                           self.act_slower, self.act_faster],
-            "&Model": [self.act_checkpoint, self.act_add_model, self.act_reload, self.act_smooth],
+            "&Model": [self.act_checkpoint, self.act_add_model, self.act_reload, self.act_defaults, self.act_smooth],
             "&View": [self.act_fullscreen, self.act_panel, self.act_boxes, self.act_ids],
             "&Help": [self.act_shortcuts],
         })

@@ -1,6 +1,7 @@
 """The window's model: the list (the built-in model and the installed ones), loading in a worker, the default at
-start (the one ``gopose annotate`` uses), which model is in use and why, the no-model banner, live decoder
-settings, and adding a checkpoint to the user's models."""
+start (the one ``gopose annotate`` uses), which model is in use and why, the no-model banner, the input size and
+decoder thresholds (each model's own unless the user set them: ``ViewerSettings.overrides``), and adding a
+checkpoint to the user's models."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,7 @@ from ui.controls import ModelPanel
 from ui.dialogs import AddModelDialog
 from ui.feedback import TaskHost
 from ui.model_banner import ModelBanner
-from ui.settings import ViewerSettings
+from ui.settings import DECODER_FIELDS, MODEL_TUNED, ViewerSettings
 from ui.workers import Task
 
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
@@ -52,7 +53,9 @@ class ModelController(QObject):
         banner.add_requested.connect(self.add_model_dialog)
         panel.model_chosen.connect(lambda spec: self.load(spec, reason="chosen in the model panel"))
         panel.engine_changed.connect(self.reload)
+        panel.long_edge_chosen.connect(self.choose_long_edge)
         panel.decoder_changed.connect(self.apply_decoder)
+        panel.defaults_requested.connect(self.use_model_defaults)
 
     @property
     def loading(self) -> bool:
@@ -180,6 +183,7 @@ class ModelController(QObject):
         is_builtin = builtin is not None and Path(choice.path).resolve() == builtin.resolve()
         self.reason = reason if not is_builtin or "built-in" in reason else f"built-in, {reason}"
         self.path = Path(choice.path)
+        self._show_tuning(estimator)
         device = getattr(estimator, "device", "")
         self.panel.info.setText(f"{Path(spec).name}\n{estimator.contract.spec.name}, "
                                 f"{estimator.contract.n_limbs} limbs {('on ' + str(device)) if device else ''}")
@@ -189,6 +193,8 @@ class ModelController(QObject):
         self.described.emit(*self.in_use())
         self.ready.emit(spec)
         self._run_after()
+        if estimator.long_edge != self._wanted_long_edge(estimator):
+            self.reload()  # the input size asked for changed while this model loaded (e.g. "Model defaults")
 
     def _on_failed(self, message: str, request: int) -> None:
         if request != self._request:
@@ -204,16 +210,51 @@ class ModelController(QObject):
         if then is not None:
             then()
 
-    # -- live settings and closing ---------------------------------------------------------------------------
+    # -- the input size and thresholds: the model's own unless the user set them ----------------------------------
+    def choose_long_edge(self, long_edge: int) -> None:
+        """The user's input size (kept for every model until *Model defaults*): rebuild the estimator at it."""
+        self.settings.long_edge = int(long_edge)
+        self.reload()
+
     def apply_decoder(self, fields: dict) -> None:
-        """Decoder thresholds apply to the running estimator's next frame."""
+        """The user's decoder thresholds (kept for every model until *Model defaults*); they apply to the running
+        estimator's next frame."""
         self.panel.collect(self.settings)
+        for name, field in DECODER_FIELDS.items():
+            if field in fields:
+                setattr(self.settings, name, float(fields[field]))
         if self.estimator is not None:
             try:
                 self.estimator.update_decoder(**fields)
             except Exception as exc:  # noqa: BLE001 - a rejected value is reported, the model keeps running
                 self._report(str(exc), "Decoder settings")
 
+    def use_model_defaults(self) -> None:
+        """Forget the user's input size and thresholds: the model runs at those it was tuned for (its thresholds
+        at once, its input size after a reload when it differs)."""
+        self.settings.clear_overrides()
+        estimator = self.estimator
+        if estimator is None:
+            self.panel.show_tuning(dict.fromkeys(MODEL_TUNED), None, set())
+            return
+        self._show_tuning(estimator)
+        if estimator.long_edge != self._wanted_long_edge(estimator):
+            self.reload()
+        self._message("Using the model's own input size and thresholds", 5000)
+
+    def _wanted_long_edge(self, estimator: Any) -> int:
+        """The input size ``estimator`` should run at: the user's, else its model's own."""
+        chosen = self.settings.long_edge
+        return int(chosen) if chosen is not None else backend.model_tuning(estimator)["long_edge"]
+
+    def _show_tuning(self, estimator: Any) -> None:
+        """Apply the latest threshold choices to ``estimator`` (they may have changed while it loaded) and show
+        what it runs at in the panel."""
+        estimator.update_decoder(**backend.decoder_fields(self.settings, estimator))
+        self.panel.show_tuning(backend.effective_tuning(estimator), backend.model_tuning(estimator),
+                               set(self.settings.overrides()))
+
+    # -- closing ---------------------------------------------------------------------------------------------
     def close_later(self, estimator: Any, runner: Any) -> None:
         """Close a replaced estimator in a worker once ``runner`` (the pipeline that used it) has stopped."""
         if estimator is None or estimator is self.estimator:

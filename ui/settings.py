@@ -1,14 +1,46 @@
-"""Remembered settings and recent files on one ``QSettings`` instance (no process-global configuration)."""
+"""Remembered settings and recent files on one ``QSettings`` instance (no process-global configuration).
+
+The input size and the decoder thresholds are *overrides*: None (the default, not stored) means "the loaded
+model's own" (its codec's ``long_edge`` and tuned decoder defaults); a value is one the user chose. Files written
+before settings version 2 stored the window's fixed defaults (512 px, 0.04, 0.0) in those fields, so their values
+there are read as unset."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, Callable
 
 from PyQt5.QtCore import QSettings
 
 ORGANISATION = "GOPose"
 APPLICATION = "gopose"
 MAX_RECENT = 10
+VERSION = 2                   # settings layout; 1 (no version key): model-tuned fields were always written
+VERSION_KEY = "viewer/settings_version"
+
+
+def _long_edge(raw: Any) -> int:
+    value = int(raw)
+    if value < 32:
+        raise ValueError(f"long edge {value} < 32")
+    return value
+
+
+def _fraction(raw: Any, low_open: bool) -> float:
+    value = float(raw)
+    if not (0 < value <= 1 if low_open else 0 <= value <= 1):
+        raise ValueError(f"threshold {value} out of range")
+    return value
+
+
+#: the settings a model is tuned for (None = the model's own) and how a stored value is read back
+MODEL_TUNED: dict[str, Callable[[Any], Any]] = {
+    "long_edge": _long_edge,
+    "keypoint_threshold": lambda raw: _fraction(raw, low_open=True),
+    "person_threshold": lambda raw: _fraction(raw, low_open=False),
+}
+#: the threshold settings -> the decoder settings (``core.decoder.DecoderConfig`` fields) they set
+DECODER_FIELDS = {"keypoint_threshold": "threshold", "person_threshold": "person_threshold"}
 
 
 @dataclass
@@ -20,16 +52,34 @@ class ViewerSettings:
     device: str = "auto"       # auto | cpu | cuda
     precision: str = "auto"    # auto | fp32 | fp16 | bf16 (AMP on CUDA only)
     backend: str = "auto"      # auto | torch | onnx | openvino | onnx-int8 | openvino-int8 (models.backends)
-    long_edge: int = 512
+    long_edge: int | None = None             # the user's input size; None: the model's own (codec long_edge)
     flip: bool = False
-    keypoint_threshold: float = 0.04
-    person_threshold: float = 0.0
+    keypoint_threshold: float | None = None  # the user's decoder thresholds; None: the model's tuned ones
+    person_threshold: float | None = None
     smoothing: bool = True
     show_boxes: bool = False
     show_ids: bool = False
     speed: float = 1.0
     last_dir: str = ""
     export_formats: str = "coco,jsonl,csv"
+
+    def overrides(self) -> dict[str, float]:
+        """The model-tuned settings the user set (the others are the model's own)."""
+        return {name: getattr(self, name) for name in MODEL_TUNED if getattr(self, name) is not None}
+
+    def clear_overrides(self) -> None:
+        """Back to the model's own input size and thresholds."""
+        for name in MODEL_TUNED:
+            setattr(self, name, None)
+
+
+def _read(raw: Any, default: Any, parse: Callable[[Any], Any] | None) -> Any:
+    """A stored value as the type of its field (``parse`` for the model-tuned ones); ValueError when corrupt."""
+    if parse is not None:
+        return parse(raw)
+    if isinstance(default, bool):
+        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+    return type(default)(raw)
 
 
 def default_qsettings() -> QSettings:
@@ -43,27 +93,37 @@ class SettingsStore:
     def __init__(self, qsettings: QSettings | None = None) -> None:
         self.qsettings = qsettings if qsettings is not None else default_qsettings()
 
+    def version(self) -> int:
+        """The layout version of the stored settings (1 for files written before versions were stored)."""
+        try:
+            return int(self.qsettings.value(VERSION_KEY, 1))
+        except (TypeError, ValueError):
+            return 1
+
     def load(self) -> ViewerSettings:
+        """The stored settings; a missing or corrupt entry keeps its default, and the model-tuned fields of a file
+        written before version 2 stay unset (the model's own)."""
         out = ViewerSettings()
+        legacy = self.version() < VERSION
         for f in fields(ViewerSettings):
             key = f"viewer/{f.name}"
-            if not self.qsettings.contains(key):
+            if not self.qsettings.contains(key) or (legacy and f.name in MODEL_TUNED):
                 continue
-            raw = self.qsettings.value(key)
-            default = getattr(out, f.name)
             try:
-                if isinstance(default, bool):
-                    value = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
-                else:
-                    value = type(default)(raw)
+                value = _read(self.qsettings.value(key), getattr(out, f.name), MODEL_TUNED.get(f.name))
             except (TypeError, ValueError):
                 continue  # a corrupt entry falls back to the default
             setattr(out, f.name, value)
         return out
 
     def save(self, settings: ViewerSettings) -> None:
+        """Store ``settings``; an unset override (None) is removed, so the model's own value applies."""
         for name, value in asdict(settings).items():
-            self.qsettings.setValue(f"viewer/{name}", value)
+            if value is None:
+                self.qsettings.remove(f"viewer/{name}")
+            else:
+                self.qsettings.setValue(f"viewer/{name}", value)
+        self.qsettings.setValue(VERSION_KEY, VERSION)
         self.qsettings.sync()
 
     def recent_files(self) -> list[str]:

@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: as `gopose annotate`: your default, else the built-in model, else the only "
                         "installed one)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="inference device for this run")
-    parser.add_argument("--long-edge", type=int, metavar="PX", help="network input size (long edge, pixels)")
+    parser.add_argument("--long-edge", type=int, metavar="PX", help="network input size (long edge, pixels); "
+                        "default: the model's own (remembered as your choice until Model > Model defaults)")
+    parser.add_argument("--threshold", type=float, metavar="T", help="decoder keypoint threshold in (0, 1]; default: "
+                        "the model's tuned one (remembered as your choice until Model > Model defaults)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
     parser.add_argument("--backend", choices=_backends(), help="network runtime for this run: torch, onnx, openvino, "
                         "onnx-int8, openvino-int8 (CPU) or auto (the fastest fp32 one, measured once)")
@@ -100,6 +103,8 @@ def _validate(args: argparse.Namespace) -> tuple[int, int] | None:
         raise InputError("--quit-after-frames must be at least 1")
     if args.long_edge is not None and args.long_edge < 32:
         raise InputError(f"--long-edge must be at least 32, got {args.long_edge}")
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise InputError(f"--threshold must be > 0 and <= 1, got {args.threshold:g}")
     if args.record and not args.source:
         raise InputError("--record needs --source (what to record)")
     _check_folder("screenshot", args.screenshot)
@@ -136,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
             window.settings.backend = args.backend
         if args.long_edge:
             window.settings.long_edge = args.long_edge
+        if args.threshold is not None:
+            window.settings.keypoint_threshold = args.threshold
         window.panel.apply(window.settings)
         if size:
             window.resize(*size)

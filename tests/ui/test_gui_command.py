@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from PyQt5.QtCore import QSettings
 from PyQt5.QtGui import QImage
 
 from core.io.files import temp_owner
+from ui.settings import SettingsStore
 
 pytestmark = pytest.mark.gui
 
@@ -36,13 +38,16 @@ def test_scripted_run_offscreen_with_model_saves_a_screenshot(tmp_path, data_dir
     shot = tmp_path / "window.png"
     cmd = [sys.executable, str(ROOT / "main.py"), "gui", "--source",
            str(data_dir / "videos" / "pedestrians_480x360.mp4"), "--model", str(realtime_checkpoint),
-           "--long-edge", "256", "--threads", "1", "--quit-after-frames", "5", "--screenshot", str(shot),
-           "--settings", str(tmp_path / "s.ini"), "--size", "1000x600", "--timeout", "120"]
+           "--long-edge", "256", "--threshold", "0.2", "--threads", "1", "--quit-after-frames", "5",
+           "--screenshot", str(shot), "--settings", str(tmp_path / "s.ini"), "--size", "1000x600", "--timeout", "120"]
     proc = subprocess.run(cmd, env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"), capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == 0, proc.stderr
     image = QImage(str(shot))
     assert (image.width(), image.height()) == (1000, 600)
+    # --long-edge and --threshold are the user's choices: remembered over every model's own values
+    remembered = SettingsStore(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)).load()
+    assert remembered.overrides() == {"long_edge": 256, "keypoint_threshold": 0.2}
 
 
 def test_scripted_run_reports_a_bad_source(tmp_path):
@@ -191,6 +196,8 @@ def test_display_problem(env, platform, ok):
     (["--source", "x.mp4", "--record", "/nonexistent_folder_gopose/x.mp4"], "nonexistent_folder_gopose"),
     (["--size", "big"], "--size"),
     (["--screenshot", "/nonexistent_folder_gopose/x.png"], "nonexistent_folder_gopose"),
+    (["--threshold", "0"], "--threshold must be > 0 and <= 1, got 0"),
+    (["--long-edge", "16"], "--long-edge must be at least 32, got 16"),
 ])
 def test_bad_options_exit_2_with_one_line(argv, fragment, capsys):
     from app.cli import main as cli_main

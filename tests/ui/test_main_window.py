@@ -148,14 +148,17 @@ def test_settings_and_recent_files_are_remembered(qtbot, make_window, tmp_path, 
     _open(qtbot, window, video, frames=1)
     window.panel.flip.setChecked(True)
     window.panel.long_edge.setCurrentIndex(window.panel.long_edge.findData(640))
-    window.panel.threshold.setValue(20)
+    window.panel.threshold.setValue(200)  # thousandths
     qtbot.keyClick(window, Qt.Key_B)  # boxes on
     assert window.view.style_options.show_boxes
     window.close()
     again = make_window(settings_file)
     s = again.settings
-    assert (s.flip, s.long_edge, s.keypoint_threshold, s.show_boxes) == (True, 640, 0.2, True)
-    assert again.panel.flip.isChecked() and again.panel.threshold.value() == 20
+    assert (s.flip, s.long_edge, s.keypoint_threshold, s.person_threshold, s.show_boxes) == (True, 640, 0.2, None,
+                                                                                             True)
+    assert again.panel.flip.isChecked() and again.panel.threshold.value() == 200
+    assert again.panel.long_edge.currentData() == 640 and again.panel.overridden == {"long_edge",
+                                                                                     "keypoint_threshold"}
     assert again.store.recent_files()[0] == str(Path(video).resolve())
 
 
@@ -177,7 +180,7 @@ def test_realtime_network_runs_live_with_overlay_and_live_thresholds(qtbot, make
                     timeout=WAIT)
     assert window.status.text("people").startswith("people ")
     assert window.status.text("latency").endswith(" ms")
-    window.panel.threshold.setValue(30)  # live: the running estimator's decoder changes
+    window.panel.threshold.setValue(300)  # live: the running estimator's decoder changes
     assert window.estimator.decoder_config.threshold == pytest.approx(0.30)
     # changing the input size reloads the model in a worker and keeps playing
     old = window.estimator
@@ -229,7 +232,7 @@ def test_export_writes_the_same_files_as_the_cli(qtbot, make_window, tmp_path, s
     assert result is not None and result.frames == 5 and not result.cancelled, window.errors
     assert window.progress_dialog is None and not window.errors
     code = cli_main(["annotate", short_video, "--model", str(realtime_checkpoint), "--out", str(cli_out),
-                     "--formats", "coco,jsonl,csv", "--long-edge", str(window.settings.long_edge)])
+                     "--formats", "coco,jsonl,csv"])  # both at the model's own input size and thresholds
     assert code == 0
     assert sorted(p.name for p in gui_out.iterdir()) == [
         "street_5frames_960x540.coco.json", "street_5frames_960x540.csv", "street_5frames_960x540.jsonl"]
