@@ -52,6 +52,7 @@ class EvalOptions:
     threshold: float | None = None
     dist_max: float | None = None
     person_threshold: float | None = None
+    decoder: dict[str, Any] = field(default_factory=dict)  # any other DecoderConfig field (e.g. limb_norm)
     batch_size: int = 1
     workers: int = 2
     device: str = "auto"
@@ -239,7 +240,8 @@ def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torc
                     model: torch.nn.Module | None = None) -> tuple[Predictor, OracleNetwork | None, dict[str, Any]]:
     """The predictor ``gopose eval`` runs (the one the app and annotate run), the oracle network when it stands in
     for a network, and a description of where the network came from."""
-    decoder_opts = {k: getattr(opts, k) for k in ("topk", "threshold", "dist_max", "person_threshold")}
+    decoder_opts = {**opts.decoder, **{k: getattr(opts, k) for k in ("topk", "threshold", "dist_max",
+                                                                     "person_threshold")}}
     geometry = {"long_edge": opts.long_edge, "fixed_height": opts.height if opts.fixed_height else None,
                 "flip": opts.flip}
     try:

@@ -4,7 +4,8 @@
 
 Stage 1 decodes the network through each skeleton its output contains (a network trained on ``all`` holds
 ``default``, ``redundant`` and ``dense``) and keeps the best; stage 2 searches the input long edge and the keypoint
-threshold for that skeleton. The score of a setting is the mean COCO AP over the tuning sets: LSPET ``val`` (its
+threshold for that skeleton; stage 3 compares the grouping variants of ``gopose bench decoder --compare`` (the
+paper's limb score and order against ours) on the network's own output at the chosen setting, for the record. The score of a setting is the mean COCO AP over the tuning sets: LSPET ``val`` (its
 first ``--lspet-images`` images) and ``coco/train2017_mini`` (multi-person COCO scenes; the network saw them in
 training, so they weigh crowded scenes in, not generalisation). ``coco/val2017_subset`` is never looked at.
 Prints one table row per setting and, last, one JSON line with the choice (the arguments for ``gopose models
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
+from eval.bench_decoder import VARIANTS
 
 
 def tuning_sets(data: Path, lspet_images: int) -> list[dict[str, Any]]:
@@ -31,7 +33,7 @@ def tuning_sets(data: Path, lspet_images: int) -> list[dict[str, Any]]:
 
 
 def score(model, sets: list[dict[str, Any]], skeleton: str, long_edge: int, threshold: float,
-          workers: int) -> dict[str, float]:
+          workers: int, decoder: dict[str, Any] | None = None) -> dict[str, float]:
     """AP on each tuning set and their mean for one setting (the network is reused, not reloaded)."""
     from eval.runner import EvalOptions, run_evaluation
 
@@ -40,7 +42,8 @@ def score(model, sets: list[dict[str, Any]], skeleton: str, long_edge: int, thre
         for s in sets:
             opts = EvalOptions(annotations=s["annotations"], images=s["images"], out=Path(tmp) / s["name"],
                                dataset="coco", skeleton=skeleton, long_edge=long_edge, threshold=threshold,
-                               split=s["split"], limit=s["limit"], workers=workers, device="cpu")
+                               split=s["split"], limit=s["limit"], workers=workers, device="cpu",
+                               decoder=dict(decoder or {}))
             aps[s["name"]] = float(run_evaluation(opts, model=model).summary["metrics"]["AP"])
     aps["mean"] = sum(aps.values()) / len(sets)
     return aps
@@ -68,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     base_edge, base_threshold = model.codec.long_edge, model.codec.decoder.threshold
     rows = []
 
-    def run(stage: str, skeleton: str, long_edge: int, threshold: float) -> dict[str, Any]:
+    def run(stage: str, skeleton: str, long_edge: int, threshold: float, variant: str = "") -> dict[str, Any]:
+        fields = VARIANTS[variant] if variant else None
         row = {"stage": stage, "skeleton": skeleton, "long_edge": long_edge, "threshold": threshold,
-               **score(model, sets, skeleton, long_edge, threshold, args.workers)}
+               "variant": variant, **score(model, sets, skeleton, long_edge, threshold, args.workers, fields)}
         rows.append(row)
         print(f"{stage:<9}{skeleton:<11}{long_edge:>6}{threshold:>8.3f}"
-              + "".join(f"{row[s['name']]:>22.4f}" for s in sets) + f"{row['mean']:>8.4f}", flush=True)
+              + "".join(f"{row[s['name']]:>22.4f}" for s in sets) + f"{row['mean']:>8.4f}  {variant}", flush=True)
         return row
 
     print(f"{'stage':<9}{'skeleton':<11}{'edge':>6}{'thresh':>8}" + "".join(f"{s['name']:>22}" for s in sets)
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if (edge, threshold) != (base_edge, base_threshold):
             row = run("input", best["skeleton"], edge, threshold)
             best = max(best, row, key=lambda r: r["mean"])
+    for variant in VARIANTS:
+        run("grouping", best["skeleton"], best["long_edge"], best["threshold"], variant)
     print(json.dumps({"choice": {"skeleton": best["skeleton"], "long_edge": best["long_edge"],
                                  "threshold": best["threshold"]}, "tuning_AP": best, "rows": rows}))
     return 0
