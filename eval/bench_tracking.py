@@ -32,6 +32,7 @@ HELP = "tracking: id switches (jumps + fragmentations), track counts and lengths
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from eval.shared_data import shared_path
+    from models.backends import CHOICES
 
     parser.add_argument("--video", default=str(shared_path("videos/pedestrians_480x360.mp4")))
     parser.add_argument("--model", default=None, help="checkpoint file or installed model (default: the installed one)")
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="decoder threshold (default: the model's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    parser.add_argument("--backend", default="auto", choices=CHOICES, help="network runtime (default auto)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--frames", type=int, default=None, help="limit the frames (default: the whole video)")
     parser.add_argument("--min-score", type=float, default=0.0, help="the current tracker's person-score gate")

@@ -5,6 +5,7 @@ from PyQt5.QtCore import Qt, pyqtSignal
 from PyQt5.QtWidgets import (QAction, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
                              QSlider, QToolButton, QVBoxLayout, QWidget)
 
+from app.engine import BACKENDS
 from ui.settings import DECODER_FIELDS, MODEL_TUNED, ViewerSettings
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
@@ -105,7 +106,7 @@ class ModelPanel(QWidget):
 
     model_chosen = pyqtSignal(str)       # an installed model name or a checkpoint path
     open_checkpoint = pyqtSignal()       # the "Open checkpoint…" button
-    engine_changed = pyqtSignal()        # device, precision or flip changed: rebuild the estimator
+    engine_changed = pyqtSignal()        # device, precision, runtime or flip changed: rebuild the estimator
     long_edge_chosen = pyqtSignal(int)   # the user picked an input size: rebuild the estimator at it
     decoder_changed = pyqtSignal(dict)   # DecoderConfig fields the user changed, to update live
     defaults_requested = pyqtSignal()    # the "Model defaults" button
@@ -132,6 +133,10 @@ class ModelPanel(QWidget):
         form.addRow("Device", self.device)
         self.precision = self._combo(PRECISIONS, "precision")
         form.addRow("Precision", self.precision)
+        self.backend = self._combo(BACKENDS, "backend")
+        self.backend.setToolTip("Network runtime on the CPU: torch, ONNX Runtime or OpenVINO, fp32 or INT8 "
+                                "(auto: the fastest, measured once per machine and model)")
+        form.addRow("Runtime", self.backend)
         self.long_edge = QComboBox(self)
         self.long_edge.setObjectName("long_edge")
         for v in LONG_EDGES:
@@ -165,7 +170,7 @@ class ModelPanel(QWidget):
         outer.addStretch(1)
 
         self.model.activated.connect(lambda _i: self.model_chosen.emit(str(self.model.currentData() or "")))
-        for combo in (self.device, self.precision):
+        for combo in (self.device, self.precision, self.backend):
             combo.currentIndexChanged.connect(lambda _i: self.engine_changed.emit())
         self.flip.toggled.connect(lambda _b: self.engine_changed.emit())
         self.long_edge.currentIndexChanged.connect(self._on_long_edge)
@@ -276,11 +281,13 @@ class ModelPanel(QWidget):
     def apply(self, s: ViewerSettings) -> None:
         """Show ``s`` without emitting change signals (the input size and thresholds it sets count as the user's;
         the model's own values appear with ``show_tuning`` once it is loaded)."""
-        widgets = (self.device, self.precision, self.flip, self.smoothing, self.show_boxes, self.show_ids)
+        widgets = (self.device, self.precision, self.backend, self.flip, self.smoothing, self.show_boxes,
+                   self.show_ids)
         for w in widgets:
             w.blockSignals(True)
         self.device.setCurrentIndex(max(0, self.device.findData(s.device)))
         self.precision.setCurrentIndex(max(0, self.precision.findData(s.precision)))
+        self.backend.setCurrentIndex(max(0, self.backend.findData(s.backend)))
         self.flip.setChecked(s.flip)
         self.smoothing.setChecked(s.smoothing)
         self.show_boxes.setChecked(s.show_boxes)
@@ -296,6 +303,7 @@ class ModelPanel(QWidget):
         s.model = str(self.model.currentData() or "")
         s.device = str(self.device.currentData())
         s.precision = str(self.precision.currentData())
+        s.backend = str(self.backend.currentData())
         s.flip = self.flip.isChecked()
         s.smoothing = self.smoothing.isChecked()
         s.show_boxes = self.show_boxes.isChecked()

@@ -26,6 +26,17 @@ def ped_video(videos: Path) -> Path:
     return videos / "pedestrians_480x360.mp4"
 
 
+@pytest.fixture
+def without_builtin_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An installation whose built-in model is absent (a source checkout without it, or a user who removed it):
+    the package's model is looked for at a path that does not exist. Returns that path."""
+    from app import model_store
+
+    absent = tmp_path / "no_builtin" / "default.pt"
+    monkeypatch.setattr(model_store, "builtin_model_path", lambda: absent)
+    return absent
+
+
 @pytest.fixture(scope="session")
 def coco_people(coco_538: Path) -> list[Poses]:
     """Ground-truth people of the real COCO annotations, one Poses per image with at least two people."""

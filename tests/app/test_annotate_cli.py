@@ -82,7 +82,7 @@ def test_folder_shards_and_skip_existing(street_video: Path, checkpoint: Path, t
 
 
 def test_global_errors_are_one_line(street_video: Path, checkpoint: Path, tmp_path: Path, capsys,
-                                    monkeypatch) -> None:
+                                    monkeypatch, without_builtin_model: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["annotate", str(street_video), "--model", str(checkpoint), "--out", str(blocker / "o")]) == 2

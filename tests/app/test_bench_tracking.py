@@ -65,7 +65,8 @@ def test_bench_tracking_runs_and_ends_with_json(ped_video: Path, checkpoint: Pat
     assert any("ID switches" in line for line in out[:-1])
 
 
-def test_bench_tracking_without_a_model_is_one_line(ped_video: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_bench_tracking_without_a_model_is_one_line(ped_video: Path, tmp_path: Path, capsys, monkeypatch,
+                                                   without_builtin_model: Path) -> None:
     monkeypatch.setenv("GOPOSE_HOME", str(tmp_path / "home"))
     assert main(["bench", "tracking", "--video", str(ped_video)]) == 2
     err = capsys.readouterr().err.strip()

@@ -26,7 +26,7 @@ def test_store_location(monkeypatch, tmp_path: Path) -> None:
     assert store_dir() == tmp_path / "xdg" / "gopose" / "models"
 
 
-def test_no_model_explains_what_to_do(tmp_path: Path) -> None:
+def test_no_model_explains_what_to_do(tmp_path: Path, without_builtin_model: Path) -> None:
     with pytest.raises(NoModelError) as info:
         resolve_model(None, root=tmp_path)
     msg = str(info.value)
@@ -37,7 +37,7 @@ def test_no_model_explains_what_to_do(tmp_path: Path) -> None:
         resolve_model("missing.pt", root=tmp_path)
 
 
-def test_add_list_resolve_load(checkpoint: Path, tmp_path: Path) -> None:
+def test_add_list_resolve_load(checkpoint: Path, tmp_path: Path, without_builtin_model: Path) -> None:
     entry = add_model(checkpoint, root=tmp_path)
     assert entry.name == "realtime_random" and entry.arch == "realtime" and entry.contract["spec"] == "coco"
     assert entry.sha256 == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
@@ -110,7 +110,8 @@ def test_download_verifies_sha256(checkpoint: Path, tmp_path: Path, http_folder)
                  "--store", str(store)]) == 2
 
 
-def test_models_cli_add_list_and_spec_check(checkpoint: Path, tmp_path: Path, capsys, street_video: Path) -> None:
+def test_models_cli_add_list_and_spec_check(checkpoint: Path, tmp_path: Path, capsys, street_video: Path,
+                                            without_builtin_model: Path) -> None:
     from app.cli import main
 
     store = tmp_path / "store"
@@ -131,7 +132,7 @@ def test_models_cli_add_list_and_spec_check(checkpoint: Path, tmp_path: Path, ca
 
 
 def test_default_model_is_chosen_explicitly(checkpoint: Path, tmp_path: Path, capsys, monkeypatch,
-                                            street_video: Path) -> None:
+                                            street_video: Path, without_builtin_model: Path) -> None:
     """Adding a model never changes the default: one installed model is used, two need a choice, the choice
     (`gopose models default NAME`) sticks and is printed at the start of every run; --model always wins."""
     from app.cli import main

@@ -155,3 +155,20 @@ def test_model_defaults_while_a_model_loads_applies_to_it(qtbot, make_window, tu
     qtbot.waitUntil(lambda: window.estimator is not None and not window.models.loading
                     and window.estimator.long_edge == 256, timeout=WAIT)
     assert _runs_at(window) == (256, 0.11, 0.05) == _shown(window.panel) and not window.errors
+
+
+def test_the_runtime_chosen_in_the_panel_rebuilds_the_model_on_it_and_is_remembered(qtbot, make_window,
+                                                                                     realtime_checkpoint):
+    pytest.importorskip("onnxruntime")
+    window = make_window()
+    window.settings.backend = "torch"
+    window.panel.apply(window.settings)
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT):
+        window.models.load(str(realtime_checkpoint))
+    assert window.estimator.backend == "torch" and window.panel.backend.currentText() == "torch"
+    combo = window.panel.backend
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT):
+        combo.setCurrentIndex(combo.findData("onnx"))  # as a user picks it: the engine is rebuilt
+    assert window.estimator.backend == "onnx" and window.settings.backend == "onnx"
+    window.save_settings()
+    assert window.store.load().backend == "onnx"
