@@ -160,12 +160,12 @@ def test_ctrl_c_leaves_no_output(ped_video: Path, checkpoint: Path, tmp_path: Pa
     out = tmp_path / "out"
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen([sys.executable, str(root / "main.py"), "annotate", str(ped_video), "--model",
-                             str(checkpoint), "--out", str(out), "--long-edge", "128"],
+                             str(checkpoint), "--out", str(out), "--long-edge", "512", "--flip"],
                             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not any(out.glob(".*.part")):
-        time.sleep(0.2)
-    time.sleep(1.0)  # frames are flowing into the temporary files
+        time.sleep(0.1)
+    time.sleep(0.3)  # frames are flowing into the temporary files (the whole run takes far longer: 512 px, flip)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
