@@ -161,7 +161,10 @@ def test_ctrl_c_leaves_no_output(ped_video: Path, checkpoint: Path, tmp_path: Pa
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen([sys.executable, str(root / "main.py"), "annotate", str(ped_video), "--model",
                              str(checkpoint), "--out", str(out), "--long-edge", "512", "--flip"],
-                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as in a terminal: a runner started in the background (`cmd &`) ignores SIGINT, and
+                            # its children inherit that, so restore the default Ctrl-C handling for the child
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not any(out.glob(".*.part")):
         time.sleep(0.1)
