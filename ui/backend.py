@@ -85,19 +85,20 @@ def decoder_fields(settings: ViewerSettings, estimator: Any) -> dict[str, float]
     return {DECODER_FIELDS[name]: float(tuned[name] if value is None else value) for name, value in chosen.items()}
 
 
+def _tuning(long_edge: int, decoder: Any) -> dict[str, float]:
+    """The model-tuned settings (``ui.settings.MODEL_TUNED`` keys) of an input size and a ``DecoderConfig``."""
+    return {"long_edge": int(long_edge), "keypoint_threshold": float(decoder.threshold),
+            "person_threshold": float(decoder.person_threshold)}
+
+
 def model_tuning(estimator: Any) -> dict[str, float]:
-    """What the loaded model was tuned for (its codec): ``long_edge``, ``keypoint_threshold``,
-    ``person_threshold``."""
-    codec = estimator.codec
-    return {"long_edge": int(codec.long_edge), "keypoint_threshold": float(codec.decoder.threshold),
-            "person_threshold": float(codec.decoder.person_threshold)}
+    """What the loaded model was tuned for (its codec)."""
+    return _tuning(estimator.codec.long_edge, estimator.codec.decoder)
 
 
 def effective_tuning(estimator: Any) -> dict[str, float]:
-    """What ``estimator`` runs at now (the same keys as ``model_tuning``)."""
-    decoder = estimator.decoder_config
-    return {"long_edge": int(estimator.long_edge), "keypoint_threshold": float(decoder.threshold),
-            "person_threshold": float(decoder.person_threshold)}
+    """What ``estimator`` runs at now."""
+    return _tuning(estimator.long_edge, estimator.decoder_config)
 
 
 def load_model(spec: str, settings: ViewerSettings, threads: int | None = None,

@@ -116,17 +116,23 @@ def calibration_images(sources: Sequence[CalibrationSource], limit: int = DEFAUL
 
 def video_frames(path: str | Path, count: int = 64) -> list[np.ndarray]:
     """``count`` frames spread over a video (BGR uint8), for calibrating on a user's own footage when no image
-    folder is at hand; an unreadable video gives an ``InputError`` naming it."""
+    folder is at hand; an unreadable video gives an ``InputError`` naming it. At most ``2 * count`` frames are held
+    at a time: every ``stride``-th frame is kept, and the stride doubles whenever the kept ones fill that budget."""
     import av
 
+    kept, stride = [], 1
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            frames = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+            for i, frame in enumerate(container.decode(stream)):
+                if i % stride == 0:
+                    kept.append(frame.to_ndarray(format="bgr24"))
+                    if len(kept) == 2 * count:
+                        kept, stride = kept[::2], stride * 2
     except (av.error.FFmpegError, IndexError, OSError) as exc:
         raise InputError(f"cannot read calibration video {path}: {exc}") from None
-    idx = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)) if frames else []
-    return [frames[i] for i in idx]
+    idx = np.unique(np.linspace(0, len(kept) - 1, min(count, len(kept))).round().astype(int)) if kept else []
+    return [kept[i] for i in idx]
 
 
 class _Canvases:
