@@ -323,19 +323,39 @@ def validate(cfg: TrainConfig) -> None:
             raise InputError(f"data.sources[{i}].repeat must be an integer >= 1")
 
 
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """One YAML config as a dict; a top-level ``base: FILE`` (relative to this file) is read first and this file's
+    keys are merged over it, section by section."""
+    if not path.is_file():
+        raise InputError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise InputError(f"config file {path} is its own base (cycle: {' -> '.join(str(s) for s in seen)})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"config file {path} must hold a mapping of sections")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise InputError(f"config file {path}: base must be a file name, not {base!r}")
+    return _merged(_read_yaml(path.parent / base, (*seen, path.resolve())), data)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings merge key by key, everything else (lists too) is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (``None`` = all defaults) and apply ``section.key=value`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"config file {p} does not exist")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"config file {p} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise InputError(f"config file {p} must hold a mapping of sections")
+    """Read a YAML config (``None`` = all defaults; ``base: FILE`` inherits another) and apply ``section.key=value``
+    overrides."""
+    data = _read_yaml(Path(path)) if path is not None else {}
     data = apply_overrides(data, list(overrides or []))
     try:
         return config_from_dict(data)

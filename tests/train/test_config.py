@@ -61,7 +61,31 @@ def test_yaml_1e4_without_dot_is_a_float(tmp_path):
     assert load_config(p).optim.lr == pytest.approx(1e-4)
 
 
-@pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml"])
+def test_base_config_is_merged_under_the_file(tmp_path):
+    (tmp_path / "parent.yaml").write_text("optim:\n  lr: 1.0e-3\n  backbone_lr_factor: 0.3\n"
+                                          "model:\n  kwargs: {alpha: 0.5, channels: 64}\n")
+    child = tmp_path / "sub" / "child.yaml"
+    child.parent.mkdir()
+    child.write_text("base: ../parent.yaml\noptim:\n  lr: 5.0e-4\nmodel:\n  kwargs: {channels: 32}\n")
+    cfg = load_config(child, ["optim.backbone_lr_factor=0.5"])
+    assert cfg.optim.lr == pytest.approx(5e-4)  # the file wins over its base
+    assert cfg.optim.backbone_lr_factor == pytest.approx(0.5)  # --set wins over both
+    assert cfg.model.kwargs == {"alpha": 0.5, "channels": 32}  # mappings merge key by key
+
+
+def test_base_errors_name_the_file(tmp_path):
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("base: loop.yaml\n")
+    with pytest.raises(InputError, match="loop.yaml is its own base"):
+        load_config(loop)
+    orphan = tmp_path / "orphan.yaml"
+    orphan.write_text("base: gone.yaml\n")
+    with pytest.raises(InputError, match="gone.yaml does not exist"):
+        load_config(orphan)
+
+
+@pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml",
+                                  "default_model.yaml", "default_model_stage2.yaml"])
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
