@@ -15,7 +15,7 @@ from core.poses import Poses
 
 pytestmark = pytest.mark.gui
 
-WAIT = 20000  # ms
+WAIT = 60000  # ms, a hang guard only
 
 
 @pytest.fixture
