@@ -6,8 +6,9 @@ Stage 1 decodes the network through each skeleton its output contains (a network
 ``default``, ``redundant`` and ``dense``) and keeps the best; stage 2 searches the input long edge and the keypoint
 threshold for that skeleton; stage 3 compares the grouping variants of ``gopose bench decoder --compare`` (the
 paper's limb score and order against ours) on the network's own output at the chosen setting, for the record.
-The score of a setting is the mean COCO AP over the tuning sets: LSPET ``val`` (its first ``--lspet-images`` images) and ``coco/train2017_mini`` (multi-person COCO scenes; the network saw them in
-training, so they weigh crowded scenes in, not generalisation). ``coco/val2017_subset`` is never looked at.
+The score of a setting is the mean COCO AP over the tuning sets: LSPET ``val`` (its first ``--lspet-images``
+images) and ``coco/train2017_mini`` (multi-person COCO scenes; the network saw them in training, so they weigh
+crowded scenes in, not generalisation). ``coco/val2017_subset`` is never looked at.
 Prints one table row per setting and, last, one JSON line with the choice (the arguments for ``gopose models
 package``).
 """
