@@ -24,7 +24,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, default_backends: str
                         help=f"comma list of torch, onnx, openvino, onnx-int8, openvino-int8, or 'all' (every "
                              f"installed one); default {default_backends}")
     parser.add_argument("--ap", action=argparse.BooleanOptionalAction, default=None,
-                        help="AP on coco/val2017_subset for each row (default: on with --model, off for random weights)")
+                        help="AP on coco/val2017_subset for each row "
+                             "(default: on with --model, off for random weights)")
     parser.add_argument("--ap-limit", type=int, default=None, metavar="N", help="AP on the first N images only")
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="backend cache (INT8 models); default: the user's model folder's .cache")

@@ -177,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     poses, model_name, device, spec = _detect(args)
     current = _evaluate(Tracker(spec, min_score=args.min_score), poses, args)
     legacy = None if args.no_legacy else _evaluate(Tracker.legacy(spec), poses, args)
-    print(f"tracking benchmark: {Path(args.video).name}, {model_name}, long edge {args.long_edge or 'the model default'}, {device}, "
+    print(f"tracking benchmark: {Path(args.video).name}, {model_name}, "
+          f"long edge {args.long_edge or 'the model default'}, {device}, "
           f"{len(poses)} frames, {sum(len(p) for p in poses)} people; jump/fragment radius {args.radius} box "
           f"sizes, fragment gap {args.gap} frames")
     width = max(len(name) for name, _ in ROWS)

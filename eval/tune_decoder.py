@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=shared_data_dir(), help="the shared data folder")
     parser.add_argument("--lspet-images", type=int, default=200, help="LSPET val images used (of 500)")
     parser.add_argument("--skeletons", default="default,redundant,dense,all")
-    parser.add_argument("--long-edges", default="256,320,384,448")
+    parser.add_argument("--long-edges", default="160,192,224,256,320,384")
     parser.add_argument("--thresholds", default="0.04,0.08,0.12,0.2")
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args(argv)

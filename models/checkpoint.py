@@ -3,7 +3,8 @@
 Every file is read with ``torch.load(weights_only=True)``: a pickle that needs arbitrary Python objects is
 refused, never executed. Ours stores the model config (architecture, keyword arguments, keypoint spec,
 skeleton, heads), the codec (``core.codec``: heatmap sigma, offset window, decoder defaults; files written before
-it get sigma and window from their training config), the training config, epoch/step, metrics and a format version; the authors' format is
+it get sigma and window from their training config), the training config, epoch/step, metrics and a format version;
+the authors' format is
 ``{'epoch', 'train_loss', 'model_state_dict', 'optimizer_state_dict', 'amp'}`` with keys possibly prefixed
 ``module.`` and needs the architecture name (the contract is read from the head shapes).
 """

@@ -77,7 +77,8 @@ class Predictor:
         self.long_edge = int(long_edge or codec.long_edge)
         self.fixed_height = int(fixed_height) if fixed_height else None
         if min(self.long_edge, self.fixed_height or self.long_edge) < 16:
-            raise InputError(f"the network canvas must be at least 16 pixels, got {self.fixed_height or self.long_edge}")
+            raise InputError("the network canvas must be at least 16 pixels, "
+                             f"got {self.fixed_height or self.long_edge}")
         self.flip = bool(flip)
         self._decoder = decoder if decoder is not None else codec.decoder
         if self._decoder.sigma != codec.sigma:

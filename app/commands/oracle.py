@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     spec = get_spec(args.dataset)
     if args.skeleton is not None and args.skeleton not in spec.skeletons:
-        raise InputError(f"--skeleton {args.skeleton!r} is not a {spec.name} skeleton; choose from {sorted(spec.skeletons)}")
+        raise InputError(f"--skeleton {args.skeleton!r} is not a {spec.name} skeleton; "
+                         f"choose from {sorted(spec.skeletons)}")
     if args.long_edge < 32:
         raise InputError(f"--long-edge {args.long_edge} is too small (at least 32)")
     data = load_keypoint_annotations(args.annotations, spec)

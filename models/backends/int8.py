@@ -256,8 +256,9 @@ class Int8Store:
             LOG.warning("cached INT8 model in %s not used: %s; rebuilding it", self.entry(model, size, digest), why)
         images = list(calibration()) if calibration is not None else []
         if not images:
-            raise InputError("building the INT8 model needs calibration images and none were found: build it once "
-                             "with `gopose models export MODEL --int8 --calibration DIR` (a folder of photos of people)")
+            raise InputError("building the INT8 model needs calibration images and none were found: build it "
+                             "once with `gopose models export MODEL --int8 --calibration DIR` "
+                             "(a folder of photos of people)")
         LOG.warning("building the INT8 model of %s at %d px from %d calibration images (once; cached in %s)",
                     getattr(model, "arch", "the network"), size, len(images), self.folder)
         return self.build(model, size, images, digest)

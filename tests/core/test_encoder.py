@@ -59,7 +59,8 @@ def test_offsets_window_values_and_mask():
     # at the start keypoint's own cell the offset is exactly the limb vector
     assert t.offsets[2 * l0, 5, 10] == pytest.approx(20.0) and t.offsets[2 * l0 + 1, 5, 10] == pytest.approx(-12.0)
     # anywhere in the window: end keypoint - cell centre
-    assert t.offsets[2 * l0, 2, 7] == pytest.approx(61.5 - 29.5) and t.offsets[2 * l0 + 1, 2, 7] == pytest.approx(9.5 - 9.5)
+    assert t.offsets[2 * l0, 2, 7] == pytest.approx(61.5 - 29.5)
+    assert t.offsets[2 * l0 + 1, 2, 7] == pytest.approx(9.5 - 9.5)
     assert (t.offsets[2 * l0][~mask] == 0).all()
     assert (t.person_scale[l0][mask] == 50.0).all() and (t.person_scale[l0][~mask] == 0).all()
     # limbs with a missing end keypoint get no target

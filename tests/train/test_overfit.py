@@ -2,7 +2,8 @@
 augmentation, 256 px crops), reaches COCO AP >= 0.5 on those images through the real evaluation path
 (``gopose eval`` on the best saved checkpoint).
 
-Slow (about 1 minute on a quiet 2-core CPU, several when the CPU is shared); prints the loss curve, the validation APs and the time (``pytest -s``).
+Slow (about 1 minute on a quiet 2-core CPU, several when the CPU is shared); prints the loss curve, the validation
+APs and the time (``pytest -s``).
 ``OF_IMAGES``, ``OF_STEPS`` and ``OF_SIZE`` change the set-up for experiments.
 """
 from __future__ import annotations
