@@ -85,12 +85,21 @@ def test_base_errors_name_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml",
-                                  "default_model.yaml", "default_model_stage2.yaml"])
+                                  "default_model.yaml", "default_model_stage2.yaml", "default_model_stage3.yaml"])
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
     again.write_text(dump_config(cfg))
     assert load_config(again) == cfg
+
+
+def test_default_model_stage3_changes_only_the_canvas_schedule_and_start_of_stage2():
+    stage2 = load_config(CONFIGS / "default_model_stage2.yaml")
+    stage3 = load_config(CONFIGS / "default_model_stage3.yaml")
+    assert (stage3.data.input_size, stage3.run.val_input_size, stage3.schedule.epochs) == (256, 256, 15)
+    assert stage3.model.init_checkpoint == "../runs/default_model_stage2/best.pt"
+    assert (stage3.augmentation, stage3.optim, stage3.loss) == (stage2.augmentation, stage2.optim, stage2.loss)
+    assert stage3.data.sources == stage2.data.sources and stage3.model.kwargs == stage2.model.kwargs
 
 
 def test_paper_recipe_values_and_unconfirmed_marks():
