@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
+    if getattr(args, "threads", None) is None and hasattr(args._module, "default_threads"):
+        args.threads = args._module.default_threads(args)
     threads = getattr(args, "threads", None)
     if threads:  # the process's torch thread count is the application's choice, never a library constructor's
         import torch

@@ -18,6 +18,7 @@ comparisons; the grouping is the same.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -193,7 +194,7 @@ def _candidates(heatmaps: torch.Tensor, offsets: torch.Tensor, contract: PoseCon
                        host[:, n_xy + n_s:].reshape(n, L, t, t))
 
 
-def _links(limb_score: np.ndarray, order: str) -> list[tuple[int, int, int]]:
+def _links(limb_score: np.ndarray, order: str) -> Iterable[tuple[int, int, int]]:
     """``(limb, start candidate, end candidate)`` of every acceptable link, in grouping order: limb types in
     skeleton order and the best-scored first within each (``skeleton``), or all links best-scored first
     (``score``). Exact score ties keep the lower candidate ids first (a stable sort)."""
@@ -203,52 +204,58 @@ def _links(limb_score: np.ndarray, order: str) -> list[tuple[int, int, int]]:
     values = limb_score[li, ta, tb]
     keys = (-values, li) if order == "skeleton" else (-values,)
     idx = np.lexsort(keys)  # last key is primary: limb type first, then score
-    return list(zip(li[idx].tolist(), ta[idx].tolist(), tb[idx].tolist()))
+    return zip(li[idx].tolist(), ta[idx].tolist(), tb[idx].tolist())
 
 
 def _group(xy: np.ndarray, score: np.ndarray, limb_score: np.ndarray, contract: PoseContract,
            cfg: DecoderConfig) -> Poses:
-    """Greedy grouping of one image's limb candidates into people, with exact integer candidate ids."""
+    """Greedy grouping of one image's limb candidates into people, with exact integer candidate ids.
+
+    The loop visits thousands of links per frame, so it works on Python lists and ints, not NumPy scalars."""
     K, T = score.shape
-    limbs = contract.limbs
-    owner = np.full(K * T, -1, np.int64)          # candidate id (k * T + t) -> person
-    people: list[np.ndarray] = []                 # person -> (K,) candidate ids, -1 = empty
-    used: set[tuple[int, int, int]] = set()       # (limb, end, candidate): each candidate in one link per limb end
-    flat_score = score.reshape(-1)
-    support = np.ones(K * T)                      # best geometric agreement exp(-d / length) of a candidate's links
-    linked = np.zeros(K * T, bool)
+    limb_ends = [(int(a), int(b)) for a, b in contract.limbs]
+    owner = [-1] * (K * T)                        # candidate id (k * T + t) -> person
+    members: list[list[int]] = []                 # person -> K candidate ids, -1 = empty
+    types: list[int] = []                         # person -> bit mask of the keypoint types it holds
+    used = bytearray(2 * len(limb_ends) * T)      # (limb, end, candidate): each candidate in one link per limb end
+    accepted: list[tuple[int, int, int, int, int]] = []   # (limb, start, end, start id, end id) of kept links
     for li, sa, sb in _links(limb_score, cfg.order):
-        if (li, 0, sa) in used or (li, 1, sb) in used:
+        ua, ub = (2 * li) * T + sa, (2 * li + 1) * T + sb
+        if used[ua] or used[ub]:
             continue
-        a, b = int(limbs[li, 0]), int(limbs[li, 1])
+        a, b = limb_ends[li]
         ia, ib = a * T + sa, b * T + sb
-        pa, pb = int(owner[ia]), int(owner[ib])
+        pa, pb = owner[ia], owner[ib]
         if pa < 0 and pb < 0:
-            person = np.full(K, -1, np.int64)
+            person = [-1] * K
             person[a], person[b] = ia, ib
-            owner[ia] = owner[ib] = len(people)
-            people.append(person)
-        elif pb < 0 and people[pa][b] < 0:
-            people[pa][b] = ib
+            owner[ia] = owner[ib] = len(members)
+            members.append(person)
+            types.append((1 << a) | (1 << b))
+        elif pb < 0 and not types[pa] >> b & 1:
+            members[pa][b] = ib
             owner[ib] = pa
-        elif pa < 0 and pb >= 0 and people[pb][a] < 0:
-            people[pb][a] = ia
+            types[pa] |= 1 << b
+        elif pa < 0 and pb >= 0 and not types[pb] >> a & 1:
+            members[pb][a] = ia
             owner[ia] = pb
-        elif pa >= 0 and pb >= 0 and pa != pb and not np.any((people[pa] >= 0) & (people[pb] >= 0)):
-            keep, drop = people[pa], people[pb]       # disjoint keypoint types: one person in two pieces
-            moved = drop >= 0
-            keep[moved] = drop[moved]
-            owner[drop[moved]] = pa
-            drop[:] = -1
+            types[pb] |= 1 << a
+        elif pa >= 0 and pb >= 0 and pa != pb and not types[pa] & types[pb]:
+            keep, drop = members[pa], members[pb]     # disjoint keypoint types: one person in two pieces
+            for k, cid in enumerate(drop):
+                if cid >= 0:
+                    keep[k] = cid
+                    owner[cid] = pa
+                    drop[k] = -1
+            types[pa] |= types[pb]
+            types[pb] = 0
         elif pa < 0 or pb < 0 or pa != pb:
             continue  # a rejected link leaves both candidates free for this limb's other links
-        used.add((li, 0, sa))
-        used.add((li, 1, sb))
-        agreement = limb_score[li, sa, sb] / max(flat_score[ia] * flat_score[ib], 1e-12)
-        for cid in (ia, ib):
-            support[cid] = agreement if not linked[cid] else max(support[cid], agreement)
-            linked[cid] = True
-    people = [p for p in people if (p >= 0).any()]
+        used[ua] = used[ub] = 1
+        accepted.append((li, sa, sb, ia, ib))
+    people = [np.array(m, np.int64) for m, held in zip(members, types) if held]
+    owner = np.array(owner, np.int64)
+    support = _support(score.reshape(-1), limb_score, accepted)
     if cfg.single_keypoints:
         people += _singles(xy, score, owner, people, cfg)
     if not people:
@@ -269,6 +276,22 @@ def _group(xy: np.ndarray, score: np.ndarray, limb_score: np.ndarray, contract: 
     order = np.argsort(-person_scores, kind="stable")
     order = order[person_scores[order] >= cfg.person_threshold][: cfg.max_people]
     return Poses(keypoints[order], person_scores[order])
+
+
+def _support(flat_score: np.ndarray, limb_score: np.ndarray, accepted: list[tuple[int, int, int, int, int]]
+             ) -> np.ndarray:
+    """Per candidate id: the best geometric agreement ``exp(-d / length)`` among its accepted links (a link's
+    score over its two keypoint scores), 1 for a candidate without links."""
+    support = np.ones(len(flat_score))
+    if not accepted:
+        return support
+    li, sa, sb, ia, ib = np.array(accepted, np.int64).T
+    agreement = limb_score[li, sa, sb] / np.maximum(flat_score[ia] * flat_score[ib], 1e-12)
+    ids, values = np.concatenate([ia, ib]), np.concatenate([agreement, agreement])
+    order = np.lexsort((-values, ids))                        # by candidate, its best agreement first
+    first = np.flatnonzero(np.r_[True, ids[order][1:] != ids[order][:-1]])
+    support[ids[order][first]] = values[order][first]
+    return support
 
 
 def _singles(xy: np.ndarray, score: np.ndarray, owner: np.ndarray, people: list[np.ndarray],

@@ -25,6 +25,18 @@ def isolated_model_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ["GOPOSE_HOME"] = old
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """``gopose`` run in process sets the process's torch thread count (the application's choice, e.g. annotate's
+    default of all CPUs but one): every test starts from the same count."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared data folder; tests that need it skip where it is absent (a user's checkout), except when

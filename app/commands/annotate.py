@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -106,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                         help="AMP precision on CUDA (default auto = fp16 on CUDA, fp32 on CPU)")
-    parser.add_argument("--threads", type=_at_least(1), default=None, help="CPU threads for the network")
+    parser.add_argument("--threads", type=_at_least(1), default=None,
+                        help="CPU threads for the network (default: all CPUs but one; 1 per Ray worker)")
     parser.add_argument("--backend", default="auto", choices=_backends(),
                         help="network runtime: torch, onnx, openvino, onnx-int8, openvino-int8 (CPU); auto (default): "
                              "the fastest fp32 one, measured once per machine and model")
@@ -219,6 +221,16 @@ def _planned_names(stems: list[str]) -> set[str]:
 
 
 # ------------------------------------------------------------------------------------------------ run
+def default_threads(args: argparse.Namespace) -> int | None:
+    """Network threads without ``--threads``: every CPU this process may use but one, which the video decoding
+    and output threads need (a network team sharing that core waits for it: docs/performance.md). None on Ray,
+    whose workers choose their own (1)."""
+    if args.ray is not None:
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus - 1)
+
+
 def run(args: argparse.Namespace) -> int:
     from app.engine import EngineConfig, load_estimator
     from app.exports import unique_stems

@@ -287,3 +287,26 @@ def test_progress_in_a_log_is_a_line_every_interval(street_video: Path, checkpoi
                  "--long-edge", "128", "--progress-interval", "3600"]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err and len(err.strip().splitlines()) == 1  # only the model line
+
+
+def test_network_threads_default_to_all_cpus_but_one(street_video: Path, checkpoint: Path, tmp_path: Path,
+                                                     capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``--threads`` the network leaves one CPU to the video decoding and output threads (and ``gopose
+    annotate`` applies it to the process); Ray workers choose their own; ``--threads`` wins."""
+    import torch
+
+    from app.cli import build_parser
+    from app.commands import annotate
+
+    parser = build_parser(["annotate"])
+    cpus = len(os.sched_getaffinity(0))
+    assert main(["annotate", str(street_video), "--model", str(checkpoint), "--out", str(tmp_path), "--formats",
+                 "jsonl", *FAST]) == 0
+    assert torch.get_num_threads() == max(1, cpus - 1)
+    assert _summary(capsys)[0]["frames"] == 5
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert annotate.default_threads(parser.parse_args(["annotate", "v.mp4"])) == 7
+    assert annotate.default_threads(parser.parse_args(["annotate", "v.mp4", "--ray"])) is None
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert annotate.default_threads(parser.parse_args(["annotate", "v.mp4"])) == 1
+    assert parser.parse_args(["annotate", "v.mp4", "--threads", "3"]).threads == 3
