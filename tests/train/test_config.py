@@ -85,7 +85,8 @@ def test_base_errors_name_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml",
-                                  "default_model.yaml", "default_model_stage2.yaml", "default_model_stage3.yaml"])
+                                  "default_model.yaml", "default_model_stage2.yaml", "default_model_stage3.yaml",
+                                  "default_model_stage4.yaml"])
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
@@ -100,6 +101,15 @@ def test_default_model_stage3_changes_only_the_canvas_schedule_and_start_of_stag
     assert stage3.model.init_checkpoint == "../runs/default_model_stage2/best.pt"
     assert (stage3.augmentation, stage3.optim, stage3.loss) == (stage2.augmentation, stage2.optim, stage2.loss)
     assert stage3.data.sources == stage2.data.sources and stage3.model.kwargs == stage2.model.kwargs
+
+
+def test_default_model_stage4_repeats_stage3_from_its_best_weights_for_8_epochs():
+    stage3 = load_config(CONFIGS / "default_model_stage3.yaml")
+    stage4 = load_config(CONFIGS / "default_model_stage4.yaml")
+    assert stage4.model.init_checkpoint == "../runs/default_model_stage3/best.pt" and stage4.schedule.epochs == 8
+    assert stage4.run.name == "default_model_stage4"
+    assert (stage4.data, stage4.augmentation, stage4.optim, stage4.loss) == (stage3.data, stage3.augmentation,
+                                                                             stage3.optim, stage3.loss)
 
 
 def test_paper_recipe_values_and_unconfirmed_marks():
