@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from app.signals import TERMINATED_EXIT, Terminated, sigterm_as_interrupt
@@ -61,6 +62,14 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
             module.add_arguments(p)
             p.set_defaults(_module=module)
     return parser
+
+
+def all_cpus_but_one() -> int:
+    """The network's default CPU threads in the video commands: every CPU this process may use but one, which the
+    video decoding and output threads need (a network team sharing that core waits for it:
+    docs/performance.md)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus - 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -222,13 +221,10 @@ def _planned_names(stems: list[str]) -> set[str]:
 
 # ------------------------------------------------------------------------------------------------ run
 def default_threads(args: argparse.Namespace) -> int | None:
-    """Network threads without ``--threads``: every CPU this process may use but one, which the video decoding
-    and output threads need (a network team sharing that core waits for it: docs/performance.md). None on Ray,
-    whose workers choose their own (1)."""
-    if args.ray is not None:
-        return None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cpus - 1)
+    """Network threads without ``--threads``: all CPUs but one; None on Ray, whose workers choose their own (1)."""
+    from app.cli import all_cpus_but_one
+
+    return None if args.ray is not None else all_cpus_but_one()
 
 
 def run(args: argparse.Namespace) -> int:

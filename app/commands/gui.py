@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default: the model's own (remembered as your choice until Model > Model defaults)")
     parser.add_argument("--threshold", type=float, metavar="T", help="decoder keypoint threshold in (0, 1]; default: "
                         "the model's tuned one (remembered as your choice until Model > Model defaults)")
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference (default: all CPUs "
+                        "but one)")
     parser.add_argument("--backend", choices=_backends(), help="network runtime for this run: torch, onnx, openvino, "
                         "onnx-int8, openvino-int8 (CPU) or auto (the fastest fp32 one, measured once)")
     parser.add_argument("--record", metavar="OUT.mp4", help="record the annotated video of --source from its "
@@ -110,6 +111,14 @@ def _validate(args: argparse.Namespace) -> tuple[int, int] | None:
     _check_folder("screenshot", args.screenshot)
     _check_folder("--record", args.record)
     return _parse_size(args.size)
+
+
+def default_threads(args: argparse.Namespace) -> int:
+    """Inference threads without ``--threads``: all CPUs but one, like ``gopose annotate`` (on 2 cores the live
+    latency measured 10 % lower with 1 thread than with torch's 2: docs/performance.md)."""
+    from app.cli import all_cpus_but_one
+
+    return all_cpus_but_one()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -292,11 +292,12 @@ def test_progress_in_a_log_is_a_line_every_interval(street_video: Path, checkpoi
 def test_network_threads_default_to_all_cpus_but_one(street_video: Path, checkpoint: Path, tmp_path: Path,
                                                      capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without ``--threads`` the network leaves one CPU to the video decoding and output threads (and ``gopose
-    annotate`` applies it to the process); Ray workers choose their own; ``--threads`` wins."""
+    annotate`` applies it to the process), in ``gopose gui`` too; Ray workers choose their own; ``--threads``
+    wins."""
     import torch
 
     from app.cli import build_parser
-    from app.commands import annotate
+    from app.commands import annotate, gui
 
     parser = build_parser(["annotate"])
     cpus = len(os.sched_getaffinity(0))
@@ -310,3 +311,5 @@ def test_network_threads_default_to_all_cpus_but_one(street_video: Path, checkpo
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert annotate.default_threads(parser.parse_args(["annotate", "v.mp4"])) == 1
     assert parser.parse_args(["annotate", "v.mp4", "--threads", "3"]).threads == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    assert gui.default_threads(build_parser(["gui"]).parse_args(["gui"])) == 3
