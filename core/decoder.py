@@ -254,10 +254,8 @@ def _group(xy: np.ndarray, score: np.ndarray, limb_score: np.ndarray, contract: 
         used[ua] = used[ub] = 1
         accepted.append((li, sa, sb, ia, ib))
     people = [np.array(m, np.int64) for m, held in zip(members, types) if held]
-    owner = np.array(owner, np.int64)
-    support = _support(score.reshape(-1), limb_score, accepted)
     if cfg.single_keypoints:
-        people += _singles(xy, score, owner, people, cfg)
+        people += _singles(xy, score, np.array(owner, np.int64), people, cfg)
     if not people:
         return Poses.empty(K)
     ids = np.stack(people)                                              # (P, K)
@@ -270,6 +268,7 @@ def _group(xy: np.ndarray, score: np.ndarray, limb_score: np.ndarray, contract: 
     if cfg.person_score == "coverage":
         person_scores = kp_s.sum(1) / K
     elif cfg.person_score == "linked":
+        support = _support(score.reshape(-1), limb_score, accepted)
         person_scores = (kp_s * np.where(present, support[safe], 0.0)).sum(1) / K
     else:
         person_scores = kp_s.sum(1) / np.maximum(present.sum(1), 1)
