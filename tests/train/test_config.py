@@ -86,7 +86,7 @@ def test_base_errors_name_the_file(tmp_path):
 
 @pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml",
                                   "default_model.yaml", "default_model_stage2.yaml", "default_model_stage3.yaml",
-                                  "default_model_stage4.yaml"])
+                                  "default_model_stage4.yaml", "default_model_stage5.yaml"])
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
@@ -110,6 +110,15 @@ def test_default_model_stage4_repeats_stage3_from_its_best_weights_for_8_epochs(
     assert stage4.run.name == "default_model_stage4"
     assert (stage4.data, stage4.augmentation, stage4.optim, stage4.loss) == (stage3.data, stage3.augmentation,
                                                                              stage3.optim, stage3.loss)
+
+
+def test_default_model_stage5_repeats_stage4_from_its_best_weights_for_13_epochs():
+    stage4 = load_config(CONFIGS / "default_model_stage4.yaml")
+    stage5 = load_config(CONFIGS / "default_model_stage5.yaml")
+    assert stage5.model.init_checkpoint == "../runs/default_model_stage4/best.pt" and stage5.schedule.epochs == 13
+    assert stage5.run.name == "default_model_stage5"
+    assert (stage5.data, stage5.augmentation, stage5.optim, stage5.loss) == (stage4.data, stage4.augmentation,
+                                                                             stage4.optim, stage4.loss)
 
 
 def test_paper_recipe_values_and_unconfirmed_marks():
