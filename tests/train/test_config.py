@@ -103,22 +103,14 @@ def test_default_model_stage3_changes_only_the_canvas_schedule_and_start_of_stag
     assert stage3.data.sources == stage2.data.sources and stage3.model.kwargs == stage2.model.kwargs
 
 
-def test_default_model_stage4_repeats_stage3_from_its_best_weights_for_8_epochs():
-    stage3 = load_config(CONFIGS / "default_model_stage3.yaml")
-    stage4 = load_config(CONFIGS / "default_model_stage4.yaml")
-    assert stage4.model.init_checkpoint == "../runs/default_model_stage3/best.pt" and stage4.schedule.epochs == 8
-    assert stage4.run.name == "default_model_stage4"
-    assert (stage4.data, stage4.augmentation, stage4.optim, stage4.loss) == (stage3.data, stage3.augmentation,
-                                                                             stage3.optim, stage3.loss)
-
-
-def test_default_model_stage5_repeats_stage4_from_its_best_weights_for_13_epochs():
-    stage4 = load_config(CONFIGS / "default_model_stage4.yaml")
-    stage5 = load_config(CONFIGS / "default_model_stage5.yaml")
-    assert stage5.model.init_checkpoint == "../runs/default_model_stage4/best.pt" and stage5.schedule.epochs == 13
-    assert stage5.run.name == "default_model_stage5"
-    assert (stage5.data, stage5.augmentation, stage5.optim, stage5.loss) == (stage4.data, stage4.augmentation,
-                                                                             stage4.optim, stage4.loss)
+@pytest.mark.parametrize("stage,epochs", [(4, 8), (5, 13)])
+def test_default_model_stage_repeats_the_previous_one_from_its_best_weights(stage, epochs):
+    previous = load_config(CONFIGS / f"default_model_stage{stage - 1}.yaml")
+    config = load_config(CONFIGS / f"default_model_stage{stage}.yaml")
+    assert config.model.init_checkpoint == f"../runs/default_model_stage{stage - 1}/best.pt"
+    assert config.schedule.epochs == epochs and config.run.name == f"default_model_stage{stage}"
+    assert (config.data, config.augmentation, config.optim, config.loss) == (previous.data, previous.augmentation,
+                                                                             previous.optim, previous.loss)
 
 
 def test_paper_recipe_values_and_unconfirmed_marks():
