@@ -86,7 +86,8 @@ def test_base_errors_name_the_file(tmp_path):
 
 @pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml",
                                   "default_model.yaml", "default_model_stage2.yaml", "default_model_stage3.yaml",
-                                  "default_model_stage4.yaml", "default_model_stage5.yaml"])
+                                  "default_model_stage4.yaml", "default_model_stage5.yaml",
+                                  "default_model_stage6.yaml"])
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
@@ -103,11 +104,12 @@ def test_default_model_stage3_changes_only_the_canvas_schedule_and_start_of_stag
     assert stage3.data.sources == stage2.data.sources and stage3.model.kwargs == stage2.model.kwargs
 
 
-@pytest.mark.parametrize("stage,epochs", [(4, 8), (5, 13)])
-def test_default_model_stage_repeats_the_previous_one_from_its_best_weights(stage, epochs):
+@pytest.mark.parametrize("stage,epochs,start", [(4, 8, "best.pt"), (5, 13, "best.pt"),
+                                                (6, 15, "checkpoints/ckpt_00008086.pt")])
+def test_default_model_stage_repeats_the_previous_one_from_its_shipped_weights(stage, epochs, start):
     previous = load_config(CONFIGS / f"default_model_stage{stage - 1}.yaml")
     config = load_config(CONFIGS / f"default_model_stage{stage}.yaml")
-    assert config.model.init_checkpoint == f"../runs/default_model_stage{stage - 1}/best.pt"
+    assert config.model.init_checkpoint == f"../runs/default_model_stage{stage - 1}/{start}"
     assert config.schedule.epochs == epochs and config.run.name == f"default_model_stage{stage}"
     assert (config.data, config.augmentation, config.optim, config.loss) == (previous.data, previous.augmentation,
                                                                              previous.optim, previous.loss)
