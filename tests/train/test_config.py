@@ -87,7 +87,8 @@ def test_base_errors_name_the_file(tmp_path):
 @pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml",
                                   "default_model.yaml", "default_model_stage2.yaml", "default_model_stage3.yaml",
                                   "default_model_stage4.yaml", "default_model_stage5.yaml",
-                                  "default_model_stage6.yaml"])
+                                  "default_model_stage6.yaml", "default_model_stage7.yaml",
+                                  "default_model_stage8.yaml"])
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
@@ -105,7 +106,8 @@ def test_default_model_stage3_changes_only_the_canvas_schedule_and_start_of_stag
 
 
 @pytest.mark.parametrize("stage,epochs,start", [(4, 8, "best.pt"), (5, 13, "best.pt"),
-                                                (6, 15, "checkpoints/ckpt_00008086.pt")])
+                                                (6, 15, "checkpoints/ckpt_00008086.pt"),
+                                                (7, 15, "checkpoints/ckpt_00009330.pt")])
 def test_default_model_stage_repeats_the_previous_one_from_its_shipped_weights(stage, epochs, start):
     previous = load_config(CONFIGS / f"default_model_stage{stage - 1}.yaml")
     config = load_config(CONFIGS / f"default_model_stage{stage}.yaml")
@@ -141,3 +143,12 @@ def test_cli_prints_the_resolved_config_and_reports_bad_keys_in_one_line(capsys)
     assert main(["train", "--set", "optim.nope=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "optim" in err[0] and "nope" in err[0]
+
+
+def test_default_model_stage8_fine_tunes_stage7_at_a_lower_learning_rate():
+    stage7 = load_config(CONFIGS / "default_model_stage7.yaml")
+    stage8 = load_config(CONFIGS / "default_model_stage8.yaml")
+    assert stage8.model.init_checkpoint == "../runs/default_model_stage7/checkpoints/ckpt_00009330.pt"
+    assert (stage8.optim.lr, stage7.optim.lr) == (2e-4, 5e-4)
+    assert (stage8.schedule.epochs, stage8.schedule.warmup_steps, stage8.run.name) == (6, 100, "default_model_stage8")
+    assert (stage8.data, stage8.augmentation, stage8.loss) == (stage7.data, stage7.augmentation, stage7.loss)
