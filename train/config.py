@@ -72,6 +72,7 @@ class ModelSection:
     init_checkpoint: str = ""             # start from these weights (ours or the authors')
     init_arch: str = ""                   # arch of an authors' checkpoint (when it is not ours)
     reinit_heads: bool = False            # re-initialise the output heads after loading init_checkpoint
+    init_widen: bool = False              # grow a narrower init_checkpoint into this wider network, function intact
     freeze_backbone: bool = False         # train the heads only
     freeze_bn: bool = False               # BatchNorm layers use (and keep) their running statistics
     sync_bn: bool = False                 # SyncBatchNorm across processes (GPU only)

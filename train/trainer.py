@@ -234,8 +234,12 @@ class Trainer:
         return model.to(self.device)
 
     def _init_from_checkpoint(self, model: nn.Module) -> None:
-        """Copy matching weights from ``model.init_checkpoint`` (ours or the authors'); heads optionally fresh."""
+        """Copy matching weights from ``model.init_checkpoint`` (ours or the authors'); heads optionally fresh.
+
+        With ``model.init_widen`` a narrower checkpoint grows into this network (``widened``).
+        """
         from models.checkpoint import load_checkpoint
+        from models.widen import fits_inside, widened
 
         mc = self.cfg.model
         source, _ = load_checkpoint(mc.init_checkpoint, arch=mc.init_arch or None, map_location="cpu")
@@ -246,6 +250,8 @@ class Trainer:
                 continue
             if key in own and own[key].shape == value.shape:
                 take[key] = value
+            elif mc.init_widen and key in own and fits_inside(value, own[key]):
+                take[key] = widened(value, own[key])
             else:
                 skipped.append(key)
         if not take:

@@ -222,6 +222,34 @@ def test_init_from_checkpoint_with_fresh_heads(tmp_path, data_dir):
     assert not torch.equal(own["headnets.0.hp_convs.0.weight"], trained["headnets.0.hp_convs.0.weight"])
 
 
+def test_init_widen_grows_a_narrower_checkpoint_with_its_function_intact(tmp_path, data_dir):
+    src = tmp_path / "src"
+    Trainer(_cfg(**{"schedule.max_steps": 2}), run_dir=src).train()
+    ckpt = str(S.latest_checkpoint(src))
+    wide = {"stem": 8, "widths": [8, 8, 16, 16], "depths": [1, 1, 1, 1], "expand": 2, "channels": 24}
+    narrow = Trainer(_cfg(**{"model.init_checkpoint": ckpt}), run_dir=tmp_path / "narrow").model.eval()
+    grown = Trainer(_cfg(**{"model.kwargs": wide, "model.init_checkpoint": ckpt, "model.init_widen": True}),
+                    run_dir=tmp_path / "grown").model.eval()
+    assert grown.headnets[0].hp_convs[0].in_channels == 24 and narrow.headnets[0].hp_convs[0].in_channels == 16
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = narrow(x)[0], grown(x)[0]
+    assert a["heatmaps"].abs().max() > 0
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+
+def test_widened_copies_the_leading_block_and_cuts_new_inputs_to_old_outputs():
+    from models.widen import fits_inside, widened
+
+    small, big = torch.ones(2, 3, 1, 1), torch.full((4, 5, 1, 1), 7.0)
+    grown = widened(small, big)
+    assert torch.equal(grown[:2, :3], small) and torch.all(grown[:2, 3:] == 0) and torch.all(grown[2:] == 7)
+    assert torch.equal(widened(torch.ones(2), torch.zeros(3)), torch.tensor([1.0, 1.0, 0.0]))
+    assert fits_inside(small, big) and not fits_inside(big, small) and not fits_inside(small, small)
+    assert not fits_inside(torch.ones(2, 3, 1, 1), torch.ones(4, 5, 3, 3))  # another kernel is another function
+
+
 def test_resume_of_a_missing_run_names_the_folder(tmp_path):
     from core.errors import InputError
 
