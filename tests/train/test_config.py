@@ -152,3 +152,13 @@ def test_default_model_stage8_fine_tunes_stage7_at_a_lower_learning_rate():
     assert (stage8.optim.lr, stage7.optim.lr) == (2e-4, 5e-4)
     assert (stage8.schedule.epochs, stage8.schedule.warmup_steps, stage8.run.name) == (6, 100, "default_model_stage8")
     assert (stage8.data, stage8.augmentation, stage8.loss) == (stage7.data, stage7.augmentation, stage7.loss)
+
+
+def test_default_model_stage11_grows_stage8s_packaged_file_to_a_wider_neck():
+    stage8 = load_config(CONFIGS / "default_model_stage8.yaml")
+    stage11 = load_config(CONFIGS / "default_model_stage11.yaml")
+    assert stage11.model.init_checkpoint == "../runs/default_model_stage8/default.pt" and stage11.model.init_widen
+    assert (stage11.model.skeleton, stage11.model.kwargs) == ("dense", {"alpha": 0.5, "channels": 128, "refine": 2})
+    assert (stage8.model.skeleton, stage8.model.kwargs["channels"]) == ("all", 64)
+    assert (stage11.optim.lr, stage11.schedule.epochs, stage11.run.name) == (3e-4, 9, "default_model_stage11")
+    assert (stage11.data, stage11.augmentation, stage11.loss) == (stage8.data, stage8.augmentation, stage8.loss)
