@@ -12,12 +12,10 @@ import torch
 
 
 def fits_inside(small: torch.Tensor, big: torch.Tensor) -> bool:
-    """True when ``small`` can grow into ``big``: same rank and kernel, no dimension larger."""
-    if small.dim() != big.dim() or small.shape == big.shape:
+    """True when ``small`` can grow into ``big``: same rank and kernel (dims 2+), no channel dimension larger."""
+    if small.dim() != big.dim() or small.shape == big.shape or small.shape[2:] != big.shape[2:]:
         return False
-    if small.dim() == 4 and small.shape[2:] != big.shape[2:]:
-        return False
-    return all(s <= b for s, b in zip(small.shape, big.shape))
+    return all(s <= b for s, b in zip(small.shape[:2], big.shape[:2]))
 
 
 def widened(small: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
