@@ -88,7 +88,8 @@ def test_base_errors_name_the_file(tmp_path):
                                   "default_model.yaml", "default_model_stage2.yaml", "default_model_stage3.yaml",
                                   "default_model_stage4.yaml", "default_model_stage5.yaml",
                                   "default_model_stage6.yaml", "default_model_stage7.yaml",
-                                  "default_model_stage8.yaml"])
+                                  "default_model_stage8.yaml", "default_model_stage11.yaml",
+                                  "default_model_stage13.yaml"])
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
@@ -162,3 +163,13 @@ def test_default_model_stage11_grows_stage8s_packaged_file_to_a_wider_neck():
     assert (stage8.model.skeleton, stage8.model.kwargs["channels"]) == ("all", 64)
     assert (stage11.optim.lr, stage11.schedule.epochs, stage11.run.name) == (3e-4, 9, "default_model_stage11")
     assert (stage11.data, stage11.augmentation, stage11.loss) == (stage8.data, stage8.augmentation, stage8.loss)
+
+
+def test_default_model_stage13_grows_stage11s_packaged_file_again_with_its_recipe():
+    stage11 = load_config(CONFIGS / "default_model_stage11.yaml")
+    stage13 = load_config(CONFIGS / "default_model_stage13.yaml")
+    assert stage13.model.init_checkpoint == "../runs/default_model_stage11/default.pt" and stage13.model.init_widen
+    assert (stage13.model.skeleton, stage13.model.kwargs) == ("dense", {"alpha": 0.5, "channels": 192, "refine": 2})
+    assert (stage13.schedule.epochs, stage13.run.name) == (8, "default_model_stage13")
+    assert (stage13.data, stage13.augmentation, stage13.loss, stage13.optim) == (stage11.data, stage11.augmentation,
+                                                                                 stage11.loss, stage11.optim)
