@@ -89,6 +89,21 @@ def test_int8_is_built_once_cached_and_close_to_fp32(net, images, x, cache) -> N
         assert not np.array_equal(q, ref)       # and really quantised
 
 
+def test_int8_keeps_depthwise_convolutions_in_fp32(net, images, cache) -> None:
+    _need("onnx-int8")
+    import onnx
+
+    create_runner(net, "onnx-int8", size=SIZE, cache_dir=cache, calibration=lambda: images)
+    graph = onnx.load(str(Int8Store(cache / "int8").entry(net, SIZE) / ARTEFACT))
+    producer = {out: node.op_type for node in graph.graph.node for out in node.output}
+    convs = [n for n in graph.graph.node if n.op_type == "Conv"]
+    depthwise = [n for n in convs if next((a.i for a in n.attribute if a.name == "group"), 1) > 1]
+    dense = [n for n in convs if n not in depthwise]
+    assert depthwise and dense
+    assert all(producer.get(n.input[1]) != "DequantizeLinear" for n in depthwise)  # fp32 weights
+    assert sum(producer.get(n.input[1]) == "DequantizeLinear" for n in dense) > len(dense) // 2  # INT8 weights
+
+
 def test_eval_runs_an_int8_backend(net, cache, data_dir, tmp_path) -> None:
     """``gopose eval --backend openvino-int8``: the eval path with the cached INT8 model of the same weights."""
     _need("openvino-int8")
