@@ -1,10 +1,10 @@
 """INT8 post-training quantisation of a network, and the validated cache of the quantised models.
 
 Quantiser: NNCF (``nncf.quantize``, preset PERFORMANCE: symmetric INT8 weights and activations, per-channel
-weights, fast bias correction; depthwise convolutions stay fp32, see :func:`depthwise_convs`) on the network's fp32 ONNX graph (``runners.export_fp32``, cleaned by ONNX
-Runtime's ``quant_pre_process``: constant folding, shape inference). The result is one QDQ ONNX file with dynamic
-batch and size that both ONNX Runtime (``onnx-int8``) and OpenVINO (``openvino-int8``) run. Calibration: letterboxed
-canvases (the predictor's long-edge transform at the artefact's size, the model's own normalisation) of images the
+weights, fast bias correction; depthwise convolutions stay fp32, see :func:`depthwise_convs`) on the network's
+fp32 ONNX graph (``runners.export_fp32``, cleaned by ONNX Runtime's ``quant_pre_process``: constant folding, shape
+inference). The result is one QDQ ONNX file with dynamic batch and size that both ONNX Runtime (``onnx-int8``)
+and OpenVINO (``openvino-int8``) run. Calibration: letterboxed canvases (the predictor's long-edge transform at the artefact's size, the model's own normalisation) of images the
 caller names (never the evaluation sets): :func:`calibration_images` picks an evenly spread, deterministic subset.
 
 Cache (:class:`Int8Store`): ``FOLDER/<arch>-<weights sha256[:16]>-<size>/`` holds ``model.int8.onnx`` and
@@ -169,12 +169,8 @@ def depthwise_convs(graph) -> list[str]:
     MobileNet backbone's depthwise layers cost the default model more than half of its AP (0.0043 against 0.0103
     fp32 on ``coco/val2017_subset``); kept in fp32 the INT8 model matches fp32 (0.0108) at about 1.1-1.2x the INT8
     network time (docs/performance.md)."""
-    out = []
-    for node in graph.graph.node:
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        if node.op_type == "Conv" and group > 1:
-            out.append(node.name)
-    return out
+    return [node.name for node in graph.graph.node
+            if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)]
 
 
 def quantize(model: torch.nn.Module, size: int, images: Sequence[Path], out: Path) -> Path:

@@ -16,7 +16,8 @@ from core.errors import InputError
 from core.keypoints import COCO
 from models.backends import BackendUnavailable, create_runner, installed, require, select
 from models.backends.choice import CHOICE_FILE, pick
-from models.backends.int8 import ARTEFACT, META, CalibrationSource, Int8Store, calibration_images, model_digest
+from models.backends.int8 import (ARTEFACT, META, CalibrationSource, Int8Store, calibration_images, depthwise_convs,
+                                  model_digest)
 from models.config import ModelConfig
 from models.factory import build_model
 from models.precision import InferenceModel
@@ -96,9 +97,10 @@ def test_int8_keeps_depthwise_convolutions_in_fp32(net, images, cache) -> None:
     create_runner(net, "onnx-int8", size=SIZE, cache_dir=cache, calibration=lambda: images)
     graph = onnx.load(str(Int8Store(cache / "int8").entry(net, SIZE) / ARTEFACT))
     producer = {out: node.op_type for node in graph.graph.node for out in node.output}
+    names = set(depthwise_convs(graph))
     convs = [n for n in graph.graph.node if n.op_type == "Conv"]
-    depthwise = [n for n in convs if next((a.i for a in n.attribute if a.name == "group"), 1) > 1]
-    dense = [n for n in convs if n not in depthwise]
+    depthwise = [n for n in convs if n.name in names]
+    dense = [n for n in convs if n.name not in names]
     assert depthwise and dense
     assert all(producer.get(n.input[1]) != "DequantizeLinear" for n in depthwise)  # fp32 weights
     assert sum(producer.get(n.input[1]) == "DequantizeLinear" for n in dense) > len(dense) // 2  # INT8 weights
