@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "realtime, on --device with --batch-size crops of --input-size")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps (after one warm-up step)")
     parser.add_argument("--device", default="cpu", help="device for --train-step (cpu, cuda)")
-    parser.add_argument("--amp", default="none", choices=("none", "fp16", "bf16"), help="autocast for --train-step")
+    parser.add_argument("--amp", default="none", choices=("none", "fp16", "bf16", "auto"),
+                        help="autocast for --train-step (auto: bf16 where the hardware has it)")
 
 
 def _dataset(args: argparse.Namespace):
@@ -92,7 +93,7 @@ def _train_step(args: argparse.Namespace) -> dict:
             if i:
                 times.append(time.perf_counter() - t0)
         ms = float(np.median(times) * 1e3)
-        return {"arch": args.train_step, "device": str(trainer.device), "amp": args.amp, "step_ms_median": ms,
+        return {"arch": args.train_step, "device": str(trainer.device), "amp": trainer.amp, "step_ms_median": ms,
                 "images_per_s": args.batch_size / ms * 1e3, "threads": torch.get_num_threads()}
 
 

@@ -57,6 +57,33 @@ def resolve_precision(device: torch.device | str, precision: str = "auto") -> st
     return precision
 
 
+def native_bf16(device: torch.device | str) -> bool:
+    """True where the device computes bf16 in hardware: CUDA GPUs with bf16 support, CPUs with AVX512-BF16 or AMX.
+
+    Elsewhere (an AVX2-only CPU, say) torch emulates bf16 and autocast runs many times slower than fp32.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
+
+
+def training_amp(requested: str, device_type: str, bf16_native: bool) -> str:
+    """The mixed precision a training run uses for ``run.amp`` (``none``, ``fp16``, ``bf16`` or ``auto``).
+
+    ``auto``: bf16 where the hardware has it, else fp16 on CUDA (with a GradScaler) and none (fp32) on a CPU.
+    An explicit choice is kept; fp16 on a CPU is refused (no GradScaler there).
+    """
+    if requested == "auto":
+        return "bf16" if bf16_native else ("fp16" if device_type == "cuda" else "none")
+    if requested == "fp16" and device_type != "cuda":
+        raise InputError("run.amp=fp16 needs a CUDA device (GradScaler); use run.amp=bf16 or auto on CPU")
+    return requested
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device | str, precision: str) -> Iterator[None]:
     """Autocast to the precision's dtype on the device (no-op for fp32)."""

@@ -129,7 +129,7 @@ class RunConfig:
     name: str = ""                        # "" = a time stamp
     seed: int = 0
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
-    amp: str = "none"                     # none | fp16 (CUDA, with GradScaler) | bf16
+    amp: str = "none"                     # none | fp16 (CUDA, with GradScaler) | bf16 | auto (bf16 where native)
     checkpoint_every_epochs: int = 1      # checkpoint at the end of every N-th epoch (and always at the end)
     checkpoint_every_steps: int = 0       # also checkpoint every N steps (0 = off)
     keep_last: int = 3                    # step/epoch checkpoints kept besides best.pt
@@ -161,7 +161,7 @@ _CHOICES = {
     "data.dataset": ("coco", "crowdpose"),
     "data.worker_start": ("forkserver", "spawn", "fork"),
     "schedule.kind": ("step", "cosine", "constant"),
-    "run.amp": ("none", "fp16", "bf16"),
+    "run.amp": ("none", "fp16", "bf16", "auto"),
 }
 
 

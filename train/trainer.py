@@ -26,6 +26,7 @@ from core.contract import PoseContract
 from core.codec import Codec
 from core.errors import InputError
 from core.keypoints import get_spec
+from models.precision import native_bf16, training_amp
 from train import distributed as D
 from train import state as S
 from train.config import TrainConfig, dump_config
@@ -140,9 +141,8 @@ class Trainer:
         self.cfg = cfg
         self.info = info or D.init_distributed(cfg.run.device)
         self.device = self.info.device
-        if cfg.run.amp == "fp16" and self.device.type != "cuda":
-            raise InputError("run.amp=fp16 needs a CUDA device (GradScaler); use run.amp=bf16 on CPU")
-        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.run.amp)
+        self.amp = self._resolve_amp()
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.amp)
         self.run_dir = self._make_run_dir(run_dir, resume)
 
         self.contract = PoseContract(get_spec(cfg.data.dataset), skeleton_name=cfg.model.skeleton,
@@ -168,7 +168,7 @@ class Trainer:
                                           weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(cfg, s, self.steps_per_epoch))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.run.amp == "fp16")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.ddp = self._wrap_ddp()
 
         self.step = 0
@@ -189,6 +189,18 @@ class Trainer:
         self._last_saved_step = self.step if resume is not None else -1
 
     # ------------------------------------------------------------------------------------------------ building
+    def _resolve_amp(self) -> str:
+        """``run.amp`` for this device (``auto`` resolved); warns when bf16 would be emulated (many times slower)."""
+        native = native_bf16(self.device)
+        amp = training_amp(self.cfg.run.amp, self.device.type, native)
+        if amp == "bf16" and not native:
+            LOG.warning("run.amp=bf16 on a %s without bf16 instructions: emulated, several times slower (10x on "
+                        "an AVX2 CPU); run.amp=auto picks %s here", self.device.type,
+                        training_amp("auto", self.device.type, native))
+        if self.cfg.run.amp == "auto":
+            LOG.info("run.amp=auto: %s on this %s", amp, self.device.type)
+        return amp
+
     def _make_run_dir(self, run_dir: str | Path | None, resume: str | Path | None) -> Path:
         if resume is not None:
             path = Path(resume)

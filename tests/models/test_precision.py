@@ -1,13 +1,15 @@
 """BN folding, precision policy, inference wrapper and MAC counting."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from core.errors import InputError
 from models.factory import build_model, make_config
-from models.precision import InferenceModel, fuse_for_inference, resolve_precision
+from models.precision import InferenceModel, fuse_for_inference, native_bf16, resolve_precision, training_amp
 from models.profile import count_macs
 
 
@@ -77,3 +79,25 @@ def test_mac_count_on_meta_model_matches_authors_figure():
         model = build_model(make_config("hourglass104"))
     assert count_macs(model, 512, 512) / 1e9 == pytest.approx(234.5, rel=1e-3)
     assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(187.7, rel=1e-3)
+
+
+@pytest.mark.parametrize("device, native, expected", [("cpu", True, "bf16"), ("cpu", False, "none"),
+                                                      ("cuda", True, "bf16"), ("cuda", False, "fp16")])
+def test_training_amp_auto_takes_bf16_only_where_the_hardware_has_it(device, native, expected):
+    assert training_amp("auto", device, native) == expected
+
+
+def test_training_amp_keeps_an_explicit_choice_and_refuses_fp16_on_cpu():
+    assert [training_amp(a, "cpu", False) for a in ("none", "bf16")] == ["none", "bf16"]
+    assert training_amp("fp16", "cuda", True) == "fp16"
+    with pytest.raises(InputError, match="run.amp=fp16"):
+        training_amp("fp16", "cpu", True)
+
+
+def test_native_bf16_reads_this_machines_cpu():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
+    flags = set(cpuinfo.read_text().split())
+    assert native_bf16("cpu") == bool(flags & {"avx512_bf16", "amx_tile"})
+    assert native_bf16("meta") is False

@@ -89,7 +89,7 @@ def test_base_errors_name_the_file(tmp_path):
                                   "default_model_stage4.yaml", "default_model_stage5.yaml",
                                   "default_model_stage6.yaml", "default_model_stage7.yaml",
                                   "default_model_stage8.yaml", "default_model_stage11.yaml",
-                                  "default_model_stage13.yaml"])
+                                  "default_model_stage13.yaml", "default_model_stage14.yaml"])
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
@@ -173,3 +173,13 @@ def test_default_model_stage13_grows_stage11s_packaged_file_again_with_its_recip
     assert (stage13.schedule.epochs, stage13.run.name) == (8, "default_model_stage13")
     assert (stage13.data, stage13.augmentation, stage13.loss, stage13.optim) == (stage11.data, stage11.augmentation,
                                                                                  stage11.loss, stage11.optim)
+
+
+def test_default_model_stage14_fine_tunes_stage13s_packaged_file_at_a_lower_rate():
+    stage13 = load_config(CONFIGS / "default_model_stage13.yaml")
+    stage14 = load_config(CONFIGS / "default_model_stage14.yaml")
+    assert stage14.model.init_checkpoint == "../runs/default_model_stage13/default.pt"
+    assert stage14.model.kwargs == stage13.model.kwargs == {"alpha": 0.5, "channels": 192, "refine": 2}
+    assert (stage14.optim.lr, stage14.schedule.epochs, stage14.run.name) == (2e-4, 6, "default_model_stage14")
+    assert stage14.run.amp == stage13.run.amp == "auto"
+    assert (stage14.data, stage14.augmentation, stage14.loss) == (stage13.data, stage13.augmentation, stage13.loss)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import signal
@@ -169,8 +170,12 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path, data_dir):
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=2e-5)
 
 
-def test_bf16_autocast_on_cpu_gives_finite_losses(tmp_path, data_dir):
-    trainer = Trainer(_cfg(**{"run.amp": "bf16", "schedule.max_steps": 2}), run_dir=tmp_path)
+def test_bf16_autocast_on_cpu_gives_finite_losses(tmp_path, data_dir, caplog):
+    from models.precision import native_bf16
+
+    with caplog.at_level(logging.WARNING, logger="train.trainer"):
+        trainer = Trainer(_cfg(**{"run.amp": "bf16", "schedule.max_steps": 2}), run_dir=tmp_path)
+    assert ("without bf16 instructions" in caplog.text) is not native_bf16("cpu")  # emulated bf16 is slow: said
     seen = []
     conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
     conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
@@ -178,6 +183,15 @@ def test_bf16_autocast_on_cpu_gives_finite_losses(tmp_path, data_dir):
     assert seen and all(d == torch.bfloat16 for d in seen)
     assert summary["step"] == 2 and summary["nonfinite_steps"] == 0
     assert all(math.isfinite(v) for v in summary["losses"].values()) and summary["losses"]["loss"] > 0
+
+
+def test_amp_auto_trains_in_bf16_only_on_a_cpu_with_bf16_instructions(tmp_path, data_dir):
+    from models.precision import native_bf16
+
+    trainer = Trainer(_cfg(**{"run.amp": "auto", "schedule.max_steps": 1}), run_dir=tmp_path)
+    assert trainer.amp == ("bf16" if native_bf16("cpu") else "none")
+    assert trainer.amp_dtype == (torch.bfloat16 if native_bf16("cpu") else None)
+    assert trainer.train()["step"] == 1
 
 
 def test_fp16_on_cpu_is_refused(tmp_path):
