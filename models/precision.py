@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from typing import Iterator
 
 import torch
 from torch import nn
 
 from core.errors import InputError
+
+LOG = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -46,7 +49,8 @@ def fuse_for_inference(model: nn.Module, inplace: bool = False) -> nn.Module:
 
 
 def resolve_precision(device: torch.device | str, precision: str = "auto") -> str:
-    """``auto`` -> fp16 on CUDA, fp32 elsewhere; fp16 on CPU is refused (no fast CPU kernels)."""
+    """``auto`` -> fp16 on CUDA, fp32 elsewhere; fp16 on CPU is refused (no fast CPU kernels); bf16 where the
+    hardware lacks it is allowed with a warning."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     kind = torch.device(device).type
@@ -54,6 +58,8 @@ def resolve_precision(device: torch.device | str, precision: str = "auto") -> st
         return "fp16" if kind == "cuda" else "fp32"
     if precision == "fp16" and kind != "cuda":
         raise InputError("fp16 inference needs a CUDA device; use fp32 (or bf16) on CPU")
+    if precision == "bf16" and not native_bf16(device):
+        LOG.warning("bf16 on a %s without bf16 instructions is emulated and several times slower than fp32", kind)
     return precision
 
 

@@ -1,6 +1,7 @@
 """BN folding, precision policy, inference wrapper and MAC counting."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,12 @@ def test_fusion_keeps_outputs(arch):
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-4)
 
 
-def test_precision_policy():
+def test_precision_policy(caplog):
     assert resolve_precision("cpu") == "fp32"
     assert resolve_precision("cuda") == "fp16"
-    assert resolve_precision("cpu", "bf16") == "bf16"
+    with caplog.at_level(logging.WARNING, logger="models.precision"):
+        assert resolve_precision("cpu", "bf16") == "bf16"
+    assert ("emulated" in caplog.text) is not native_bf16("cpu")  # slow bf16 is said, fast bf16 is not
     with pytest.raises(InputError, match="CUDA"):
         resolve_precision("cpu", "fp16")
     with pytest.raises(InputError, match="unknown precision"):
