@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.cpu import cpu_flags
+
 
 @dataclass(frozen=True)
 class CpuPeak:
@@ -46,16 +48,15 @@ class CpuPeak:
                 f"({self.int8_isa}, {self.int8_per_cycle}/cycle)")
 
 
-def _cpuinfo() -> tuple[set[str], float]:
-    flags: set[str] = set()
+def _cpuinfo() -> tuple[frozenset[str], float]:
+    flags = cpu_flags()
     mhz = 0.0
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "flags" and not flags:
-                flags = set(value.split())
-            elif key.strip() == "cpu MHz" and not mhz:
+            if key.strip() == "cpu MHz":
                 mhz = float(value)
+                break
     except (OSError, ValueError):
         pass
     try:

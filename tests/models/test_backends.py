@@ -17,7 +17,7 @@ from core.keypoints import COCO
 from models.backends import BackendUnavailable, create_runner, installed, require, select
 from models.backends.choice import CHOICE_FILE, pick
 from models.backends.int8 import (ARTEFACT, META, CalibrationSource, Int8Store, calibration_images, depthwise_convs,
-                                  model_digest)
+                                  model_digest, overflow_fix)
 from models.config import ModelConfig
 from models.factory import build_model
 from models.precision import InferenceModel
@@ -137,6 +137,7 @@ def test_stale_truncated_or_corrupt_int8_is_rebuilt_never_used(net, images, tmp_
         "another model sha256": lambda: meta.write_text(other("model_sha256", "0" * 64)),
         "another size": lambda: meta.write_text(other("size", SIZE * 2)),
         "another versions": lambda: meta.write_text(other("versions", {"nncf": "0.0"})),
+        "another overflow fix": lambda: meta.write_text(other("overflow_fix", "disable")),
         "unreadable": lambda: meta.write_text("{not json"),
         "missing or unreadable": lambda: meta.unlink(),  # a build killed between its two writes
     }
@@ -153,6 +154,31 @@ def test_stale_truncated_or_corrupt_int8_is_rebuilt_never_used(net, images, tmp_
         assert store.ensure(net, SIZE, lambda: calls.append(1) or images) == path
     assert calls == [1] and "truncated" in caplog.text and "rebuilding" in caplog.text
     assert store.check(net, SIZE) == (path, "")
+
+
+@pytest.mark.parametrize("flags, fix", [({"sse2", "avx2", "fma"}, "enable"),              # AVX2 only: u8 x s8 saturates
+                                       ({"sse2", "avx2", "avx512f", "avx512_vnni"}, "first_layer_only"),
+                                       ({"sse2", "avx2", "avx_vnni"}, "first_layer_only"),
+                                       ({"fp", "asimd", "asimddp"}, "first_layer_only"),  # ARM
+                                       (set(), "first_layer_only")])                    # unknown CPU
+def test_weights_are_quantised_to_7_bits_only_on_x86_cpus_without_vnni(flags, fix) -> None:
+    assert overflow_fix(frozenset(flags)) == fix
+
+
+def test_the_int8_model_has_7_bit_weights_exactly_where_this_cpu_needs_them(net, images, tmp_path) -> None:
+    _need("onnx-int8")
+    import onnx
+    from onnx import numpy_helper
+
+    path = Int8Store(tmp_path).ensure(net, SIZE, lambda: images)
+    assert json.loads((path.parent / META).read_text())["overflow_fix"] == overflow_fix()
+    graph = onnx.load(str(path))
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
+    kernels = [consts[n.input[0]] for n in graph.graph.node if n.op_type == "DequantizeLinear"
+               and n.input[0] in consts and consts[n.input[0]].dtype == np.int8 and consts[n.input[0]].ndim == 4]
+    peaks = [int(np.abs(k.astype(np.int16)).max()) for k in kernels]
+    assert len(peaks) > 2 and peaks[0] <= 64  # NNCF always fixes the first layer
+    assert (max(peaks) <= 64) is (overflow_fix() == "enable"), peaks
 
 
 def test_int8_without_calibration_images_is_one_clear_error(net, tmp_path) -> None:
