@@ -2,17 +2,17 @@
 
 Quantiser: NNCF (``nncf.quantize``, preset PERFORMANCE: symmetric INT8 weights and activations, per-channel weights,
 fast bias correction; depthwise convolutions stay fp32, see :func:`depthwise_convs`; 7-bit weights on x86 CPUs
-without VNNI, see :func:`overflow_fix`) on the network's fp32 ONNX
-graph (``runners.export_fp32``, cleaned by ONNX Runtime's ``quant_pre_process``: constant folding, shape inference).
-The result is one QDQ ONNX file with dynamic batch and size that both ONNX Runtime (``onnx-int8``) and OpenVINO
-(``openvino-int8``) run. Calibration: letterboxed canvases (the predictor's long-edge transform at the artefact's
-size, the model's own normalisation) of images the caller names (never the evaluation sets):
-:func:`calibration_images` picks an evenly spread, deterministic subset.
+without VNNI, see :func:`overflow_fix`) on the network's fp32 ONNX graph (``runners.export_fp32``, cleaned by ONNX
+Runtime's ``quant_pre_process``: constant folding, shape inference). The result is one QDQ ONNX file with dynamic
+batch and size that both ONNX Runtime (``onnx-int8``) and OpenVINO (``openvino-int8``) run. Calibration: letterboxed
+canvases (the predictor's long-edge transform at the artefact's size, the model's own normalisation) of images the
+caller names (never the evaluation sets): :func:`calibration_images` picks an evenly spread, deterministic subset.
 
 Cache (:class:`Int8Store`): ``FOLDER/<arch>-<weights sha256[:16]>-<size>/`` holds ``model.int8.onnx`` and
-``meta.json`` (sha256 of the network's weights and config, input size, tool versions, overflow fix, and the artefact's byte count
-and sha256). Before use the metadata must match and the file must have its recorded size and digest; a stale
-(other weights, size or tool versions), truncated or corrupt artefact is rebuilt, never used.
+``meta.json`` (sha256 of the network's weights and config, input size, tool versions, overflow fix, and the
+artefact's byte count and sha256). Before use the metadata must match and the file must have its recorded size and
+digest; a stale (other weights, size, tool versions or overflow fix), truncated or corrupt artefact is rebuilt,
+never used.
 """
 from __future__ import annotations
 

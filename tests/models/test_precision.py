@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from core.cpu import cpu_flags
 from core.errors import InputError
 from models.factory import build_model, make_config
 from models.precision import InferenceModel, fuse_for_inference, native_bf16, resolve_precision, training_amp
@@ -98,9 +98,8 @@ def test_training_amp_keeps_an_explicit_choice_and_refuses_fp16_on_cpu():
 
 
 def test_native_bf16_reads_this_machines_cpu():
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
+    flags = cpu_flags()
+    if not flags:
         pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
-    flags = set(cpuinfo.read_text().split())
     assert native_bf16("cpu") == bool(flags & {"avx512_bf16", "amx_tile"})
     assert native_bf16("meta") is False
