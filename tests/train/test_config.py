@@ -180,6 +180,6 @@ def test_default_model_stage14_fine_tunes_stage13s_packaged_file_at_a_lower_rate
     stage14 = load_config(CONFIGS / "default_model_stage14.yaml")
     assert stage14.model.init_checkpoint == "../runs/default_model_stage13/default.pt"
     assert stage14.model.kwargs == stage13.model.kwargs == {"alpha": 0.5, "channels": 192, "refine": 2}
-    assert (stage14.optim.lr, stage14.schedule.epochs, stage14.run.name) == (2e-4, 6, "default_model_stage14")
+    assert (stage14.optim.lr, stage14.schedule.epochs, stage14.run.name) == (1e-4, 3, "default_model_stage14")
     assert stage14.run.amp == stage13.run.amp == "auto"
     assert (stage14.data, stage14.augmentation, stage14.loss) == (stage13.data, stage13.augmentation, stage13.loss)
