@@ -89,7 +89,8 @@ def test_base_errors_name_the_file(tmp_path):
                                   "default_model_stage4.yaml", "default_model_stage5.yaml",
                                   "default_model_stage6.yaml", "default_model_stage7.yaml",
                                   "default_model_stage8.yaml", "default_model_stage11.yaml",
-                                  "default_model_stage13.yaml", "default_model_stage14.yaml"])
+                                  "default_model_stage13.yaml", "default_model_stage14.yaml",
+                                  "default_model_stage15.yaml"])
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
@@ -183,3 +184,13 @@ def test_default_model_stage14_fine_tunes_stage13s_packaged_file_at_a_lower_rate
     assert (stage14.optim.lr, stage14.schedule.epochs, stage14.run.name) == (1e-4, 3, "default_model_stage14")
     assert stage14.run.amp == stage13.run.amp == "auto"
     assert (stage14.data, stage14.augmentation, stage14.loss) == (stage13.data, stage13.augmentation, stage13.loss)
+
+
+def test_default_model_stage15_restarts_stage14s_recipe_from_its_packaged_file():
+    stage14 = load_config(CONFIGS / "default_model_stage14.yaml")
+    stage15 = load_config(CONFIGS / "default_model_stage15.yaml")
+    assert stage15.model.init_checkpoint == "../runs/default_model_stage14/default.pt"
+    assert (stage15.schedule.epochs, stage15.run.name) == (2, "default_model_stage15")
+    assert (stage15.model.kwargs, stage15.optim, stage15.schedule.warmup_steps) == (
+        stage14.model.kwargs, stage14.optim, stage14.schedule.warmup_steps)
+    assert (stage15.data, stage15.augmentation, stage15.loss) == (stage14.data, stage14.augmentation, stage14.loss)
