@@ -84,13 +84,7 @@ def test_base_errors_name_the_file(tmp_path):
         load_config(orphan)
 
 
-@pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml",
-                                  "default_model.yaml", "default_model_stage2.yaml", "default_model_stage3.yaml",
-                                  "default_model_stage4.yaml", "default_model_stage5.yaml",
-                                  "default_model_stage6.yaml", "default_model_stage7.yaml",
-                                  "default_model_stage8.yaml", "default_model_stage11.yaml",
-                                  "default_model_stage13.yaml", "default_model_stage14.yaml",
-                                  "default_model_stage15.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     cfg = load_config(CONFIGS / name)
     again = tmp_path / "again.yaml"
