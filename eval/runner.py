@@ -25,7 +25,7 @@ from core.errors import InputError
 from core.geometry import ImageTransform
 from core.keypoints import get_spec
 from core.io.annotations import KeypointDataset, load_keypoint_annotations
-from eval.evaluate import evaluate
+from eval.evaluate import evaluate, people_found
 from models.predictor import Predictor
 
 LOG = logging.getLogger(__name__)
@@ -350,6 +350,7 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
 
     image_ids = [r["id"] for r in records]
     metrics = None if opts.test_dev else evaluate(opts.dataset, gt, results, image_ids=image_ids)
+    found = people_found(gt, results, image_ids) if metrics is not None and opts.dataset == "coco" else None
     timing = {
         "preprocess_ms_median": float(np.median(pre_ms)),
         "network_ms_median": float(np.median(net_ms)),
@@ -362,6 +363,7 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     }
     summary = {
         "metrics": metrics,
+        "found": found,
         "n_images": n,
         "n_results": len(results),
         "dataset": opts.dataset,

@@ -65,7 +65,7 @@ def _backend_cache() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.evaluate import format_metrics_table
+    from eval.evaluate import format_found_table, format_metrics_table
     from eval.runner import EvalOptions, format_timing, run_evaluation, summary_line
 
     checkpoint, arch = args.checkpoint, args.arch
@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.dataset} evaluation of {source} on {s['n_images']} images ({s['device']}, backend {backend})")
     if s["metrics"] is not None:
         print(format_metrics_table(s["metrics"]))
+        if s.get("found"):
+            print(format_found_table(s["found"]))
     else:
         print(f"test-dev: {s['n_results']} results written for submission (no ground truth, no AP)")
     print(format_timing(s["timing"], s["n_images"]))

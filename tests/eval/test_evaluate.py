@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError
-from eval.evaluate import evaluate, evaluate_coco, evaluate_crowdpose, format_metrics_table
+from eval.evaluate import (evaluate, evaluate_coco, evaluate_crowdpose, format_found_table, format_metrics_table,
+                           people_found)
 
 COCO_STATS = [0.5048844884488449, 0.7227722772277227, 0.6336633663366337, 0.46633663366336636, 0.7504950495049505,
               0.5181818181818182, 0.7272727272727273, 0.6363636363636364, 0.4666666666666666, 0.75]
@@ -54,6 +55,43 @@ def test_subset_of_images_changes_the_result(ref: Path) -> None:
     metrics = evaluate_crowdpose(ref / "example_crowdpose_val.json", sub, image_ids=[first])
     assert metrics["n_images"] == 1 and 0 < metrics["AP"] <= 1
     assert metrics["AP"] != CROWDPOSE["AP"]
+
+
+def test_people_found_sums_to_pycocotools_ar50(ref: Path) -> None:
+    dets = json.loads((ref / "dt_dataset.json").read_text())
+    gt = json.loads((ref / "gt_dataset.json").read_text())
+    rows = people_found(ref / "gt_dataset.json", dets)
+    people = [a for a in gt["annotations"] if not a.get("iscrowd") and a["num_keypoints"] > 0]
+    assert sum(r["people"] for r in rows) == len(people) == 11
+    assert sum(r["found"] for r in rows) / len(people) == COCO_STATS[6]  # AR50, pycocotools' own matching
+    assert sum(r["found"] for r in people_found(gt, dets, oks=0.75)) / len(people) == COCO_STATS[7]  # AR75
+
+
+def _person(ann_id: int, x: float, y: float, height: float, labelled: int) -> dict:
+    """A standing person of ``height`` px at ``(x, y)`` with its first ``labelled`` keypoints labelled."""
+    kp = []
+    for k in range(17):
+        kp += [x + 3.0 * (k % 2), y + height * k / 16, 2] if k < labelled else [0, 0, 0]
+    return {"id": ann_id, "image_id": 1, "category_id": 1, "iscrowd": 0, "keypoints": kp, "num_keypoints": labelled,
+            "area": height * height / 3, "bbox": [x - 5, y, 20, height]}
+
+
+def test_people_found_counts_each_kind_of_person() -> None:
+    gt = {"images": [{"id": 1, "width": 900, "height": 900}],
+          "annotations": [_person(1, 100, 50, 400, 17), _person(2, 300, 50, 400, 8), _person(3, 500, 50, 100, 17),
+                          _person(4, 700, 50, 100, 5), dict(_person(5, 800, 50, 300, 0), iscrowd=1)]}
+    found = {a["id"]: {"image_id": 1, "category_id": 1, "keypoints": a["keypoints"], "score": 0.9}
+             for a in gt["annotations"]}
+    rows = people_found(gt, [found[1], found[4]])
+    assert {(r["size"], r["keypoints"]): (r["found"], r["people"]) for r in rows} == {
+        ("large", "whole"): (1, 1), ("large", "partial"): (0, 1), ("medium", "whole"): (0, 1),
+        ("medium", "partial"): (1, 1)}
+    table = format_found_table(rows)
+    assert "large   whole (12+)        1 / 1" in table and table.endswith("2 / 4")
+    assert all(r["found"] == 0 for r in people_found(gt, []))  # nothing found, every person still counted
+    assert sum(r["found"] for r in people_found(gt, list(found.values())[:4])) == 4
+    with pytest.raises(InputError, match="OKS 0.52"):
+        people_found(gt, [found[1]], oks=0.52)
 
 
 def test_empty_results_score_zero(ref: Path) -> None:

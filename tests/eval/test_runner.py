@@ -110,6 +110,9 @@ def test_cli_prints_table_and_final_json_line(subset: Path, tmp_path: Path, caps
         assert line[k] >= 0
     text = "\n".join(out)
     assert "AP @[.50:.95]" in text and "images/s" in text and "decode" in text
+    found = json.loads((tmp_path / "summary.json").read_text())["found"]
+    assert "people found (OKS >= 0.5)" in text
+    assert f"{sum(r['found'] for r in found)} / {sum(r['people'] for r in found)}" in text
 
 
 def test_test_dev_writes_results_without_ground_truth(subset: Path, tmp_path: Path) -> None:
