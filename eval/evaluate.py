@@ -87,26 +87,37 @@ def evaluate_coco(gt: GroundTruth, results: list[dict], image_ids: Sequence[int]
     """pycocotools ``COCOeval(iouType='keypoints')``: AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl and
     ``stats`` (the ten numbers in pycocotools' order). ``image_ids`` restricts the evaluation to those images.
     An empty result list scores 0 everywhere."""
-    raw, name = _coco_ground_truth(gt, image_ids)
-    dets = _check_results(results, raw, name, _n_keypoints(raw, name))
-    if not dets:
-        return _empty_metrics(COCO_METRICS, len(raw["images"]))
-    ev = _run_cocoeval(raw, dets, summarize=True)
-    out = _named(COCO_METRICS, ev.stats)
-    out.update(n_images=len(raw["images"]), n_results=len(dets))
-    return out
+    return evaluate_coco_with_found(gt, results, image_ids)[0]
 
 
-def _coco_ground_truth(gt: GroundTruth, image_ids: Sequence[int] | None) -> tuple[dict[str, Any], str]:
+def people_found(gt: GroundTruth, results: list[dict], image_ids: Sequence[int] | None = None,
+                 oks: float = 0.5) -> list[dict[str, Any]]:
+    """Which annotated people the results find: pycocotools' own one-to-one matching at OKS ``oks`` (its 20
+    best results per image), counted per size (COCO's area ranges: small < 32², medium < 96², large) and per
+    whole (at least ``WHOLE_KEYPOINTS`` labelled keypoints) or partial person. Crowd regions and people without
+    keypoints are left out, as COCO's AP leaves them out. Rows ``{size, keypoints, people, found}``; over all
+    rows found / people is pycocotools' AR at that OKS (AR50 at 0.5)."""
+    return evaluate_coco_with_found(gt, results, image_ids, oks)[1]
+
+
+def evaluate_coco_with_found(gt: GroundTruth, results: list[dict], image_ids: Sequence[int] | None = None,
+                             oks: float = 0.5) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:func:`evaluate_coco` and :func:`people_found` from one pycocotools evaluation."""
     raw, name = _gt_dict(gt, image_ids)
     raw = _with_categories(raw, COCO_SPEC.keypoints)
     no_area = next((a.get("id") for a in raw["annotations"] if "area" not in a), False)
     if no_area is not False:
         raise InputError(f"ground truth {name}: annotation {no_area} has no 'area' (COCO's OKS needs it)")
-    return raw, name
+    dets = _check_results(results, raw, name, _n_keypoints(raw, name))
+    if not dets:
+        return _empty_metrics(COCO_METRICS, len(raw["images"])), _found_rows(raw, {})
+    ev = _run_cocoeval(raw, dets)
+    metrics = _named(COCO_METRICS, ev.stats)
+    metrics.update(n_images=len(raw["images"]), n_results=len(dets))
+    return metrics, _found_rows(raw, _matched_people(ev, oks))
 
 
-def _run_cocoeval(raw: dict[str, Any], dets: list[dict], summarize: bool):
+def _run_cocoeval(raw: dict[str, Any], dets: list[dict]):
     """pycocotools' keypoint evaluation of checked ``dets`` on every image of ``raw`` (chatter logged)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -119,9 +130,8 @@ def _run_cocoeval(raw: dict[str, Any], dets: list[dict], summarize: bool):
         ev = COCOeval(coco_gt, coco_gt.loadRes(dets), iouType="keypoints")
         ev.params.imgIds = sorted(coco_gt.getImgIds())
         ev.evaluate()
-        if summarize:
-            ev.accumulate()
-            ev.summarize()
+        ev.accumulate()
+        ev.summarize()
     LOG.debug("pycocotools:\n%s", chatter.getvalue())
     return ev
 
@@ -132,26 +142,21 @@ WHOLE_KEYPOINTS = 12
 SIZES = (("small", 32 ** 2), ("medium", 96 ** 2), ("large", float("inf")))
 
 
-def people_found(gt: GroundTruth, results: list[dict], image_ids: Sequence[int] | None = None,
-                 oks: float = 0.5) -> list[dict[str, Any]]:
-    """Which annotated people the results find: pycocotools' own one-to-one matching at OKS ``oks`` (its 20
-    best results per image), counted per size (COCO's area ranges: small < 32², medium < 96², large) and per
-    whole (at least ``WHOLE_KEYPOINTS`` labelled keypoints) or partial person. Crowd regions and people without
-    keypoints are left out, as COCO's AP leaves them out. Rows ``{size, keypoints, people, found}``; over all
-    rows found / people is pycocotools' AR at that OKS (AR50 at 0.5)."""
-    raw, name = _coco_ground_truth(gt, image_ids)
-    dets = _check_results(results, raw, name, _n_keypoints(raw, name))
-    counts: dict[tuple[str, str], list[int]] = {(size, kind): [0, 0] for size, _ in SIZES
-                                                for kind in ("whole", "partial")}
+def _matched_people(ev, oks: float) -> dict[int, bool]:
+    """Annotation id -> matched at OKS ``oks`` in an evaluated ``COCOeval`` (area range 'all')."""
+    t = int(np.argmin(np.abs(np.asarray(ev.params.iouThrs) - oks)))
+    if abs(ev.params.iouThrs[t] - oks) > 1e-9:
+        raise InputError(f"OKS {oks} is not one of pycocotools' thresholds {list(ev.params.iouThrs)}")
     matched: dict[int, bool] = {}
-    if dets:
-        ev = _run_cocoeval(raw, dets, summarize=False)
-        t = int(np.argmin(np.abs(np.asarray(ev.params.iouThrs) - oks)))
-        if abs(ev.params.iouThrs[t] - oks) > 1e-9:
-            raise InputError(f"OKS {oks} is not one of pycocotools' thresholds {list(ev.params.iouThrs)}")
-        for e in ev.evalImgs:
-            if e is not None and e["aRng"] == ev.params.areaRng[0]:
-                matched.update({g: bool(m) for g, m in zip(e["gtIds"], e["gtMatches"][t])})
+    for e in ev.evalImgs:
+        if e is not None and e["aRng"] == ev.params.areaRng[0]:
+            matched.update({g: bool(m) for g, m in zip(e["gtIds"], e["gtMatches"][t])})
+    return matched
+
+
+def _found_rows(raw: dict[str, Any], matched: dict[int, bool]) -> list[dict[str, Any]]:
+    """The rows of :func:`people_found` from the annotation ids that were matched."""
+    counts = {(size, kind): [0, 0] for size, _ in SIZES for kind in ("whole", "partial")}
     for a in raw["annotations"]:
         labelled = int((np.asarray(a.get("keypoints") or [0, 0, 0]).reshape(-1, 3)[:, 2] > 0).sum())
         if a.get("iscrowd") or a.get("num_keypoints", labelled) == 0:

@@ -25,7 +25,7 @@ from core.errors import InputError
 from core.geometry import ImageTransform
 from core.keypoints import get_spec
 from core.io.annotations import KeypointDataset, load_keypoint_annotations
-from eval.evaluate import evaluate, people_found
+from eval.evaluate import evaluate, evaluate_coco_with_found
 from models.predictor import Predictor
 
 LOG = logging.getLogger(__name__)
@@ -349,8 +349,11 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
         bar.close()
 
     image_ids = [r["id"] for r in records]
-    metrics = None if opts.test_dev else evaluate(opts.dataset, gt, results, image_ids=image_ids)
-    found = people_found(gt, results, image_ids) if metrics is not None and opts.dataset == "coco" else None
+    metrics, found = None, None
+    if opts.dataset == "coco" and not opts.test_dev:  # AP and the people-found rows from one evaluation
+        metrics, found = evaluate_coco_with_found(gt, results, image_ids)
+    elif not opts.test_dev:
+        metrics = evaluate(opts.dataset, gt, results, image_ids=image_ids)
     timing = {
         "preprocess_ms_median": float(np.median(pre_ms)),
         "network_ms_median": float(np.median(net_ms)),
