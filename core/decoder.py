@@ -139,6 +139,24 @@ def _peaks(hm: torch.Tensor, kernel: int) -> torch.Tensor:
     return peak
 
 
+def _keypoints(hm: torch.Tensor, grid: int, cfg: DecoderConfig
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keypoint candidates of float ``(N, K, h, w)`` heatmaps with cells of ``grid`` input px: positions
+    ``(N, K, T, 2)`` in input px, scores ``(N, K, T)`` (0 below the threshold) and flat cell indices."""
+    n, k, h, w = hm.shape
+    peaks = _peaks(hm, cfg.nms_kernel)
+    flat = hm.reshape(n, k, h * w)
+    masked = torch.where(peaks.reshape(n, k, h * w), flat, torch.full_like(flat, -1.0))
+    score, idx = masked.topk(min(cfg.topk, h * w), dim=-1)                   # (N, K, T)
+    score = torch.where(score >= cfg.threshold, score.clamp_min(1e-6), torch.zeros_like(score))
+    cx, cy = (idx % w).float(), (idx // w).float()
+    if cfg.refine:
+        dx, dy = _subpixel(flat, idx, w, h, cfg.sigma / grid)
+        cx, cy = cx + dx, cy + dy
+    half = (grid - 1) / 2.0
+    return torch.stack((cx * grid + half, cy * grid + half), dim=-1), score, idx
+
+
 def _candidates(heatmaps: torch.Tensor, offsets: torch.Tensor, contract: PoseContract, cfg: DecoderConfig,
                 scales: torch.Tensor | None) -> _Candidates:
     n, k, h, w = heatmaps.shape
@@ -150,19 +168,9 @@ def _candidates(heatmaps: torch.Tensor, offsets: torch.Tensor, contract: PoseCon
             scales = F.interpolate(scales, scale_factor=grid, mode="bilinear", align_corners=False)
         h, w, grid = h * grid, w * grid, 1
     hm = heatmaps.float()
-    peaks = _peaks(hm, cfg.nms_kernel)
-    flat = hm.reshape(n, k, h * w)
-    masked = torch.where(peaks.reshape(n, k, h * w), flat, torch.full_like(flat, -1.0))
-    t = min(cfg.topk, h * w)
-    score, idx = masked.topk(t, dim=-1)                                       # (N, K, T)
-    ok = score >= cfg.threshold
-    score = torch.where(ok, score.clamp_min(1e-6), torch.zeros_like(score))
-    cx, cy = (idx % w).float(), (idx // w).float()
-    if cfg.refine:
-        dx, dy = _subpixel(flat, idx, w, h, cfg.sigma / grid)
-        cx, cy = cx + dx, cy + dy
+    xy, score, idx = _keypoints(hm, grid, cfg)
+    t = idx.shape[-1]
     half = (grid - 1) / 2.0
-    xy = torch.stack((cx * grid + half, cy * grid + half), dim=-1)             # (N, K, T, 2) input px
     cell_xy = torch.stack(((idx % w).float() * grid + half, (idx // w).float() * grid + half), dim=-1)
 
     limbs = torch.as_tensor(contract.limbs, device=hm.device)
@@ -326,6 +334,22 @@ def decode(heatmaps, offsets, contract: PoseContract, config: DecoderConfig | No
     _check_shapes(heatmaps, offsets, contract, scales)
     cand = _candidates(heatmaps, offsets, contract, cfg, scales)
     return [_group(cand.xy[i], cand.score[i], cand.limb_score[i], contract, cfg) for i in range(len(cand.xy))]
+
+
+@torch.no_grad()
+def keypoint_candidates(heatmaps, contract: PoseContract, config: DecoderConfig | None = None
+                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The keypoint candidates the grouping of :func:`decode` starts from, per image: positions ``(K, T, 2)``
+    in network-input pixels and scores ``(K, T)``, 0 where a slot holds no candidate."""
+    cfg = config or DecoderConfig()
+    heatmaps = _as_tensor(heatmaps)
+    grid = contract.stride
+    if cfg.peak_mode == "upsample":
+        heatmaps = F.interpolate(heatmaps.float(), scale_factor=grid, mode="bicubic", align_corners=False)
+        grid = 1
+    xy, score, _ = _keypoints(heatmaps.float(), grid, cfg)
+    xy, score = xy.cpu().numpy(), score.cpu().numpy()
+    return [(xy[i], score[i]) for i in range(len(xy))]
 
 
 @torch.no_grad()

@@ -170,12 +170,22 @@ def _found_rows(raw: dict[str, Any], matched: dict[int, bool]) -> list[dict[str,
 
 
 def format_found_table(rows: list[dict[str, Any]], oks: float = 0.5) -> str:
-    """The rows of :func:`people_found` as a small text table, with a total."""
+    """The rows of :func:`people_found` as a small text table, with a total; a last column when the rows hold
+    ``found_perfect_grouping`` (``gopose eval --grouping-bound``)."""
     label = {"whole": f"whole ({WHOLE_KEYPOINTS}+)", "partial": f"partial (<{WHOLE_KEYPOINTS})"}
-    lines = [f"people found (OKS >= {oks:g})", "size    keypoints      found / people",
-             "------  -------------  --------------"]
-    lines += [f"{r['size']:<6}  {label[r['keypoints']]:<13}  {r['found']:>5} / {r['people']}" for r in rows]
-    lines.append(f"{'all':<6}  {'':<13}  {sum(r['found'] for r in rows):>5} / {sum(r['people'] for r in rows)}")
+    bound = all("found_perfect_grouping" in r for r in rows)
+    extra = ("  perfect grouping", "  ----------------") if bound else ("", "")
+    lines = [f"people found (OKS >= {oks:g})", "size    keypoints      found / people" + extra[0],
+             "------  -------------  --------------" + extra[1]]
+
+    def line(size: str, kind: str, found: int, people: int, perfect: int | None) -> str:
+        row = f"{size:<6}  {kind:<13}  {found:>5} / {people}"
+        return f"{row:<37}  {perfect:>16}" if bound else row
+
+    lines += [line(r["size"], label[r["keypoints"]], r["found"], r["people"], r.get("found_perfect_grouping"))
+              for r in rows]
+    lines.append(line("all", "", sum(r["found"] for r in rows), sum(r["people"] for r in rows),
+                      sum(r.get("found_perfect_grouping", 0) for r in rows)))
     return "\n".join(lines)
 
 

@@ -20,12 +20,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from core.io.files import write_json_atomic
 from core.codec import Codec
+from core.decoder import keypoint_candidates
 from core.contract import PoseContract
 from core.errors import InputError
 from core.geometry import ImageTransform
 from core.keypoints import get_spec
 from core.io.annotations import KeypointDataset, load_keypoint_annotations
-from eval.evaluate import evaluate, evaluate_coco_with_found
+from eval.evaluate import evaluate, evaluate_coco_with_found, people_found
+from eval.grouping_bound import perfect_grouping
 from models.predictor import Predictor
 
 LOG = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class EvalOptions:
     backend: str = "torch"                # models.backends name, or 'auto' (recorded in cache_dir)
     cache_dir: Path | None = None         # INT8 models and the measured backend choice (needed by int8 / auto)
     calibration: tuple[str, ...] = ()     # INT8 calibration image folders (empty: the shared LSPET/COCO train)
+    grouping_bound: bool = False          # also count the people a perfect grouping of the candidates finds
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -306,6 +309,8 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     size = opts.height if opts.fixed_height else opts.long_edge
     if size is not None and size < 16:
         raise InputError(f"--{'height' if opts.fixed_height else 'long-edge'} must be at least 16 pixels, got {size}")
+    if opts.grouping_bound and (opts.dataset != "coco" or opts.test_dev):
+        raise InputError("--grouping-bound needs COCO ground truth (--dataset coco, not --test-dev)")
     device = resolve_device(opts.device)
     predictor, oracle, checkpoint_info = build_predictor(opts, gt, device, model)
     contract = predictor.contract
@@ -319,6 +324,7 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     n = len(records)
     pre_ms, net_ms, dec_ms = np.zeros(n), np.zeros(n), np.zeros(n)
     results: list[dict[str, Any]] = []
+    bound: list[dict[str, Any]] = []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -339,6 +345,8 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
         maps = predictor.infer([s["canvas"] for s in samples], [s["transform"] for s in samples])
         for s, p in zip(samples, predictor.decode(maps)):
             results.extend(p.to_coco(s["image_id"]))
+        if opts.grouping_bound:
+            bound.extend(_perfect_grouping(maps, samples, gt, contract, config))
         pre_ms[idx] = np.array([s["load_ms"] for s in samples]) + maps.timings["preprocess"]
         net_ms[idx] = maps.timings["network"]
         dec_ms[idx] = maps.timings["decode"]
@@ -352,6 +360,10 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     metrics, found = None, None
     if opts.dataset == "coco" and not opts.test_dev:  # AP and the people-found rows from one evaluation
         metrics, found = evaluate_coco_with_found(gt, results, image_ids)
+        if opts.grouping_bound:
+            by_row = {(r["size"], r["keypoints"]): r["found"] for r in people_found(gt, bound, image_ids)}
+            for row in found:
+                row["found_perfect_grouping"] = by_row[(row["size"], row["keypoints"])]
     elif not opts.test_dev:
         metrics = evaluate(opts.dataset, gt, results, image_ids=image_ids)
     timing = {
@@ -385,6 +397,16 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     write_json_atomic(opts.out / "results.json", results)
     write_json_atomic(opts.out / "summary.json", summary, indent=2)
     return EvalResult(results=results, summary=summary, image_ids=image_ids)
+
+
+def _perfect_grouping(maps, samples: list[dict[str, Any]], gt: KeypointDataset, contract: PoseContract,
+                      config) -> list[dict[str, Any]]:
+    """COCO results of :func:`eval.grouping_bound.perfect_grouping` for one batch of network maps."""
+    out = []
+    for s, (xy, score) in zip(samples, keypoint_candidates(maps.heatmaps, contract, config)):
+        in_image = s["transform"].inverse(xy)
+        out.extend(perfect_grouping(in_image, score, gt.image(s["image_id"])).to_coco(s["image_id"]))
+    return out
 
 
 def _throughput(n: int, n_first: int, wall: float, startup: float) -> float:

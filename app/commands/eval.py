@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--split", default=None, help="only images whose 'split' field is this (e.g. LSPET's val)")
     r.add_argument("--test-dev", action="store_true",
                    help="no ground truth (COCO test-dev image list): write results.json for the server, skip AP")
+    r.add_argument("--grouping-bound", action="store_true",
+                   help="COCO: also count the people a perfect grouping of the network's keypoint candidates "
+                        "would find (the network's share of the misses against the decoder's)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         multiple=args.multiple, topk=args.topk, threshold=args.threshold, dist_max=args.dist_max,
         person_threshold=args.person_threshold, batch_size=args.batch_size, workers=args.workers,
         device=args.device, amp=args.amp, limit=args.limit, split=args.split, test_dev=args.test_dev,
-        backend=args.backend, cache_dir=_backend_cache(),
+        backend=args.backend, cache_dir=_backend_cache(), grouping_bound=args.grouping_bound,
     )
     result = run_evaluation(opts, progress=not args.no_progress)
     s = result.summary

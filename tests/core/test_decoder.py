@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from core.contract import PoseContract
-from core.decoder import DecoderConfig, decode, merge_flip
+from core.decoder import DecoderConfig, decode, keypoint_candidates, merge_flip
 from core.encoder import TargetEncoder
 from core.geometry import hflip_transform
 from core.keypoints import COCO, CROWDPOSE
@@ -46,6 +46,26 @@ def test_single_person_is_exact_to_subpixel():
     assert len(poses) == 1
     assert match(poses.keypoints[0], gt) < 0.25
     assert poses.scores[0] == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("peak_mode", ["stride4", "upsample"])
+def test_keypoint_candidates_are_what_the_grouping_starts_from(peak_mode):
+    """Every decoded keypoint is one of ``keypoint_candidates``' (same position and score), and every candidate
+    of the two people is decoded."""
+    people = [make_person(90, 128), make_person(170, 120, scale=0.8)]
+    hm, off = encode(people)
+    cfg = DecoderConfig(peak_mode=peak_mode)
+    (xy, score), = keypoint_candidates(hm, C, cfg)
+    assert xy.shape == (17, cfg.topk, 2) and score.shape == (17, cfg.topk)
+    poses = decode(hm, off, C, cfg)[0]
+    assert len(poses) == 2 and (poses.keypoints[:, :, 2] > 0).all()
+    for k in range(17):
+        d = np.abs(xy[k][None] - poses.keypoints[:, k, None, :2]).max(-1)     # (people, candidates)
+        nearest = d.argmin(1)
+        assert d.min(1).max() < 1e-4
+        np.testing.assert_array_equal(score[k, nearest], poses.keypoints[:, k, 2])
+        assert (score[k] > 0).sum() == 2
+    assert match(poses.keypoints[np.argmin(poses.keypoints[:, 0, 0])], people[0]) < 0.5
 
 
 def test_two_crossing_people_are_kept_apart():
