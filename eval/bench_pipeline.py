@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from app.sources import Frame, FrameSource, open_source
+from core.errors import InputError
 
 HELP = "video pipeline: all-sinks throughput vs network+decoder alone, RSS over a long run, live latency"
 
@@ -41,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=None, help="limit frames for throughput/live (default: all)")
     parser.add_argument("--mode", default="throughput,live,rss", help="comma list of throughput, rss, live")
     parser.add_argument("--loop-frames", type=int, default=2000, help="frames of the looped RSS run (10000 in CI)")
+    parser.add_argument("--rss-every", type=int, default=250,
+                        help="RSS sample interval in frames (the first sample is the warm-up level)")
     parser.add_argument("--live-speed", type=float, default=3.0, help="replay speed-up of the live run")
     parser.add_argument("--live-frames", type=int, default=300, help="source frames of the live run")
     parser.add_argument("--batch-size", type=int, default=1)
@@ -201,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     from app.sources import PacedSource
 
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+    if args.rss_every < 1:
+        raise InputError(f"--rss-every must be at least 1 frame, got {args.rss_every}")
     est, model_name = _estimator(args)
     with open_source(args.video) as src:  # warm-up (first call allocates)
         est.estimate(next(iter(src)).image)
@@ -228,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
             samples: list[tuple[int, float]] = []
 
             def sample(frame, _res) -> None:
-                if (frame.index + 1) % 250 == 0:
+                if (frame.index + 1) % args.rss_every == 0:
                     samples.append((frame.index + 1, _rss_mb()))
 
             source = LoopedSource(args.video, args.loop_frames)
