@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from core.io.files import write_json_atomic
 from core.codec import Codec
-from core.decoder import keypoint_candidates
+from core.decoder import DecoderConfig, keypoint_candidates
 from core.contract import PoseContract
 from core.errors import InputError
 from core.geometry import ImageTransform
@@ -28,7 +28,7 @@ from core.keypoints import get_spec
 from core.io.annotations import KeypointDataset, load_keypoint_annotations
 from eval.evaluate import evaluate, evaluate_coco_with_found, people_found
 from eval.grouping_bound import perfect_grouping
-from models.predictor import Predictor
+from models.predictor import Maps, Predictor
 
 LOG = logging.getLogger(__name__)
 
@@ -399,8 +399,8 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     return EvalResult(results=results, summary=summary, image_ids=image_ids)
 
 
-def _perfect_grouping(maps, samples: list[dict[str, Any]], gt: KeypointDataset, contract: PoseContract,
-                      config) -> list[dict[str, Any]]:
+def _perfect_grouping(maps: Maps, samples: list[dict[str, Any]], gt: KeypointDataset, contract: PoseContract,
+                      config: DecoderConfig) -> list[dict[str, Any]]:
     """COCO results of :func:`eval.grouping_bound.perfect_grouping` for one batch of network maps."""
     out = []
     for s, (xy, score) in zip(samples, keypoint_candidates(maps.heatmaps, contract, config)):
