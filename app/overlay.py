@@ -40,12 +40,14 @@ def _spec_and_limbs(contract_or_spec: PoseContract | KeypointSpec, skeleton) -> 
 
 def draw_poses(image_bgr: np.ndarray, poses: Poses, contract_or_spec: PoseContract | KeypointSpec, *,
                skeleton=None, colors_by_track: bool = True, draw_boxes: bool = False, min_score: float = 0.0,
-               thickness: int | None = None, copy: bool = True) -> np.ndarray:
+               thickness: int | None = None, color: tuple[int, int, int] | None = None,
+               copy: bool = True) -> np.ndarray:
     """Draw ``poses`` (frame coordinates) on ``image_bgr`` and return the image (a copy unless ``copy=False``).
 
     ``skeleton``: None (the spec's default limbs), a skeleton name, or a sequence of (start, end) pairs.
     Colours follow ``poses.track_ids`` when ``colors_by_track`` and the person is tracked, else the person's
-    index. Keypoints with score <= ``min_score`` are not drawn, nor limbs touching them.
+    index, or are all ``color`` (BGR) when given. Keypoints with score <= ``min_score`` are not drawn, nor limbs
+    touching them.
     """
     out = image_bgr.copy() if copy else image_bgr
     if len(poses) == 0:
@@ -62,19 +64,19 @@ def draw_poses(image_bgr: np.ndarray, poses: Poses, contract_or_spec: PoseContra
     boxes = poses.boxes() if draw_boxes else None
     for p in range(len(poses)):
         tid = int(poses.track_ids[p])
-        color = track_color(tid if colors_by_track and tid >= 0 else p + 100000)
+        tone = color or track_color(tid if colors_by_track and tid >= 0 else p + 100000)
         limbs_p = seg[p][seg_ok[p]]
         if len(limbs_p):
-            cv2.polylines(out, limbs_p, False, color, t, cv2.LINE_AA, _SHIFT)
+            cv2.polylines(out, limbs_p, False, tone, t, cv2.LINE_AA, _SHIFT)
         joints = pts[p][present[p]]
         if len(joints):
             dots = np.repeat(joints[:, None, :], 2, axis=1)
             cv2.polylines(out, dots, False, (255, 255, 255), 2 * radius + 2, cv2.LINE_AA, _SHIFT)
-            cv2.polylines(out, dots, False, color, 2 * radius, cv2.LINE_AA, _SHIFT)
+            cv2.polylines(out, dots, False, tone, 2 * radius, cv2.LINE_AA, _SHIFT)
         if boxes is not None and present[p].any():
             x0, y0, x1, y1 = (int(round(v)) for v in boxes[p])
-            cv2.rectangle(out, (x0, y0), (x1, y1), color, 1, cv2.LINE_AA)
+            cv2.rectangle(out, (x0, y0), (x1, y1), tone, 1, cv2.LINE_AA)
             if tid >= 0:
-                cv2.putText(out, str(tid), (x0, max(10, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 + 0.1 * t, color,
+                cv2.putText(out, str(tid), (x0, max(10, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 + 0.1 * t, tone,
                             1, cv2.LINE_AA)
     return out

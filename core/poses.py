@@ -59,6 +59,16 @@ class Poses:
     def empty(cls, n_keypoints: int) -> "Poses":
         return cls(np.zeros((0, n_keypoints, 3), np.float32), np.zeros(0, np.float32))
 
+    @classmethod
+    def from_coco(cls, results: list[dict[str, Any]], n_keypoints: int) -> "Poses":
+        """The inverse of :meth:`to_coco` for the results of one image (sorted by score)."""
+        if not results:
+            return cls.empty(n_keypoints)
+        keypoints = np.asarray([r["keypoints"] for r in results], np.float32).reshape(len(results), n_keypoints, 3)
+        scores = np.asarray([r["score"] for r in results], np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return cls(keypoints[order], scores[order])
+
     def __len__(self) -> int:
         return len(self.keypoints)
 

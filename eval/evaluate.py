@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -87,7 +88,7 @@ def evaluate_coco(gt: GroundTruth, results: list[dict], image_ids: Sequence[int]
     """pycocotools ``COCOeval(iouType='keypoints')``: AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl and
     ``stats`` (the ten numbers in pycocotools' order). ``image_ids`` restricts the evaluation to those images.
     An empty result list scores 0 everywhere."""
-    return evaluate_coco_with_found(gt, results, image_ids)[0]
+    return evaluate_coco_with_found(gt, results, image_ids).metrics
 
 
 def people_found(gt: GroundTruth, results: list[dict], image_ids: Sequence[int] | None = None,
@@ -97,11 +98,21 @@ def people_found(gt: GroundTruth, results: list[dict], image_ids: Sequence[int] 
     whole (at least ``WHOLE_KEYPOINTS`` labelled keypoints) or partial person. Crowd regions and people without
     keypoints are left out, as COCO's AP leaves them out. Rows ``{size, keypoints, people, found}``; over all
     rows found / people is pycocotools' AR at that OKS (AR50 at 0.5)."""
-    return evaluate_coco_with_found(gt, results, image_ids, oks)[1]
+    return evaluate_coco_with_found(gt, results, image_ids, oks).found
+
+
+@dataclass
+class CocoEvaluation:
+    """One pycocotools keypoint evaluation: the metrics, the :func:`people_found` rows and, per annotated person
+    (annotation id; crowd regions and people without keypoints left out), whether it was found at the OKS."""
+
+    metrics: dict[str, Any]
+    found: list[dict[str, Any]]
+    matched: dict[int, bool]
 
 
 def evaluate_coco_with_found(gt: GroundTruth, results: list[dict], image_ids: Sequence[int] | None = None,
-                             oks: float = 0.5) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                             oks: float = 0.5) -> CocoEvaluation:
     """:func:`evaluate_coco` and :func:`people_found` from one pycocotools evaluation."""
     raw, name = _gt_dict(gt, image_ids)
     raw = _with_categories(raw, COCO_SPEC.keypoints)
@@ -109,12 +120,15 @@ def evaluate_coco_with_found(gt: GroundTruth, results: list[dict], image_ids: Se
     if no_area is not False:
         raise InputError(f"ground truth {name}: annotation {no_area} has no 'area' (COCO's OKS needs it)")
     dets = _check_results(results, raw, name, _n_keypoints(raw, name))
+    people = [a["id"] for a in raw["annotations"] if _is_person(a)]
     if not dets:
-        return _empty_metrics(COCO_METRICS, len(raw["images"])), _found_rows(raw, {})
+        return CocoEvaluation(_empty_metrics(COCO_METRICS, len(raw["images"])), _found_rows(raw, {}),
+                              dict.fromkeys(people, False))
     ev = _run_cocoeval(raw, dets)
     metrics = _named(COCO_METRICS, ev.stats)
     metrics.update(n_images=len(raw["images"]), n_results=len(dets))
-    return metrics, _found_rows(raw, _matched_people(ev, oks))
+    matched = _matched_people(ev, oks)
+    return CocoEvaluation(metrics, _found_rows(raw, matched), {i: matched.get(i, False) for i in people})
 
 
 def _run_cocoeval(raw: dict[str, Any], dets: list[dict]):
@@ -154,15 +168,25 @@ def _matched_people(ev, oks: float) -> dict[int, bool]:
     return matched
 
 
+def person_kind(area: float, labelled: int) -> tuple[str, str]:
+    """The people-found row of a person: its COCO size range and ``whole`` or ``partial``."""
+    return (next(s for s, limit in SIZES if area < limit), "whole" if labelled >= WHOLE_KEYPOINTS else "partial")
+
+
+def _labelled(annotation: dict[str, Any]) -> int:
+    return int((np.asarray(annotation.get("keypoints") or [0, 0, 0]).reshape(-1, 3)[:, 2] > 0).sum())
+
+
+def _is_person(annotation: dict[str, Any]) -> bool:
+    """An annotated person that COCO's keypoint AP counts: not a crowd region, at least one keypoint."""
+    return not annotation.get("iscrowd") and annotation.get("num_keypoints", _labelled(annotation)) > 0
+
+
 def _found_rows(raw: dict[str, Any], matched: dict[int, bool]) -> list[dict[str, Any]]:
     """The rows of :func:`people_found` from the annotation ids that were matched."""
     counts = {(size, kind): [0, 0] for size, _ in SIZES for kind in ("whole", "partial")}
-    for a in raw["annotations"]:
-        labelled = int((np.asarray(a.get("keypoints") or [0, 0, 0]).reshape(-1, 3)[:, 2] > 0).sum())
-        if a.get("iscrowd") or a.get("num_keypoints", labelled) == 0:
-            continue
-        size = next(s for s, limit in SIZES if a["area"] < limit)
-        row = counts[(size, "whole" if labelled >= WHOLE_KEYPOINTS else "partial")]
+    for a in filter(_is_person, raw["annotations"]):
+        row = counts[person_kind(a["area"], _labelled(a))]
         row[0] += 1
         row[1] += int(matched.get(a["id"], False))
     return [{"size": size, "keypoints": kind, "people": n, "found": f}

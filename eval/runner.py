@@ -28,6 +28,7 @@ from core.keypoints import get_spec
 from core.io.annotations import KeypointDataset, load_keypoint_annotations
 from eval.evaluate import evaluate, evaluate_coco_with_found, people_found
 from eval.grouping_bound import perfect_grouping
+from eval.misses import draw_misses
 from models.predictor import Maps, Predictor
 
 LOG = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class EvalOptions:
     cache_dir: Path | None = None         # INT8 models and the measured backend choice (needed by int8 / auto)
     calibration: tuple[str, ...] = ()     # INT8 calibration image folders (empty: the shared LSPET/COCO train)
     grouping_bound: bool = False          # also count the people a perfect grouping of the candidates finds
+    draw_misses: Path | None = None       # pictures of the images with missed people go here
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -309,8 +311,9 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     size = opts.height if opts.fixed_height else opts.long_edge
     if size is not None and size < 16:
         raise InputError(f"--{'height' if opts.fixed_height else 'long-edge'} must be at least 16 pixels, got {size}")
-    if opts.grouping_bound and (opts.dataset != "coco" or opts.test_dev):
-        raise InputError("--grouping-bound needs COCO ground truth (--dataset coco, not --test-dev)")
+    for wanted, option in ((opts.grouping_bound, "--grouping-bound"), (opts.draw_misses, "--draw-misses")):
+        if wanted and (opts.dataset != "coco" or opts.test_dev):
+            raise InputError(f"{option} needs COCO ground truth (--dataset coco, not --test-dev)")
     device = resolve_device(opts.device)
     predictor, oracle, checkpoint_info = build_predictor(opts, gt, device, model)
     contract = predictor.contract
@@ -357,9 +360,13 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
         bar.close()
 
     image_ids = [r["id"] for r in records]
-    metrics, found = None, None
+    metrics, found, misses = None, None, None
     if opts.dataset == "coco" and not opts.test_dev:  # AP and the people-found rows from one evaluation
-        metrics, found = evaluate_coco_with_found(gt, results, image_ids)
+        coco = evaluate_coco_with_found(gt, results, image_ids)
+        metrics, found = coco.metrics, coco.found
+        if opts.draw_misses:
+            opts.draw_misses.mkdir(parents=True, exist_ok=True)
+            misses = len(draw_misses(gt, results, coco.matched, opts.images, opts.draw_misses))
         if opts.grouping_bound:
             by_row = {(r["size"], r["keypoints"]): r["found"] for r in people_found(gt, bound, image_ids)}
             for row in found:
@@ -379,6 +386,7 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     summary = {
         "metrics": metrics,
         "found": found,
+        "misses_drawn": misses,
         "n_images": n,
         "n_results": len(results),
         "dataset": opts.dataset,

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--grouping-bound", action="store_true",
                    help="COCO: also count the people a perfect grouping of the network's keypoint candidates "
                         "would find (the network's share of the misses against the decoder's)")
+    r.add_argument("--draw-misses", type=Path, metavar="DIR",
+                   help="COCO: one picture per image with an annotated person the model misses (OKS < 0.5): its "
+                        "people and, in red, the missed ones")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         person_threshold=args.person_threshold, batch_size=args.batch_size, workers=args.workers,
         device=args.device, amp=args.amp, limit=args.limit, split=args.split, test_dev=args.test_dev,
         backend=args.backend, cache_dir=_backend_cache(), grouping_bound=args.grouping_bound,
+        draw_misses=args.draw_misses,
     )
     result = run_evaluation(opts, progress=not args.no_progress)
     s = result.summary
@@ -95,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_metrics_table(s["metrics"]))
         if s.get("found"):
             print(format_found_table(s["found"]))
+        if args.draw_misses:
+            print(f"pictures of the {s['misses_drawn']} images with missed people in {args.draw_misses}")
     else:
         print(f"test-dev: {s['n_results']} results written for submission (no ground truth, no AP)")
     print(format_timing(s["timing"], s["n_images"]))

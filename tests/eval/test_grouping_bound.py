@@ -83,8 +83,10 @@ def test_the_default_models_bound_covers_what_it_decodes(data_dir: Path, tmp_pat
         str(sum(r["found_perfect_grouping"] for r in rows))) for line in out.splitlines())
 
 
-def test_the_bound_needs_coco_ground_truth(data_dir: Path, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("option", [["--grouping-bound"], ["--draw-misses", "pictures"]])
+def test_the_diagnostics_need_coco_ground_truth(data_dir: Path, tmp_path: Path, capsys, option: list[str]) -> None:
     mini = data_dir / "crowdpose" / "mini"
     rc = main(["eval", "--oracle-model", "--dataset", "crowdpose", "--annotations", str(mini / "test_crowdpose.json"),
-               "--images", str(mini), "--grouping-bound", "--workers", "0", "--out", str(tmp_path)])
-    assert rc != 0 and "--grouping-bound needs COCO ground truth" in capsys.readouterr().err
+               "--images", str(mini), *option, "--workers", "0", "--out", str(tmp_path / "ev")])
+    assert rc != 0 and f"{option[0]} needs COCO ground truth" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists() and not Path("pictures").exists()
