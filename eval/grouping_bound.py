@@ -19,7 +19,7 @@ def perfect_grouping(xy: np.ndarray, score: np.ndarray, image: ImageAnnotations)
     candidates ``xy`` ``(K, T, 2)`` / ``score`` ``(K, T)`` in image pixels: the nearest candidate of each labelled
     keypoint's type (absent where the type has none). A pose's score is its OKS-like closeness to its own person,
     so pycocotools matches the best-built poses first."""
-    people = np.flatnonzero(~image.iscrowd & (image.num_keypoints > 0))
+    people = np.flatnonzero(image.is_person)
     k = xy.shape[0]
     if len(people) == 0:
         return Poses.empty(k)
@@ -27,12 +27,13 @@ def perfect_grouping(xy: np.ndarray, score: np.ndarray, image: ImageAnnotations)
     d2 = ((xy[None].astype(np.float64) - gt[:, :, None, :2]) ** 2).sum(-1)        # (P, K, T)
     d2 = np.where(score[None] > 0, d2, np.inf)
     nearest = d2.argmin(-1)                                                         # (P, K)
-    usable = (gt[:, :, 2] > 0) & np.isfinite(d2.min(-1))
+    best = np.take_along_axis(d2, nearest[..., None], -1)[..., 0]                   # (P, K) squared distances
+    usable = (gt[:, :, 2] > 0) & np.isfinite(best)
     types = np.arange(k)[None]
     kp_xy, kp_s = xy[types, nearest], score[types, nearest]                       # (P, K, 2), (P, K)
     keypoints = np.concatenate([kp_xy, kp_s[..., None]], -1).astype(np.float32)
     keypoints[~usable] = 0.0
-    closeness = np.exp(-np.where(usable, d2.min(-1), 0.0) / np.maximum(image.area[people], 1.0)[:, None])
+    closeness = np.exp(-np.where(usable, best, 0.0) / np.maximum(image.area[people], 1.0)[:, None])
     scores = (closeness * usable).sum(1) / np.maximum((gt[:, :, 2] > 0).sum(1), 1)
     order = np.argsort(-scores, kind="stable")
     return Poses(keypoints[order], scores[order].astype(np.float32))

@@ -39,7 +39,7 @@ class OracleModel:
     def people(self, image_id: int, transform: ImageTransform, flipped: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints ``(P, K, 3)`` in canvas pixels and person scales ``(P,)`` of the image's annotated people."""
         img = self.dataset.image(image_id)
-        keep = ~img.iscrowd & (img.num_keypoints > 0)
+        keep = img.is_person
         kps = img.keypoints[keep].copy()
         area = img.area[keep]
         scale = float(np.sqrt(abs(np.linalg.det(transform.matrix[:, :2]))))

@@ -227,7 +227,7 @@ class PoseDataset(Dataset):
         image = self.load_image(img, source)
         if image is None:
             return None
-        people = ~img.iscrowd & (img.num_keypoints > 0)
+        people = img.is_person
         unknown = np.zeros((int(people.sum()), self.spec.n_keypoints), bool)
         lists = self.sources[source].unknown
         for row, ann_id in enumerate(img.annotation_ids[people]):

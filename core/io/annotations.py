@@ -38,9 +38,13 @@ class ImageAnnotations:
         return self.crowd_index
 
     @property
+    def is_person(self) -> np.ndarray:
+        """``(P,)`` bool: rows that are people with at least one annotated keypoint (not crowd regions)."""
+        return ~self.iscrowd & (self.num_keypoints > 0)
+
+    @property
     def n_people(self) -> int:
-        """Rows that are people with at least one annotated keypoint (not crowd regions)."""
-        return int(np.count_nonzero(~self.iscrowd & (self.num_keypoints > 0)))
+        return int(np.count_nonzero(self.is_person))
 
     def __len__(self) -> int:
         return len(self.keypoints)
