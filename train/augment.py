@@ -87,6 +87,46 @@ def warp_image(image: np.ndarray, transform: ImageTransform) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
+OCCLUDER_MIN = 0.15   # smallest occluder side, fraction of the person's keypoint box side
+
+
+def occlude(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator, cfg: AugmentationConfig,
+            source: np.ndarray | None = None, zoom: float = 1.0) -> np.ndarray:
+    """With probability ``cfg.occlusion_prob``, cover part of one person of ``image`` (warped ``(P, K, 3)``
+    ``keypoints``) with a rectangle of real texture, as a table or a bystander would cover it: a random window of
+    ``source`` (the unwarped photo, so never the warp's black border; default ``image``) at the warp's ``zoom``
+    (image pixels per source pixel), so the texture keeps the scale of the scene around it. The rectangle is centred on one of that person's keypoints; its side is
+    ``OCCLUDER_MIN`` to ``cfg.occlusion_size`` of the person's keypoint box side, its aspect 1:2 to 2:1. The
+    keypoints stay labelled (COCO labels an occluded joint where it is), so the network learns to place joints it
+    cannot see. Returns a new image, or ``image`` itself when nothing is covered; draws nothing when disabled."""
+    if not cfg.enabled or cfg.occlusion_prob <= 0 or rng.random() >= cfg.occlusion_prob:
+        return image
+    labelled = keypoints[:, :, 2] > 0
+    people = np.flatnonzero(labelled.sum(1) >= 2)
+    if not len(people):
+        return image
+    person = people[rng.integers(len(people))]
+    xy = keypoints[person, labelled[person], :2]
+    side = float((xy.max(0) - xy.min(0)).max()) * rng.uniform(OCCLUDER_MIN, cfg.occlusion_size)
+    aspect = math.exp(rng.uniform(-math.log(2.0), math.log(2.0)))
+    height, width = image.shape[:2]
+    ow = int(np.clip(round(side * math.sqrt(aspect)), 2, width))
+    oh = int(np.clip(round(side / math.sqrt(aspect)), 2, height))
+    cx, cy = xy[rng.integers(len(xy))]
+    x0 = int(np.clip(round(cx - ow / 2), 0, width - ow))
+    y0 = int(np.clip(round(cy - oh / 2), 0, height - oh))
+    src = image if source is None else source
+    sh, sw = src.shape[:2]
+    ww, wh = min(sw, max(1, round(ow / zoom))), min(sh, max(1, round(oh / zoom)))
+    sx, sy = int(rng.integers(0, sw - ww + 1)), int(rng.integers(0, sh - wh + 1))
+    patch = src[sy:sy + wh, sx:sx + ww]
+    if patch.shape[:2] != (oh, ow):
+        patch = cv2.resize(patch, (ow, oh), interpolation=cv2.INTER_LINEAR)
+    out = image.copy()
+    out[y0:y0 + oh, x0:x0 + ow] = patch
+    return out
+
+
 def colour_jitter(image: np.ndarray, rng: np.random.Generator, cfg: AugmentationConfig) -> np.ndarray:
     """Random brightness, contrast, saturation and hue of a BGR uint8 image (a no-op when disabled)."""
     if not cfg.enabled or (cfg.brightness <= 0 and cfg.contrast <= 0 and cfg.saturation <= 0 and cfg.hue_deg <= 0):

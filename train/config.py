@@ -58,6 +58,8 @@ class AugmentationConfig:
     saturation: float = 0.25
     hue_deg: float = 5.0
     mosaic_prob: float = 0.0              # share of samples made of a 2x2 mosaic of four images (small people)
+    occlusion_prob: float = 0.0           # share of images (mosaic tiles) where one person is partly covered
+    occlusion_size: float = 0.5           # largest occluder side, fraction of that person's keypoint box side
 
 
 @dataclass
@@ -294,6 +296,8 @@ def validate(cfg: TrainConfig) -> None:
          "augmentation.scale_min must be > 0 and <= augmentation.scale_max"),
         (0 <= cfg.augmentation.flip_prob <= 1, "augmentation.flip_prob must be in [0, 1]"),
         (0 <= cfg.augmentation.mosaic_prob <= 1, "augmentation.mosaic_prob must be in [0, 1]"),
+        (0 <= cfg.augmentation.occlusion_prob <= 1, "augmentation.occlusion_prob must be in [0, 1]"),
+        (0.15 < cfg.augmentation.occlusion_size <= 2, "augmentation.occlusion_size must be in (0.15, 2]"),
         (cfg.augmentation.stretch >= 0, "augmentation.stretch must be >= 0"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (len(cfg.optim.betas) == 2, "optim.betas must hold two numbers"),

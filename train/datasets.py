@@ -5,9 +5,10 @@
 sources (each repeated a number of times) into one. Per sample it builds the ignore mask (crowd regions'
 segmentation masks via pycocotools; people without keypoints by their segmentation, or their box when the file has
 none; everything outside an image's ``supervised_region`` when the file gives one, as LSPET does), draws one
-affine warp (``train.augment``) or, with ``augmentation.mosaic_prob``, a 2x2 mosaic of four warped images, and
-encodes the targets with ``core.encoder``. A person's ``unlabelled`` keypoints (presence unknown) have their
-heatmap channel ignored around that person instead of being trained as absent. Targets
+affine warp (``train.augment``) or, with ``augmentation.mosaic_prob``, a 2x2 mosaic of four warped images,
+covers part of a person with ``augmentation.occlusion_prob``, and encodes the targets with ``core.encoder``. A
+person's ``unlabelled`` keypoints (presence unknown) have their heatmap channel ignored around that person instead
+of being trained as absent. Targets
 ``heatmaps`` and ``person_scale`` are float16 (the trainer widens them on the device), keypoint-scale targets are
 only produced for a contract with a scale head. Every random draw comes from a generator seeded by ``(seed, epoch,
 index)``, so a sample is the same whatever worker makes it, and a run is reproducible given its seed and epoch.
@@ -277,12 +278,14 @@ class PoseDataset(Dataset):
             height, width = piece.image.shape[:2]
             params = augment.sample_params(rng, self.augmentation, width, height, tile)
             transform = augment.params_transform(params, width, height, tile)
-            canvas[y0:y0 + tile, x0:x0 + tile] = augment.colour_jitter(augment.warp_image(piece.image, transform),
-                                                                       rng, self.augmentation)
-            if piece.ignore is not None:
-                ignore[y0:y0 + tile, x0:x0 + tile] = augment.warp_mask(piece.ignore, transform)
             perm = self.spec.flip_permutation
             kps = augment.warp_keypoints(piece.keypoints, transform, perm, params.flip)
+            linear = float(np.sqrt(abs(np.linalg.det(transform.matrix[:, :2]))))   # the warp's zoom
+            image = augment.occlude(augment.warp_image(piece.image, transform), kps, rng, self.augmentation,
+                                    source=piece.image, zoom=linear)
+            canvas[y0:y0 + tile, x0:x0 + tile] = augment.colour_jitter(image, rng, self.augmentation)
+            if piece.ignore is not None:
+                ignore[y0:y0 + tile, x0:x0 + tile] = augment.warp_mask(piece.ignore, transform)
             labelled, unknown = piece.keypoints[:, :, 2] > 0, piece.unknown
             if params.flip:
                 labelled, unknown = labelled[:, list(perm)], unknown[:, list(perm)]
@@ -290,7 +293,6 @@ class PoseDataset(Dataset):
             kps[:, :, :2] += (x0, y0)
             kps_all.append(kps)
             # person scale: sqrt(area) of the annotation, times the warp's linear scale
-            linear = float(np.sqrt(abs(np.linalg.det(transform.matrix[:, :2]))))
             scales_all.append(piece.scales * linear)
         kps = np.concatenate(kps_all) if kps_all else np.zeros((0, self.spec.n_keypoints, 3), np.float32)
         targets = self.encoder.encode(kps, (size, size), person_scales=np.concatenate(scales_all),

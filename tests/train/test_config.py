@@ -1,6 +1,7 @@
 """Training config: YAML -> dataclasses, typed overrides, errors naming the key, shipped recipes load."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ def test_overrides_are_typed():
     ("data=1", ["data", "section"]),
     ("optim.lr", ["optim.lr", "key=value"]),
     ("augmentation.scale_min=3", ["augmentation.scale_min"]),
+    ("augmentation.occlusion_prob=1.5", ["augmentation.occlusion_prob"]),
+    ("augmentation.occlusion_size=0.1", ["augmentation.occlusion_size"]),
 ])
 def test_bad_overrides_name_the_key(override, words):
     with pytest.raises(InputError) as err:
@@ -188,3 +191,15 @@ def test_default_model_stage15_restarts_stage14s_recipe_from_its_packaged_file()
     assert (stage15.model.kwargs, stage15.optim, stage15.schedule.warmup_steps) == (
         stage14.model.kwargs, stage14.optim, stage14.schedule.warmup_steps)
     assert (stage15.data, stage15.augmentation, stage15.loss) == (stage14.data, stage14.augmentation, stage14.loss)
+
+
+def test_default_model_stage17_adds_occlusion_to_stage14s_recipe():
+    stage14 = load_config(CONFIGS / "default_model_stage14.yaml")
+    stage17 = load_config(CONFIGS / "default_model_stage17.yaml")
+    assert stage17.model.init_checkpoint == "../runs/default_model_stage14/default.pt"
+    assert (stage17.schedule.epochs, stage17.run.name) == (6, "default_model_stage17")
+    assert (stage17.augmentation.occlusion_prob, stage17.augmentation.occlusion_size) == (0.5, 0.5)
+    assert stage14.augmentation.occlusion_prob == 0.0
+    assert replace(stage17.augmentation, occlusion_prob=0.0) == stage14.augmentation
+    assert (stage17.model.kwargs, stage17.optim, stage17.data, stage17.loss) == (
+        stage14.model.kwargs, stage14.optim, stage14.data, stage14.loss)

@@ -85,6 +85,66 @@ def test_colour_jitter_changes_colours_not_geometry():
     assert augment.colour_jitter(img, np.random.default_rng(1), AugmentationConfig(enabled=False)) is img
 
 
+def _one_person(xy0=(20.0, 20.0), side=30.0):
+    kps = np.zeros((1, 17, 3), np.float32)
+    kps[0, :, 0] = np.linspace(xy0[0], xy0[0] + side, 17)
+    kps[0, :, 1] = np.linspace(xy0[1], xy0[1] + side, 17)
+    kps[0, :, 2] = 2
+    return kps
+
+
+def test_occlusion_copies_a_window_of_the_photo_over_one_persons_keypoint():
+    img = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    photo = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    kps = _one_person()
+    before = img.copy()
+    cfg = AugmentationConfig(occlusion_prob=1.0, occlusion_size=0.6)
+    for seed in range(20):
+        out = augment.occlude(img, kps, np.random.default_rng(seed), cfg, source=photo)
+        ys, xs = np.nonzero((out != img).any(-1))
+        assert len(ys), seed
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        assert 2 <= max(y1 - y0, x1 - x0) <= 0.6 * 30 * 2 ** 0.5 + 1     # within the drawn size and aspect
+        covered = (kps[0, :, 0] >= x0 - 1) & (kps[0, :, 0] <= x1) & (kps[0, :, 1] >= y0 - 1) & (kps[0, :, 1] <= y1)
+        assert covered.any(), seed                                     # centred on one of the person's keypoints
+        patch = out[y0:y1, x0:x1]                                      # the content is a region of the input
+        windows = np.lib.stride_tricks.sliding_window_view(photo, patch.shape)[..., 0, :, :, :]
+        assert (windows == patch).all(axis=(-3, -2, -1)).any(), seed  # a window of the photo
+    assert np.array_equal(img, before)                                 # the input is not changed
+    columns = np.broadcast_to(np.arange(80, dtype=np.uint8)[None, :, None], (64, 80, 3)).copy()
+    out = augment.occlude(img, kps, np.random.default_rng(0), cfg, source=columns, zoom=2.0)
+    rows = np.nonzero((out != img).any(-1).any(1))[0]
+    strip = out[rows[len(rows) // 2], :, 0][(out != img).any(-1)[rows[len(rows) // 2]]]
+    assert np.all(np.diff(strip.astype(int)) >= 0) and np.ptp(strip) <= len(strip) / 2 + 1  # the photo at 2x
+    tiny = np.full((3, 3, 3), 7, np.uint8)                             # a photo smaller than the occluder: resized
+    out = augment.occlude(img, kps, np.random.default_rng(0), cfg, source=tiny)
+    changed = (out != img).any(-1)
+    assert changed.any() and (out[changed] == 7).all()
+
+
+def test_occlusion_off_draws_nothing_and_skips_people_without_two_keypoints():
+    img = np.zeros((32, 32, 3), np.uint8)
+    rng = np.random.default_rng(3)
+    assert augment.occlude(img, _one_person(), rng, AugmentationConfig()) is img
+    assert rng.random() == np.random.default_rng(3).random()                      # no draw when disabled
+    lone = _one_person()
+    lone[0, 1:, 2] = 0
+    assert augment.occlude(img, lone, rng, AugmentationConfig(occlusion_prob=1.0)) is img
+    on = AugmentationConfig(enabled=False, occlusion_prob=1.0)
+    assert augment.occlude(img, _one_person(), rng, on) is img
+
+
+def test_occluded_samples_keep_their_targets(data_dir):
+    ann, images = _coco_mini(data_dir)
+    plain = PoseDataset(ann, images, COCO_C, input_size=128, seed=5)
+    covered = PoseDataset(ann, images, COCO_C, input_size=128, seed=5,
+                          augmentation=AugmentationConfig(occlusion_prob=1.0))
+    i = plain.image_ids.index(535506)  # one large person
+    a, b = plain[i], covered[i]
+    assert torch.equal(a["heatmaps"], b["heatmaps"]) and torch.equal(a["offsets"], b["offsets"])
+    assert not torch.equal(a["image"], b["image"])
+
+
 def test_crowd_and_keypointless_people_are_ignored(data_dir):
     ann, images = _coco_mini(data_dir)
     ds = PoseDataset(ann, images, COCO_C, input_size=256, augmentation=AugmentationConfig(enabled=False))
