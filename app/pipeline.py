@@ -193,10 +193,19 @@ class Pipeline:
             self._opened = []
             raise
         self.stats.started = time.monotonic()
-        for name, target in (("decode", self._decode_loop), ("infer", self._infer_loop), ("sinks", self._sink_loop)):
-            t = threading.Thread(target=target, name=f"gopose-{name}", daemon=True)
-            self._threads.append(t)
-            t.start()
+        try:
+            for name, target in (("decode", self._decode_loop), ("infer", self._infer_loop),
+                                 ("sinks", self._sink_loop)):
+                t = threading.Thread(target=target, name=f"gopose-{name}", daemon=True)
+                self._threads.append(t)
+                t.start()
+        except BaseException:  # a signal before the sink stage runs: nothing wrote to the sinks, discard them
+            self.stop(discard=True)
+            if len(self._launched()) < 3:
+                for sink in self._opened:
+                    sink.abort()
+                self._opened = []
+            raise
         return self
 
     def stop(self, discard: bool = False) -> None:
@@ -207,13 +216,18 @@ class Pipeline:
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the threads; True when all finished. Does not raise (see :attr:`error`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for t in self._threads:
+        for t in self._launched():
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not self.running
 
     @property
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
+
+    def _launched(self) -> list[threading.Thread]:
+        """The stage threads that were started: a signal (Ctrl-C, SIGTERM) may land in :meth:`start` between
+        creating a thread and starting it, and an unstarted thread cannot be joined."""
+        return [t for t in self._threads if t.ident is not None]
 
     def run(self) -> PipelineStats:
         """Start, wait for the end (Ctrl-C stops cleanly, discarding the outputs, and re-raises) and return
@@ -411,7 +425,7 @@ class Pipeline:
 
     def _finalise_sinks(self) -> None:
         # wait for the other stages so nothing writes while sinks close
-        for t in self._threads:
+        for t in self._launched():
             if t is not threading.current_thread():
                 t.join()
         for sink in self._opened:

@@ -159,6 +159,28 @@ def test_stop_finalises_sinks(ped_video: Path, estimator, tmp_path: Path) -> Non
     assert 4 <= len(data["images"]) == p.stats.frames < 795
 
 
+def test_a_signal_while_the_threads_start_stops_cleanly(ped_video: Path, estimator, tmp_path: Path,
+                                                        monkeypatch) -> None:
+    """Ctrl-C / SIGTERM landing in start() between creating a stage thread and starting it: the interrupt
+    propagates (not "cannot join thread before it is started"), the started stages stop and can be joined, and
+    the sinks, which nothing wrote to yet, are discarded."""
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "gopose-infer":
+            raise KeyboardInterrupt
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    src = open_source(ped_video)
+    p = Pipeline(src, estimator, [JsonlSink(tmp_path / "out.jsonl")])
+    with pytest.raises(KeyboardInterrupt):
+        p.run()
+    assert p.join(30) and not p.running
+    src.close()
+    assert list(tmp_path.iterdir()) == []                  # the opened sink was discarded, no temporary left
+
+
 def test_sinks_opened_before_threads_start(street_video: Path, estimator, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
