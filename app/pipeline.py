@@ -193,15 +193,15 @@ class Pipeline:
             self._opened = []
             raise
         self.stats.started = time.monotonic()
+        stages = (("decode", self._decode_loop), ("infer", self._infer_loop), ("sinks", self._sink_loop))
         try:
-            for name, target in (("decode", self._decode_loop), ("infer", self._infer_loop),
-                                 ("sinks", self._sink_loop)):
+            for name, target in stages:
                 t = threading.Thread(target=target, name=f"gopose-{name}", daemon=True)
                 self._threads.append(t)
                 t.start()
         except BaseException:  # a signal before the sink stage runs: nothing wrote to the sinks, discard them
             self.stop(discard=True)
-            if len(self._launched()) < 3:
+            if len(self._launched()) < len(stages):
                 for sink in self._opened:
                     sink.abort()
                 self._opened = []

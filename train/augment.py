@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from core.geometry import ImageTransform, affine_crop_transform
-from train.config import AugmentationConfig
+from train.config import OCCLUDER_MIN, AugmentationConfig
 
 
 @dataclass(frozen=True)
@@ -87,16 +87,14 @@ def warp_image(image: np.ndarray, transform: ImageTransform) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
-OCCLUDER_MIN = 0.15   # smallest occluder side, fraction of the person's keypoint box side
-
-
 def occlude(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator, cfg: AugmentationConfig,
             source: np.ndarray | None = None, zoom: float = 1.0) -> np.ndarray:
     """With probability ``cfg.occlusion_prob``, cover part of one person of ``image`` (warped ``(P, K, 3)``
     ``keypoints``) with a rectangle of real texture, as a table or a bystander would cover it: a random window of
     ``source`` (the unwarped photo, so never the warp's black border; default ``image``) at the warp's ``zoom``
-    (image pixels per source pixel), so the texture keeps the scale of the scene around it. The rectangle is centred on one of that person's keypoints; its side is
-    ``OCCLUDER_MIN`` to ``cfg.occlusion_size`` of the person's keypoint box side, its aspect 1:2 to 2:1. The
+    (image pixels per source pixel), so the texture keeps the scale of the scene around it. The rectangle is
+    centred on one of that person's keypoints; its side is ``OCCLUDER_MIN`` to ``cfg.occlusion_size`` of the
+    person's keypoint box side, its aspect 1:2 to 2:1. The
     keypoints stay labelled (COCO labels an occluded joint where it is), so the network learns to place joints it
     cannot see. Returns a new image, or ``image`` itself when nothing is covered; draws nothing when disabled."""
     if not cfg.enabled or cfg.occlusion_prob <= 0 or rng.random() >= cfg.occlusion_prob:

@@ -42,6 +42,9 @@ class DataConfig:
     drop_last: bool = True
 
 
+OCCLUDER_MIN = 0.15   # smallest occluder side (augmentation.occlusion_*), fraction of the person's keypoint box side
+
+
 @dataclass
 class AugmentationConfig:
     """One random affine warp per sample plus colour jitter (``enabled: false`` = fit the image, no jitter)."""
@@ -297,7 +300,8 @@ def validate(cfg: TrainConfig) -> None:
         (0 <= cfg.augmentation.flip_prob <= 1, "augmentation.flip_prob must be in [0, 1]"),
         (0 <= cfg.augmentation.mosaic_prob <= 1, "augmentation.mosaic_prob must be in [0, 1]"),
         (0 <= cfg.augmentation.occlusion_prob <= 1, "augmentation.occlusion_prob must be in [0, 1]"),
-        (0.15 < cfg.augmentation.occlusion_size <= 2, "augmentation.occlusion_size must be in (0.15, 2]"),
+        (OCCLUDER_MIN < cfg.augmentation.occlusion_size <= 2,
+         f"augmentation.occlusion_size must be in ({OCCLUDER_MIN}, 2]"),
         (cfg.augmentation.stretch >= 0, "augmentation.stretch must be >= 0"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (len(cfg.optim.betas) == 2, "optim.betas must hold two numbers"),
