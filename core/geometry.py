@@ -42,6 +42,11 @@ class ImageTransform:
         return _affine_points(self.inverse_matrix, points)
 
     @property
+    def zoom(self) -> float:
+        """Canvas pixels per source pixel (the geometric mean of the two axes' scales)."""
+        return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+
+    @property
     def is_axis_aligned(self) -> bool:
         return abs(self.matrix[0, 1]) < 1e-12 and abs(self.matrix[1, 0]) < 1e-12 and self.matrix[0, 0] > 0
 

@@ -42,7 +42,7 @@ class OracleModel:
         keep = img.is_person
         kps = img.keypoints[keep].copy()
         area = img.area[keep]
-        scale = float(np.sqrt(abs(np.linalg.det(transform.matrix[:, :2]))))
+        scale = transform.zoom
         shape = kps.shape[:2] + (2,)
         kps[:, :, :2] = transform.apply(kps[:, :, :2].reshape(-1, 2)).reshape(shape)
         fallback = person_scales_from_keypoints(kps)

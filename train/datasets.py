@@ -280,9 +280,8 @@ class PoseDataset(Dataset):
             transform = augment.params_transform(params, width, height, tile)
             perm = self.spec.flip_permutation
             kps = augment.warp_keypoints(piece.keypoints, transform, perm, params.flip)
-            linear = float(np.sqrt(abs(np.linalg.det(transform.matrix[:, :2]))))   # the warp's zoom
             image = augment.occlude(augment.warp_image(piece.image, transform), kps, rng, self.augmentation,
-                                    source=piece.image, zoom=linear)
+                                    source=piece.image, zoom=transform.zoom)
             canvas[y0:y0 + tile, x0:x0 + tile] = augment.colour_jitter(image, rng, self.augmentation)
             if piece.ignore is not None:
                 ignore[y0:y0 + tile, x0:x0 + tile] = augment.warp_mask(piece.ignore, transform)
@@ -293,7 +292,7 @@ class PoseDataset(Dataset):
             kps[:, :, :2] += (x0, y0)
             kps_all.append(kps)
             # person scale: sqrt(area) of the annotation, times the warp's linear scale
-            scales_all.append(piece.scales * linear)
+            scales_all.append(piece.scales * transform.zoom)
         kps = np.concatenate(kps_all) if kps_all else np.zeros((0, self.spec.n_keypoints, 3), np.float32)
         targets = self.encoder.encode(kps, (size, size), person_scales=np.concatenate(scales_all),
                                       ignore_mask=ignore if ignore.any() else None,
