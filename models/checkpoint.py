@@ -80,11 +80,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, epoch: int | None = None,
                     step: int | None = None, metrics: Mapping[str, Any] | None = None,
                     train_config: Any = None, extra: Mapping[str, Any] | None = None,
-                    optimizer_state: Mapping[str, Any] | None = None, half: bool = False) -> Path:
+                    optimizer_state: Mapping[str, Any] | None = None, half: bool = False,
+                    weights: Mapping[str, torch.Tensor] | None = None) -> Path:
     """Write our self-describing checkpoint atomically; returns the path. ``half`` stores floating-point weights
-    as float16 (half the file; loading widens them back to the model's float32)."""
+    as float16 (half the file; loading widens them back to the model's float32). ``weights`` (a state dict of
+    ``model``'s keys, e.g. a moving average of them) are stored instead of the model's own."""
     net = _unwrap(model)
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in (net.state_dict() if weights is None else weights).items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {

@@ -110,6 +110,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     backbone_lr_factor: float = 1.0       # learning rate of the backbone's parameters relative to the others
     grad_clip: float = 0.0                # max gradient norm (0 = off)
+    ema_decay: float = 0.0                # moving average of the weights, evaluated and saved (0 = off; e.g. 0.999)
+    ema_warmup_steps: float = 0.0         # the decay ramps up as 1 - exp(-step / this) (0 = full decay at once)
 
 
 @dataclass
@@ -306,6 +308,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (len(cfg.optim.betas) == 2, "optim.betas must hold two numbers"),
         (cfg.optim.grad_clip >= 0, "optim.grad_clip must be >= 0"),
+        (0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
+        (cfg.optim.ema_warmup_steps >= 0, "optim.ema_warmup_steps must be >= 0"),
         (cfg.optim.backbone_lr_factor >= 0, "optim.backbone_lr_factor must be >= 0"),
         (cfg.schedule.epochs >= 1, "schedule.epochs must be >= 1"),
         (cfg.schedule.max_steps >= 0, "schedule.max_steps must be >= 0"),

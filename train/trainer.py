@@ -1,5 +1,7 @@
 """The trainer: one process or many under torchrun (DDP), native AMP, Adam with warm-up and step/cosine decay,
-atomic checkpoints that resume exactly, periodic validation through the eval package, JSON-lines logs.
+atomic checkpoints that resume exactly, periodic validation through the eval package, JSON-lines logs, and an
+optional moving average of the weights (``optim.ema_decay``) that checkpoints store, validation scores and
+``best.pt`` keeps.
 
 ``Trainer(cfg).train()`` runs a whole training; ``Trainer(cfg, resume=RUN_DIR)`` continues the newest
 checkpoint of ``RUN_DIR`` at the exact sample where it stopped (the data order depends only on the seed and the
@@ -31,6 +33,7 @@ from train import distributed as D
 from train import state as S
 from train.config import TrainConfig, dump_config
 from train.datasets import TARGET_KEYS, PoseDataset
+from train.ema import WeightAverage
 from train.loader import ResumableSampler, make_loader
 
 LOG = logging.getLogger(__name__)
@@ -170,6 +173,7 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(cfg, s, self.steps_per_epoch))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.ddp = self._wrap_ddp()
+        self.average = self._new_average()
 
         self.step = 0
         self.epoch = 0
@@ -342,6 +346,11 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
 
+    def _new_average(self) -> WeightAverage | None:
+        """The moving average of the weights (``optim.ema_decay``), starting at the current weights."""
+        o = self.cfg.optim
+        return WeightAverage(self.model, o.ema_decay, o.ema_warmup_steps) if o.ema_decay > 0 else None
+
     # ------------------------------------------------------------------------------------------------- stepping
     def _autocast(self):
         if self.amp_dtype is None:
@@ -381,6 +390,8 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update(self.model)
         out = {"loss": loss.detach()}
         out.update({k: v for k, v in terms.items() if k != "total"})
         return out
@@ -500,13 +511,17 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- checkpoints
     def train_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
             "batch_size": self.cfg.data.batch_size, "world_size": self.info.world_size,
             "optimizer": S.pack_optimizer_state(self.optimizer.state_dict()), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": S.rng_state(), "best_ap": self.best_ap,
             "skipped_images": self.skipped_images,
         }
+        if self.average is not None:  # the checkpoint's weights are the average; these are the trained ones
+            state["trained_weights"] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            state["average_updates"] = self.average.updates
+        return state
 
     def save(self) -> Path | None:
         """Write ``checkpoints/ckpt_<step>.pt`` (rank 0, atomically) and prune old ones."""
@@ -516,7 +531,8 @@ class Trainer:
         if self.info.is_main:
             save_checkpoint(path, self.model, epoch=self.epoch, step=self.step,
                             metrics={"loss": self.last_losses.get("loss")} if self.last_losses else None,
-                            train_config=self.cfg.to_dict(), extra={"train_state": self.train_state()})
+                            train_config=self.cfg.to_dict(), extra={"train_state": self.train_state()},
+                            weights=self.average.weights if self.average is not None else None)
             S.prune(self.run_dir, self.cfg.run.keep_last)
             LOG.info("checkpoint %s", path)
         D.barrier(self.info)
@@ -531,7 +547,11 @@ class Trainer:
             LOG.warning("resuming with batch %d x %d processes, the run used %d x %d: the data position is "
                         "kept in samples, the continuation is not bit-exact", self.cfg.data.batch_size,
                         self.info.world_size, st["batch_size"], st["world_size"])
-        self.model.load_state_dict(ckpt["model_state_dict"])
+        saved = ckpt["model_state_dict"]  # the weight average when the run kept one, else the trained weights
+        self.model.load_state_dict(st.get("trained_weights", saved))
+        self.average = self._new_average()
+        if self.average is not None and "trained_weights" in st:
+            self.average.load_state_dict({"updates": st["average_updates"], "weights": saved})
         self.optimizer.load_state_dict(S.unpack_optimizer_state(st["optimizer"]))
         self.scheduler.load_state_dict(st["scheduler"])
         self.scaler.load_state_dict(st["scaler"])

@@ -38,6 +38,8 @@ def test_overrides_are_typed():
     ("augmentation.scale_min=3", ["augmentation.scale_min"]),
     ("augmentation.occlusion_prob=1.5", ["augmentation.occlusion_prob"]),
     ("augmentation.occlusion_size=0.1", ["augmentation.occlusion_size"]),
+    ("optim.ema_decay=1", ["optim.ema_decay"]),
+    ("optim.ema_warmup_steps=-1", ["optim.ema_warmup_steps"]),
 ])
 def test_bad_overrides_name_the_key(override, words):
     with pytest.raises(InputError) as err:
@@ -203,3 +205,15 @@ def test_default_model_stage17_adds_occlusion_to_stage14s_recipe():
     assert replace(stage17.augmentation, occlusion_prob=0.0) == stage14.augmentation
     assert (stage17.model.kwargs, stage17.optim, stage17.data, stage17.loss) == (
         stage14.model.kwargs, stage14.optim, stage14.data, stage14.loss)
+
+
+def test_default_model_stage18_averages_the_weights_of_stage14s_recipe():
+    stage14 = load_config(CONFIGS / "default_model_stage14.yaml")
+    stage18 = load_config(CONFIGS / "default_model_stage18.yaml")
+    assert stage18.model.init_checkpoint == "../runs/default_model_stage14/default.pt"
+    assert (stage18.optim.ema_decay, stage18.optim.ema_warmup_steps, stage18.run.name) == (
+        0.999, 0.0, "default_model_stage18")
+    assert stage14.optim.ema_decay == 0.0
+    assert replace(stage18.optim, ema_decay=0.0) == stage14.optim
+    assert (stage18.model.kwargs, stage18.schedule, stage18.data, stage18.augmentation, stage18.loss) == (
+        stage14.model.kwargs, stage14.schedule, stage14.data, stage14.augmentation, stage14.loss)

@@ -104,6 +104,29 @@ def test_resume_from_a_periodic_checkpoint_after_a_crash(tmp_path, uninterrupted
     _assert_same(_final(tmp_path), uninterrupted)
 
 
+def test_weight_average_is_what_checkpoints_store_and_resumes_exactly(tmp_path):
+    """With ``optim.ema_decay`` the checkpoint's weights are the average (what validation, ``best.pt`` and
+    packaging read), the trained weights ride in its train state, and a stop/resume ends where one go does."""
+    ema = {"optim.ema_decay": 0.9}
+    Trainer(_cfg(**ema), run_dir=tmp_path / "one_go").train()
+    ckpt = torch.load(S.latest_checkpoint(tmp_path / "one_go"), map_location="cpu", weights_only=True)
+    state = ckpt["extra"]["train_state"]
+    averaged, trained = ckpt["model_state_dict"], state["trained_weights"]
+    assert state["average_updates"] == 6 and averaged.keys() == trained.keys()
+    assert any(not torch.equal(averaged[k], trained[k]) for k in averaged)
+    assert "trained_weights" not in torch.load(S.latest_checkpoint(
+        Path(Trainer(_cfg(**{"schedule.max_steps": 1}), run_dir=tmp_path / "plain").train()["run_dir"])),
+        map_location="cpu", weights_only=True)["extra"]["train_state"]
+
+    Trainer(_cfg(**ema, **{"schedule.max_steps": 4}), run_dir=tmp_path / "stopped").train()
+    resumed = Trainer(_cfg(**ema), resume=tmp_path / "stopped")
+    assert resumed.average.updates == 4
+    resumed.train()
+    again = torch.load(S.latest_checkpoint(tmp_path / "stopped"), map_location="cpu", weights_only=True)
+    _assert_same(again["model_state_dict"], averaged)
+    _assert_same(again["extra"]["train_state"]["trained_weights"], trained)
+
+
 def test_sigkilled_process_resumes_exactly(tmp_path, data_dir):
     """A real ``python -m train`` process killed with SIGKILL mid-run; ``--resume`` continues exactly."""
     reference = tmp_path / "reference"
