@@ -217,3 +217,15 @@ def test_default_model_stage18_averages_the_weights_of_stage14s_recipe():
     assert replace(stage18.optim, ema_decay=0.0) == stage14.optim
     assert (stage18.model.kwargs, stage18.schedule, stage18.data, stage18.augmentation, stage18.loss) == (
         stage14.model.kwargs, stage14.schedule, stage14.data, stage14.augmentation, stage14.loss)
+
+
+def test_default_model_stage19_trains_stage14s_recipe_at_the_shipped_input_size():
+    stage14 = load_config(CONFIGS / "default_model_stage14.yaml")
+    stage19 = load_config(CONFIGS / "default_model_stage19.yaml")
+    assert stage19.model.init_checkpoint == "../runs/default_model_stage14/default.pt"
+    assert (stage14.data.input_size, stage14.run.val_input_size) == (256, 256)
+    assert (stage19.data.input_size, stage19.run.val_input_size, stage19.run.name) == (
+        192, 192, "default_model_stage19")
+    assert replace(stage19.data, input_size=256) == stage14.data
+    assert (stage19.model.kwargs, stage19.optim, stage19.schedule, stage19.augmentation, stage19.loss) == (
+        stage14.model.kwargs, stage14.optim, stage14.schedule, stage14.augmentation, stage14.loss)
