@@ -7,6 +7,10 @@ keypoints) is found with a COCO OKS above 0.5 by some predicted person.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -40,12 +44,40 @@ def large_people(raw: dict, image_id: int) -> list[dict]:
             and a["area"] >= 96 ** 2 and (np.asarray(a["keypoints"]).reshape(17, 3)[:, 2] > 0).sum() >= 12]
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def test_the_default_model_ships_in_the_package_and_is_the_default() -> None:
     path = builtin_model_path()
     assert path.is_file(), f"the embedded model {path} is missing"
     assert path.stat().st_size <= 4 * 1024 * 1024
     choice = choose_model(None)  # the test's own empty GOPOSE_HOME: no user models, so the built-in one runs
     assert (choice.name, choice.path, choice.reason) == ("default", path, "the built-in model")
+
+
+def test_a_regular_install_carries_the_model_and_its_recipes(tmp_path: Path) -> None:
+    """``pip install .`` (a wheel, not the editable checkout) installs the weights and the training configs, and
+    the installed ``gopose`` lists its own copy as the default model."""
+    pytest.importorskip("setuptools", reason="building a wheel offline needs setuptools in this environment")
+    src, site, home = tmp_path / "src", tmp_path / "site", tmp_path / "home"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+                                                              ".pytest_cache", "runs", "out", ".whl", ".gl"))
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+                   check=True, cwd=tmp_path)
+    wheel = next((tmp_path / "dist").glob("gopose-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--target", str(site), str(wheel)], check=True)
+    shutil.rmtree(src)  # the copy is gone; the checkout's editable install ranks below PYTHONPATH
+    env = {**os.environ, "PYTHONPATH": str(site), "GOPOSE_HOME": str(home)}
+    script = ("import sys, app; from app.model_store import builtin_model_path; from main import main; "
+              "print(app.__file__); print(builtin_model_path()); sys.exit(main(['models', 'list']))")
+    run = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    package, model, *listing = run.stdout.splitlines()
+    assert Path(package).is_relative_to(site) and Path(model).is_relative_to(site)
+    assert Path(model).read_bytes() == builtin_model_path().read_bytes()
+    assert any(line.startswith("*  default (built-in)") for line in listing), run.stdout
+    assert (site / "resources" / "configs" / "default_model_stage14.yaml").is_file()
 
 
 @pytest.fixture(scope="module")
