@@ -60,9 +60,10 @@ def warp_keypoints(keypoints: np.ndarray, transform: ImageTransform, flip_permut
                    flip: bool) -> np.ndarray:
     """Map ``(P, K, 3)`` keypoints through ``transform``; swap left/right when ``flip``; mark those outside
     the crop (or unannotated) absent with ``v = 0`` (coordinates kept, never used as a marker)."""
-    out = np.array(keypoints, dtype=np.float32, copy=True).reshape(len(keypoints), -1, 3)
+    out = np.array(keypoints, dtype=np.float32, copy=True)
     if len(out) == 0:
         return out
+    out = out.reshape(len(out), -1, 3)
     out[:, :, :2] = transform.apply(out[:, :, :2])
     if flip:
         out = out[:, list(flip_permutation)]
@@ -142,5 +143,6 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, cfg: Augmentation
             hsv[:, :, 1] = cv2.convertScaleAbs(hsv[:, :, 1], alpha=s)
         img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
     mean = float(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).mean())
-    # out = b * (c * (x - mean) + mean) = b*c*x + b*(1-c)*mean, saturating to uint8
-    return cv2.convertScaleAbs(img, alpha=b * c, beta=b * (1.0 - c) * mean)
+    # out = b * (c * (x - mean) + mean) = b*c*x + b*(1-c)*mean, clipped to [0, 255] (convertScaleAbs would mirror
+    # the negative values of dark pixels back up)
+    return cv2.addWeighted(img, b * c, img, 0.0, b * (1.0 - c) * mean)

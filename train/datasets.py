@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.contract import PoseContract
-from core.encoder import TargetEncoder
+from core.encoder import TargetEncoder, Targets
 from core.errors import InputError
 from core.io.annotations import ImageAnnotations, KeypointDataset, load_keypoint_annotations
 from train import augment
@@ -271,8 +271,7 @@ class PoseDataset(Dataset):
         size = self.input_size
         tile = size if len(pieces) == 1 else size // 2
         canvas = np.zeros((size, size, 3), np.uint8)
-        ignore = np.zeros((size, size), bool)
-        kps_all, scales_all, boxes = [], [], []
+        kps_all, tiles = [], []
         for j, piece in enumerate(pieces):
             x0, y0 = (0, 0) if len(pieces) == 1 else ((j % 2) * tile, (j // 2) * tile)
             height, width = piece.image.shape[:2]
@@ -283,30 +282,45 @@ class PoseDataset(Dataset):
             image = augment.occlude(augment.warp_image(piece.image, transform), kps, rng, self.augmentation,
                                     source=piece.image, zoom=transform.zoom)
             canvas[y0:y0 + tile, x0:x0 + tile] = augment.colour_jitter(image, rng, self.augmentation)
-            if piece.ignore is not None:
-                ignore[y0:y0 + tile, x0:x0 + tile] = augment.warp_mask(piece.ignore, transform)
+            ignore = None if piece.ignore is None else augment.warp_mask(piece.ignore, transform)
             labelled, unknown = piece.keypoints[:, :, 2] > 0, piece.unknown
             if params.flip:
                 labelled, unknown = labelled[:, list(perm)], unknown[:, list(perm)]
-            boxes.append(_unknown_boxes(kps, labelled, unknown, tile) + np.array([0, x0, y0, x0, y0], np.float32))
-            kps[:, :, :2] += (x0, y0)
-            kps_all.append(kps)
             # person scale: sqrt(area) of the annotation, times the warp's linear scale
-            scales_all.append(piece.scales * transform.zoom)
+            tiles.append((x0, y0, self.encoder.encode(kps, (tile, tile), person_scales=piece.scales * transform.zoom,
+                                                      ignore_mask=ignore,
+                                                      keypoint_ignore_boxes=_unknown_boxes(kps, labelled, unknown,
+                                                                                           tile))))
+            kps_all.append(kps)
+        targets = _paste_tiles(tiles, size, self.contract.stride)
         kps = np.concatenate(kps_all) if kps_all else np.zeros((0, self.spec.n_keypoints, 3), np.float32)
-        targets = self.encoder.encode(kps, (size, size), person_scales=np.concatenate(scales_all),
-                                      ignore_mask=ignore if ignore.any() else None,
-                                      keypoint_ignore_boxes=np.concatenate(boxes))
         sample: dict[str, Any] = {"image": torch.from_numpy(canvas)}
         for key in TARGET_KEYS:
             if key.startswith("keypoint_scale") and not self.contract.with_scale:
                 continue  # no scale head: do not ship its targets between processes
-            value = getattr(targets, key)
+            value = targets[key]
             if key in HALF_KEYS:
                 value = value.astype(np.float16)
             sample[key] = torch.from_numpy(np.ascontiguousarray(value))
         sample["n_people"] = int(np.count_nonzero((kps[:, :, 2] > 0).any(1))) if len(kps) else 0
         return sample
+
+
+def _paste_tiles(tiles: Sequence[tuple[int, int, Targets]], size: int, stride: int) -> dict[str, np.ndarray]:
+    """The maps of a ``size`` x ``size`` canvas from the targets of its tiles, each encoded on its own grid at input
+    pixel ``(x0, y0)``: no target of one tile (a Gaussian's tail, an offset window) reaches into a neighbour, which
+    shows another photo."""
+    cells = size // stride
+    maps: dict[str, np.ndarray] = {}
+    for x0, y0, targets in tiles:
+        if x0 % stride or y0 % stride:
+            raise ValueError(f"tile origin ({x0}, {y0}) is not on the stride-{stride} grid")
+        cx, cy = x0 // stride, y0 // stride
+        for key, value in targets.as_dict().items():
+            if key not in maps:
+                maps[key] = np.zeros(value.shape[:-2] + (cells, cells), value.dtype)
+            maps[key][..., cy:cy + value.shape[-2], cx:cx + value.shape[-1]] = value
+    return maps
 
 
 def _fill_box(mask: np.ndarray, box: Sequence[float], value: bool) -> None:

@@ -13,7 +13,7 @@ from core.errors import InputError
 from core.keypoints import COCO, CROWDPOSE
 from train import augment
 from train.config import AugmentationConfig
-from train.datasets import PoseDataset
+from train.datasets import Piece, PoseDataset
 from train.loader import ResumableSampler, make_loader
 
 COCO_C = PoseContract(COCO)
@@ -83,6 +83,39 @@ def test_colour_jitter_changes_colours_not_geometry():
     out = augment.colour_jitter(img, np.random.default_rng(1), AugmentationConfig())
     assert out.shape == img.shape and out.dtype == np.uint8 and not np.array_equal(out, img)
     assert augment.colour_jitter(img, np.random.default_rng(1), AugmentationConfig(enabled=False)) is img
+
+
+def test_colour_jitter_keeps_dark_pixels_dark_and_the_order_of_grey_levels():
+    """Raised contrast pushes dark pixels below 0: they clip to black instead of coming back up mirrored."""
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2).repeat(4, axis=0)
+    cfg = AugmentationConfig(brightness=0.0, contrast=0.5, saturation=0.0, hue_deg=0.0)
+    raised = 0
+    for seed in range(8):
+        out = augment.colour_jitter(ramp, np.random.default_rng(seed), cfg)[0, :, 0].astype(int)
+        assert (np.diff(out) >= 0).all(), f"seed {seed}: grey levels out of order {out[:12]}"
+        raised += out[0] == 0 and out[-1] == 255  # contrast > 1: both ends saturate
+    assert raised >= 2
+
+
+def test_mosaic_tile_targets_stay_inside_their_tile(data_dir):
+    """A person at the corner of the first tile: its Gaussians and offset windows are cut at the tile's border
+    (the neighbouring tiles show other photos), and its tile's maps are those of that tile encoded alone."""
+    ann, images = _coco_mini(data_dir)
+    ds = PoseDataset(ann, images, COCO_C, input_size=128, augmentation=AugmentationConfig(enabled=False))
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    kps = np.zeros((1, 17, 3), np.float32)
+    kps[0, :, 0], kps[0, :, 1], kps[0, :, 2] = np.linspace(40, 63, 17), np.linspace(63, 40, 17), 2
+    person = Piece(grey, kps, np.zeros((1, 17), bool), np.array([30.0], np.float32), None)
+    empty = Piece(grey, np.zeros((0, 17, 3), np.float32), np.zeros((0, 17), bool), np.zeros(0, np.float32), None)
+    sample = ds.make_sample([person, empty, empty, empty], np.random.default_rng(0))
+    heat, offsets = sample["heatmaps"].float().numpy(), sample["offsets"].numpy()
+    assert heat[:, :16, :16].max() > 0.9
+    for maps in (heat, offsets, sample["offset_mask"].numpy()):
+        assert not maps[:, 16:, :].any() and not maps[:, :, 16:].any()
+    t = augment.params_transform(augment.fit_params(64, 64, 64), 64, 64, 64)
+    alone = ds.encoder.encode(augment.warp_keypoints(kps, t, None, False), (64, 64), person_scales=[30.0])
+    np.testing.assert_array_equal(heat[:, :16, :16], alone.heatmaps.astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(offsets[:, :16, :16], alone.offsets)
 
 
 def _one_person(xy0=(20.0, 20.0), side=30.0):
