@@ -9,6 +9,7 @@ annotate summary all report it).
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -148,6 +149,9 @@ class VideoSource(FrameSource):
             self._lock = threading.Lock()
             self._pending_seek: float | None = None
             self._index = 0
+            self._packet_pts: list[int] = []   # pts of demuxed packets not yet passed by a decoded frame
+            self._pts_everywhere = True        # False once a packet without pts is seen (number frames as read)
+            self._restarted = True             # the next frame is the first since the start or a seek
             self._frames_read = 0
             self._seeked = False
             self._packets = self._container.demux(self._stream)
@@ -190,6 +194,11 @@ class VideoSource(FrameSource):
                 self._demux_error = _short(exc)
                 LOG.debug("%s: stopped reading after a demux error (%s)", self.name, self._demux_error)
                 return None
+            if packet.size:
+                if packet.pts is None:
+                    self._pts_everywhere = False
+                else:
+                    heapq.heappush(self._packet_pts, packet.pts)
             try:
                 self._decoded = list(packet.decode())
             except (av.error.FFmpegError, ValueError) as exc:
@@ -204,6 +213,23 @@ class VideoSource(FrameSource):
         image = frame.to_ndarray(format="bgr24")
         rotation = getattr(frame, "rotation", 0) or 0
         return _rotate(image, rotation)
+
+    def _frame_index(self, frame) -> int:
+        """The frame's number in the stream. Every packet demuxed with an earlier pts than this frame's is a frame
+        shown before it, also one that never decoded, so frames after a damaged stretch keep their numbers; without
+        pts on every packet, frames are numbered as they are read."""
+        heap, restarted = self._packet_pts, self._restarted
+        self._restarted = False
+        if frame.pts is None or not self._pts_everywhere:
+            return self._index
+        passed = 0
+        while heap and heap[0] < frame.pts:
+            heapq.heappop(heap)
+            passed += 1
+        if heap and heap[0] == frame.pts:
+            heapq.heappop(heap)
+        # the first frame after the start or a seek: earlier packets were pre-roll the decoder did not show
+        return self._index if restarted else self._index + passed
 
     def _timestamp(self, frame, fallback_index: int) -> float:
         if frame.pts is not None and frame.time_base:
@@ -227,9 +253,9 @@ class VideoSource(FrameSource):
                 if getattr(frame, "is_corrupt", False):
                     self._decode_errors += 1
                     self._damaged += 1
-                ts = self._timestamp(frame, self._index)
-                index = self._index
-                self._index += 1
+                index = self._frame_index(frame)
+                ts = self._timestamp(frame, index)
+                self._index = index + 1
             yield Frame(self._to_bgr(frame), index, ts)
 
     @property
@@ -273,6 +299,7 @@ class VideoSource(FrameSource):
         av = self._av
         self._first = None
         self._decoded = []
+        self._packet_pts, self._restarted = [], True
         offset = int((seconds + self._start) / self._time_base)
         try:
             self._container.seek(offset, stream=self._stream, backward=True, any_frame=False)

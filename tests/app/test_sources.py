@@ -5,6 +5,7 @@ import socket
 import struct
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -60,6 +61,22 @@ def test_overwritten_bytes_are_counted_and_skipped(ped_video: Path, tmp_path: Pa
         assert n > 600
         assert src.decode_errors + src.missing_frames > 0
         assert src.lost_frames == 795 - n and src.damaged_frames <= src.decode_errors
+
+
+def test_frames_after_lost_ones_keep_their_numbers(ped_video: Path, tmp_path: Path) -> None:
+    """Three frames whose data is wiped never decode; the frames after them keep their numbers, so COCO image ids
+    and the JSONL/CSV frame column stay aligned with the video (its 10 fps: number = timestamp x 10)."""
+    with av.open(str(ped_video)) as container:
+        packets = sorted((p.pts, p.pos, p.size) for p in container.demux(video=0) if p.size)  # display order
+    data = bytearray(ped_video.read_bytes())
+    for _, pos, size in packets[40:43]:
+        data[pos:pos + size] = bytes(size)
+    (bad := tmp_path / "wiped.mp4").write_bytes(bytes(data))
+    with open_source(bad) as src:
+        frames = [(f.index, f.timestamp) for f in src]
+        assert src.lost_frames == 3
+    assert [i for i, _ in frames[38:41]] == [38, 39, 43]
+    assert all(index == round(ts * 10) for index, ts in frames)
 
 
 @pytest.mark.parametrize("content,match", [(b"", "readable video|no decodable"),
