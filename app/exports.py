@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from app.manifest import Manifest, completed, input_identity, manifest_path
+from app.manifest import Manifest, completed, input_identity, manifest_path, read_manifest
 from app.pipeline import Pipeline
 from app.sinks import ANNOTATED_SUFFIX, OutputSet, is_disk_full, make_sinks, output_paths, parse_formats
 from app.smoothing import PoseSmoother
@@ -85,22 +85,45 @@ def output_stem(spec: str | Path) -> str:
     return (path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name) or "input"
 
 
-def unique_stems(inputs: list[str]) -> list[str]:
+def unique_stems(inputs: list[str], out_dir: str | Path | None = None) -> list[str]:
     """The output stem of every input, unique over the whole list (``clip``, then ``clip-2``, ``clip-3`` for
     later inputs of the same name, never a stem another input has; compared case-insensitively). Computed from
-    the complete, ordered input list before any sharding, so every shard names every input the same way."""
+    the complete, ordered input list before any sharding, so every shard names every input the same way. With
+    ``out_dir``, a stem whose manifest there records another input (an earlier run's) is passed over too, so a
+    run never replaces the outputs of a different input of the same name."""
     bases = [output_stem(item) for item in inputs]
     taken = {b.casefold() for b in bases}
     used: set[str] = set()
     out = []
-    for base in bases:
+    for item, base in zip(inputs, bases):
+        name = _input_name(item) if out_dir is not None else None
+
+        def foreign(stem: str) -> str | None:
+            """The other input whose outputs ``stem`` holds in ``out_dir``, if any."""
+            owner = _owner(out_dir, stem) if out_dir is not None else None
+            return owner if owner not in (None, name) else None
+
         stem, k = base, 2
-        while stem.casefold() in used or (stem != base and stem.casefold() in taken):
+        while stem.casefold() in used or (stem != base and stem.casefold() in taken) or foreign(stem):
             stem = f"{base}-{k}"
             k += 1
+        if stem != base and (other := foreign(base)):
+            LOG.warning("%s: %s holds the outputs of %s; writing this input's as %s", item, base, other, stem)
         used.add(stem.casefold())
         out.append(stem)
     return out
+
+
+def _input_name(spec: str | Path) -> str:
+    """The input as its manifest records it (an absolute path, or the URL as given)."""
+    return str(input_identity(spec)["input"])
+
+
+def _owner(out_dir: str | Path, stem: str) -> str | None:
+    """The input whose outputs the manifest of ``stem`` in ``out_dir`` records, None when there is none."""
+    data = read_manifest(manifest_path(out_dir, stem))
+    owner = data.get("input") if data is not None else None
+    return str(owner) if owner is not None else None
 
 
 def is_own_output(path: str | Path) -> bool:

@@ -133,12 +133,13 @@ def export_annotations(input_path: str, out_dir: str, model: str, settings: View
                        progress: Callable[[int, int], None], cancel: Any, threads: int | None = None,
                        builtin: str | Path | None = None) -> Any:
     """The same export as ``gopose annotate`` (the engine's exporter), with its own estimator instance."""
-    from app.exports import export_video_annotations
+    from app.exports import export_video_annotations, unique_stems
 
     estimator = load_estimator(model, settings, threads, builtin)
-    try:
+    try:  # named as gopose annotate names it: never over the outputs `gopose annotate` wrote for another input
         return export_video_annotations(input_path, out_dir, estimator, formats=formats, track=True,
-                                        smooth=settings.smoothing, progress=progress, cancel=cancel)
+                                        smooth=settings.smoothing, progress=progress, cancel=cancel,
+                                        stem=unique_stems([input_path], out_dir)[0])
     finally:
         close = getattr(estimator, "close", None)
         if close is not None:

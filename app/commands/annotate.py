@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
     inputs, notes = scan_inputs(args.inputs)
     for note in notes:
         print(f"gopose annotate: {note}", file=sys.stderr)
-    stems = unique_stems(inputs)  # named from the whole list, before the split: every shard agrees
+    stems = unique_stems(inputs, out_dir)  # named from the whole list, before the split: every shard agrees
     plan = list(zip(inputs, stems))
     if args.shard is not None:
         i, n = args.shard

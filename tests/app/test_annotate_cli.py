@@ -260,6 +260,33 @@ def test_shards_name_outputs_from_the_whole_list(street_video: Path, checkpoint:
     assert summary["skipped"] == 0
 
 
+def test_a_later_run_never_replaces_another_inputs_outputs_of_the_same_name(street_video: Path, checkpoint: Path,
+                                                                             tmp_path: Path, capsys,
+                                                                             caplog) -> None:
+    """a/clip.mp4 and b/clip.mp4 annotated together get clip and clip-2; b alone later (with --skip-existing) finds
+    its own outputs at clip-2, and a third clip.mp4 gets a new name: a's outputs stay as they were."""
+    from app.manifest import read_manifest
+
+    clips = []
+    for folder in "abc":
+        (tmp_path / folder).mkdir()
+        clips.append(tmp_path / folder / "clip.mp4")
+        os.symlink(street_video, clips[-1])
+    out = tmp_path / "out"
+    args = ["--model", str(checkpoint), "--out", str(out), "--formats", "jsonl", "--backend", "torch", *FAST]
+    assert main(["annotate", str(clips[0]), str(clips[1]), *args]) == 0
+    a_outputs = {p.name: _sha(p) for p in out.glob("clip.*")}
+    capsys.readouterr()
+    assert main(["annotate", str(clips[1]), "--skip-existing", *args]) == 0
+    summary, stdout, _ = _summary(capsys)
+    assert summary["skipped"] == 1 and "clip-2" in stdout
+    assert main(["annotate", str(clips[2]), *args]) == 0
+    assert f"{clips[2]}: clip holds the outputs of {clips[0]}; writing this input's as clip-3" in caplog.text
+    assert {p.name: _sha(p) for p in out.glob("clip.*")} == a_outputs
+    assert [read_manifest(out / f"{stem}.manifest.json")["input"] for stem in ("clip", "clip-2", "clip-3")] == [
+        str(c) for c in clips]
+
+
 def test_help_imports_nothing_heavy() -> None:
     """``gopose --help`` lists the commands without importing any command's dependencies (torch, cv2)."""
     code = ("import sys; from app.cli import main; rc = main(['--help']); "
