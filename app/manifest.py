@@ -9,6 +9,7 @@ manifest whose input is unchanged and whose outputs are all present with their r
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -31,15 +32,24 @@ def manifest_path(out_dir: str | Path, stem: str) -> Path:
 
 def input_identity(spec: str | Path) -> dict[str, Any]:
     """What identifies an input between runs: its absolute path with size and modification time (a folder of
-    images: its entry count and time), or the URL / source name as given."""
+    images: its entry count and time, and a digest of every file's name, size and time, since an image replaced
+    in place changes neither the folder's count nor its time), or the URL / source name as given."""
     text = str(spec)
     path = Path(text)
     try:
         st = path.stat()
+        if not path.is_dir():
+            return {"input": str(path.absolute()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+        files = hashlib.sha256()
+        for entry in entries:
+            if entry.is_file():
+                est = entry.stat()
+                files.update(f"{entry.name}\0{est.st_size}\0{est.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     except OSError:
         return {"input": text}
-    size = len(os.listdir(path)) if path.is_dir() else st.st_size
-    return {"input": str(path.absolute()), "size": size, "mtime_ns": st.st_mtime_ns}
+    return {"input": str(path.absolute()), "size": len(entries), "mtime_ns": st.st_mtime_ns,
+            "files": files.hexdigest()[:32]}
 
 
 def read_manifest(path: str | Path) -> dict[str, Any] | None:

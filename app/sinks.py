@@ -237,7 +237,7 @@ class CsvSink(_FileSink):
         cols = ["frame", "timestamp", "track_id", "score", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]
         for name in meta.contract.spec.keypoints:
             cols += [f"{name}_x", f"{name}_y", f"{name}_score"]
-        csv.writer(self._file.handle).writerow(cols)
+        csv.writer(self._file.handle, lineterminator="\n").writerow(cols)  # every line ends as the rows do
         k = meta.contract.n_keypoints
         self._row = "%d,%.6f,%d,%.5f,%.2f,%.2f,%.2f,%.2f" + ",%.2f,%.2f,%.4f" * k + "\n"
 

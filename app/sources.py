@@ -25,7 +25,7 @@ from core.errors import InputError
 LOG = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
-                            ".ts", ".3gp", ".ogv"})
+                            ".ts", ".mts", ".m2ts", ".vob", ".mxf", ".3gp", ".3g2", ".f4v", ".asf", ".ogv"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 URL_SCHEMES = ("http://", "https://", "rtsp://", "rtmp://", "udp://", "tcp://", "srt://", "rtp://")
 LIVE_SCHEMES = ("rtsp://", "rtmp://", "udp://", "tcp://", "srt://", "rtp://")

@@ -191,10 +191,11 @@ def test_input_expansion_and_names(tmp_path: Path, street_video: Path) -> None:
     vids.mkdir()
     os.symlink(street_video, vids / "b.MP4")
     os.symlink(street_video, vids / "a.mkv")
+    os.symlink(street_video, vids / "c.m2ts")  # camcorder files (AVCHD) are videos too
     (vids / "notes.txt").write_text("x")
     os.symlink(street_video, vids / "a.annotated.mp4")  # our own output: never an input
     got = expand_inputs([str(vids), str(imgs), "http://h/x.mp4", str(vids / "a.mkv")])
-    assert got == [str(vids / "a.mkv"), str(vids / "b.MP4"), str(imgs), "http://h/x.mp4"]
+    assert got == [str(vids / "a.mkv"), str(vids / "b.MP4"), str(vids / "c.m2ts"), str(imgs), "http://h/x.mp4"]
     _, notes = scan_inputs([str(vids), str(vids / "a.annotated.mp4")])
     assert notes == [f"ignored 1 annotated video(s) written by gopose in {vids} (*.annotated.mp4)",
                      f"skipping {vids / 'a.annotated.mp4'}: it is an annotated video written by gopose"]
@@ -285,6 +286,30 @@ def test_a_later_run_never_replaces_another_inputs_outputs_of_the_same_name(stre
     assert {p.name: _sha(p) for p in out.glob("clip.*")} == a_outputs
     assert [read_manifest(out / f"{stem}.manifest.json")["input"] for stem in ("clip", "clip-2", "clip-3")] == [
         str(c) for c in clips]
+
+
+def test_skip_existing_sees_an_image_replaced_in_a_folder(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """An image sequence is skipped while its images are the same; an image rewritten in place (the folder's entry
+    count and time unchanged) makes its outputs stale, so it is annotated again."""
+    import cv2
+    import numpy as np
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i:04d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    args = [str(frames), "--model", str(checkpoint), "--out", str(tmp_path / "out"), "--formats", "jsonl",
+            "--backend", "torch", "--skip-existing", *FAST]
+    assert main(["annotate", *args]) == 0 and main(["annotate", *args]) == 0
+    capsys.readouterr()
+    folder_time = frames.stat().st_mtime_ns
+    cv2.imwrite(str(frames / "0001.png"), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    assert frames.stat().st_mtime_ns == folder_time
+    assert main(["annotate", *args]) == 0
+    assert _summary(capsys)[0]["skipped"] == 0
+    assert main(["annotate", *args]) == 0
+    assert _summary(capsys)[0]["skipped"] == 1
 
 
 def test_help_imports_nothing_heavy() -> None:

@@ -69,6 +69,8 @@ def test_all_formats(street_video: Path, coco_people: list[Poses], tmp_path: Pat
 
     rows = list(csv.DictReader(paths["csv"].open()))
     assert len(rows) == n_people
+    raw = paths["csv"].read_bytes()
+    assert b"\r" not in raw and raw.count(b"\n") == n_people + 1  # one line ending, the header's too
     assert rows[0]["frame"] == "0" and float(rows[0]["nose_score"]) == pytest.approx(src_kp[0, 2], abs=1e-3)
     absent = int(np.flatnonzero(src_kp[:, 2] == 0)[0]) if (src_kp[:, 2] == 0).any() else None
     if absent is not None:
