@@ -107,6 +107,20 @@ def _rotate(image: np.ndarray, rotation: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
+def _orient(image: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
+    """Show ``image`` as its display matrix (FFmpeg's 3x3 int32, 16.16 fixed point) says: a point ``(x, y)`` of
+    the decoded picture is shown at ``(a x + c y, b x + d y)`` (shifted into view), so a negative determinant is a
+    mirror, which a rotation angle cannot express. None for a matrix that is not a multiple of 90 degrees."""
+    a, b, c, d = (int(round(float(v) / 65536.0)) for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    if a == d == 0 and abs(b) == abs(c) == 1:  # axes swapped: x' follows y, y' follows x
+        image, flip_x, flip_y = image.transpose(1, 0, 2), c < 0, b < 0
+    elif b == c == 0 and abs(a) == abs(d) == 1:
+        flip_x, flip_y = a < 0, d < 0
+    else:
+        return None
+    return np.ascontiguousarray(image[::-1 if flip_y else 1, ::-1 if flip_x else 1])  # no copy when unchanged
+
+
 class VideoSource(FrameSource):
     """A video file or network stream decoded by PyAV; timestamps come from each frame's pts."""
 
@@ -211,8 +225,12 @@ class VideoSource(FrameSource):
 
     def _to_bgr(self, frame) -> np.ndarray:
         image = frame.to_ndarray(format="bgr24")
-        rotation = getattr(frame, "rotation", 0) or 0
-        return _rotate(image, rotation)
+        for side in getattr(frame, "side_data", ()):
+            if getattr(side.type, "name", "") == "DISPLAYMATRIX":
+                shown = _orient(image, np.frombuffer(bytes(side), "<i4"))
+                if shown is not None:
+                    return shown
+        return _rotate(image, getattr(frame, "rotation", 0) or 0)
 
     def _frame_index(self, frame) -> int:
         """The frame's number in the stream. Every packet demuxed with an earlier pts than this frame's is a frame

@@ -176,8 +176,9 @@ def test_video_over_http(street_video: Path) -> None:
         server.server_close()
 
 
-def _rotated_copy(tmp_path: Path) -> Path:
-    """A small H.264 MP4 whose track header carries a 90-degree display matrix (as phones write)."""
+def _rotated_copy(tmp_path: Path, matrix: tuple[int, ...] = (0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+                  ) -> Path:
+    """A small H.264 MP4 whose track header carries a display ``matrix`` (default: 90 degrees, as phones write)."""
     import av
 
     path = tmp_path / "plain.mp4"
@@ -195,7 +196,7 @@ def _rotated_copy(tmp_path: Path) -> Path:
     i = data.find(b"tkhd")
     assert data[i + 4] == 0  # version 0 track header
     off = i + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 8 + 8  # version/flags, times, track id, reserved, duration, ...
-    data[off:off + 36] = struct.pack(">9I", 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+    data[off:off + 36] = struct.pack(">9I", *matrix)
     rotated = tmp_path / "rotated.mp4"
     rotated.write_bytes(bytes(data))
     return rotated
@@ -209,6 +210,17 @@ def test_rotation_metadata_is_applied(tmp_path: Path) -> None:
     # turned 90 degrees clockwise: the top-left block is now top-right
     assert frame.image[:20, -12:].mean() > 200 and frame.image[:20, :12].mean() < 50
 
+
+
+def test_mirror_metadata_is_applied(tmp_path: Path) -> None:
+    """A display matrix that mirrors (negative determinant, which no rotation angle expresses) is shown mirrored,
+    not turned upside down."""
+    mirror = (0xFFFF0000, 0, 0, 0, 0x10000, 0, 64 << 16, 0, 0x40000000)
+    with open_source(_rotated_copy(tmp_path, mirror)) as src:
+        assert src.size == (64, 48)
+        frame = next(iter(src))
+    assert frame.image[:16, -24:].mean() > 200 and frame.image[:16, :24].mean() < 50  # the block is top-right
+    assert frame.image[-16:].mean() < 50
 
 def test_image_folder(tmp_path: Path, data_dir: Path) -> None:
     imgs = sorted((data_dir / "coco" / "val2017_subset" / "images").glob("*.jpg"))[:3]
