@@ -166,6 +166,7 @@ class VideoSource(FrameSource):
             self._packet_pts: list[int] = []   # pts of demuxed packets not yet passed by a decoded frame
             self._pts_everywhere = True        # False once a packet without pts is seen (number frames as read)
             self._restarted = True             # the next frame is the first since the start or a seek
+            self._first_pts = 0                # that frame's pts: packets before it are never counted
             self._frames_read = 0
             self._seeked = False
             self._packets = self._container.demux(self._stream)
@@ -236,18 +237,17 @@ class VideoSource(FrameSource):
         """The frame's number in the stream. Every packet demuxed with an earlier pts than this frame's is a frame
         shown before it, also one that never decoded, so frames after a damaged stretch keep their numbers; without
         pts on every packet, frames are numbered as they are read."""
-        heap, restarted = self._packet_pts, self._restarted
-        self._restarted = False
+        heap = self._packet_pts
         if frame.pts is None or not self._pts_everywhere:
             return self._index
+        if self._restarted:  # the first frame after the start or a seek: earlier packets are pre-roll, never shown
+            self._restarted, self._first_pts = False, frame.pts
         passed = 0
         while heap and heap[0] < frame.pts:
-            heapq.heappop(heap)
-            passed += 1
+            passed += heapq.heappop(heap) > self._first_pts
         if heap and heap[0] == frame.pts:
             heapq.heappop(heap)
-        # the first frame after the start or a seek: earlier packets were pre-roll the decoder did not show
-        return self._index if restarted else self._index + passed
+        return self._index + passed
 
     def _timestamp(self, frame, fallback_index: int) -> float:
         if frame.pts is not None and frame.time_base:
