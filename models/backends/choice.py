@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from core.io.files import write_json_atomic
+from core.errors import InputError
+from core.io.files import exclusive, write_json_atomic
 from models.backends import installed
 from models.backends.int8 import model_digest
 
@@ -88,10 +89,13 @@ def pick(model: torch.nn.Module, *, size: int, threads: int | None, cache_dir: s
 
 
 def _record(path: Path, key: str, record: dict) -> None:
-    data = read_choices(path)
-    data[key] = record
+    """Add ``record`` under ``key``, keeping what other processes recorded meanwhile (the read and the write are
+    one locked step)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, data, indent=2)
-    except OSError as exc:  # a read-only folder: the choice is measured again next time
-        LOG.warning("cannot record the backend choice in %s: %s", path, exc.strerror or exc)
+        with exclusive(path):
+            data = read_choices(path)
+            data[key] = record
+            write_json_atomic(path, data, indent=2)
+    except (OSError, InputError) as exc:  # a read-only folder: the choice is measured again next time
+        LOG.warning("cannot record the backend choice in %s: %s", path, getattr(exc, "strerror", None) or exc)

@@ -2,8 +2,10 @@
 real randomly initialised network, real calibration images and tiny inputs."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from models.backends.int8 import (ARTEFACT, META, CalibrationSource, Int8Store, 
 from models.config import ModelConfig
 from models.factory import build_model
 from models.precision import InferenceModel
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SIZE = 64
 
@@ -223,6 +227,27 @@ def test_auto_is_measured_once_then_read(net, tmp_path) -> None:
     made.clear()
     pick(net, size=SIZE, threads=None, cache_dir=tmp_path, make=make, repeats=1)
     assert made == candidates and json.loads((tmp_path / CHOICE_FILE).read_text())
+
+
+def test_auto_choices_recorded_at_once_by_several_processes_are_all_kept(tmp_path) -> None:
+    """Two processes recording 30 choices each into one file: the read-modify-write is locked, none is lost."""
+    script = ("import sys; from pathlib import Path; from models.backends.choice import _record\n"
+              "for i in range(30): _record(Path(sys.argv[1]), f'{sys.argv[2]}-{i}', {'backend': 'torch'})")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / CHOICE_FILE), tag], cwd=ROOT)
+             for tag in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert len(json.loads((tmp_path / CHOICE_FILE).read_text())) == 60
+
+
+def test_auto_in_an_unwritable_cache_folder_runs_and_measures_again_next_time(net, tmp_path, caplog) -> None:
+    if not Path("/proc/sys").is_dir():
+        pytest.skip("needs /proc/sys, a folder where even root cannot create files")
+    (tmp_path / "cache").symlink_to("/proc/sys")
+    make = functools.partial(create_runner, net, size=SIZE)
+    name, runner, _ = pick(net, size=SIZE, threads=None, cache_dir=tmp_path / "cache", make=make, repeats=1)
+    assert name in installed(["torch", "onnx", "openvino"]) and runner is not None
+    if len(installed(["torch", "onnx", "openvino"])) > 1:
+        assert "cannot record the backend choice" in caplog.text
 
 
 def test_select_explicit_backend_and_torch_reuse(net) -> None:
