@@ -14,6 +14,7 @@ several installed and no default, an error asks to choose one (adding a model ne
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -274,15 +275,22 @@ def download_model(url: str, sha256: str, name: str | None = None, arch: str | N
                 done += len(block)
                 if progress is not None:
                     progress(done, total)
+        if total is not None and done < total:
+            raise InputError(f"download of {url} is incomplete: {done} of {total} bytes arrived before the "
+                             f"connection closed; nothing was installed, try again")
         if digest.hexdigest() != expected:
             raise InputError(f"download of {url} failed verification: sha256 {digest.hexdigest()} "
                              f"differs from the expected {expected}")
-        return add_model(tmp, name=name or _name_from_file(base), arch=arch, root=folder, force=force, source=url)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        try:
+            return add_model(tmp, name=name or _name_from_file(base), arch=arch, root=folder, force=force,
+                             source=url)
+        except InputError as exc:  # name what the user asked for, not the temporary file it was read from
+            raise InputError(str(exc).replace(str(tmp), url)) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         if isinstance(exc, InputError):
             raise
         reason = getattr(exc, "reason", None) or exc
-        raise InputError(f"cannot download {url}: {reason}") from None
+        raise InputError(f"cannot download {url}: {type(exc).__name__ if not str(reason) else reason}") from None
     finally:
         part.discard()
 
@@ -317,13 +325,13 @@ def choose_model(model: str | Path | None, root: str | Path | None = None,
 
 def _named_model(model: str, folder: Path, builtin_path: Path) -> ModelChoice:
     path = Path(model)
-    if path.is_dir():
-        raise InputError(f"--model {model} is a folder, not a checkpoint file or an installed model name")
     if path.is_file():
         return ModelChoice(path.stem, path, None, "--model")
     entry = get_model(model, folder)
-    if entry is not None:
+    if entry is not None:  # also when a folder of that name happens to be in the working directory
         return ModelChoice(entry.name, entry.path, entry.arch or None, "--model")
+    if path.is_dir():
+        raise InputError(f"--model {model} is a folder, not a checkpoint file or an installed model name")
     if model == BUILTIN_NAME and builtin_path.is_file():
         return ModelChoice(BUILTIN_NAME, builtin_path, None, "--model, the built-in model")
     if path.suffix or os.sep in model:

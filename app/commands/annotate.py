@@ -28,7 +28,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _at_least(minimum: int):
+def at_least(minimum: int):
     def parse(text: str) -> int:
         value = _number(text, int)
         if value < minimum:
@@ -106,16 +106,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                         help="AMP precision on CUDA (default auto = fp16 on CUDA, fp32 on CPU)")
-    parser.add_argument("--threads", type=_at_least(1), default=None,
+    parser.add_argument("--threads", type=at_least(1), default=None,
                         help="CPU threads for the network (default: all CPUs but one; 1 per Ray worker)")
     parser.add_argument("--backend", default="auto", choices=_backends(),
                         help="network runtime: torch, onnx, openvino, onnx-int8, openvino-int8 (CPU); auto (default): "
                              "the fastest fp32 one, measured once per machine and model")
-    parser.add_argument("--long-edge", type=_at_least(32), default=None,
+    parser.add_argument("--long-edge", type=at_least(32), default=None,
                         help="frame long edge on the network input (default: the model's own, from its codec)")
     parser.add_argument("--flip", action="store_true", help="flip test (better, about 2x slower)")
     parser.add_argument("--threshold", type=_fraction, default=None, help="decoder keypoint threshold, in (0, 1]")
-    parser.add_argument("--batch-size", type=_at_least(1), default=None,
+    parser.add_argument("--batch-size", type=at_least(1), default=None,
                         help="frames per network call (default: 8 on a GPU, 1 on the CPU)")
     parser.add_argument("--no-track", action="store_true", help="no person ids (track_id = -1) and no smoothing")
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
@@ -129,7 +129,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray", nargs="?", const="local", default=None, type=_ray_address, metavar="ADDRESS",
                         help="annotate on Ray workers (pip install 'gopose[ray]'): alone, a local Ray on this "
                              "machine; auto, ray://HOST:PORT or HOST:PORT join a cluster (see docs/annotate.md)")
-    parser.add_argument("--ray-workers", type=_at_least(1), default=None, metavar="N",
+    parser.add_argument("--ray-workers", type=at_least(1), default=None, metavar="N",
                         help="Ray workers (default: one per GPU of the cluster, else its CPUs / --threads)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--progress-interval", type=_seconds, default=30.0, metavar="SECONDS",

@@ -8,6 +8,7 @@ import argparse
 import json
 from typing import Any, Callable
 
+from app.commands.annotate import at_least
 from app.commands.models_store import STORE_SUBCOMMANDS
 from core.errors import InputError
 
@@ -114,7 +115,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
                    help="build the INT8 model (NNCF post-training quantisation) of the onnx-int8 and openvino-int8 "
                         "backends into the cache they use (default: the user's model folder), validated and reused")
     p.add_argument("--arch", default=None, help="architecture, needed for the authors' checkpoints")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=at_least(32), default=None,
                    help="square input size (ONNX: default 320, 512 for hourglass; --int8: the canvas side the "
                         "backends will run, default the model's long edge, e.g. 512 as `gopose annotate`)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")

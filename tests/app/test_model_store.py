@@ -110,6 +110,69 @@ def test_download_verifies_sha256(checkpoint: Path, tmp_path: Path, http_folder)
                  "--store", str(store)]) == 2
 
 
+@pytest.fixture()
+def cutting_server(checkpoint: Path):
+    """A server that sends half of the checkpoint and closes: with its full Content-Length (``/short.pt``), or
+    chunked, cut inside a chunk (``/chunked.pt``)."""
+    data = checkpoint.read_bytes()
+
+    class Cutting(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            if self.path == "/short.pt":
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+            else:
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"%x\r\n" % len(data) + data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cutting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hashlib.sha256(data).hexdigest()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_cut_download_says_so_and_installs_nothing(cutting_server, tmp_path: Path) -> None:
+    base, digest = cutting_server
+    store = tmp_path / "store"
+    with pytest.raises(InputError, match=r"/short.pt is incomplete: \d+ of \d+ bytes arrived"):
+        download_model(f"{base}/short.pt", digest, root=store)
+    with pytest.raises(InputError, match=r"cannot download .*/chunked.pt: IncompleteRead"):
+        download_model(f"{base}/chunked.pt", digest, root=store)
+    assert list(store.iterdir()) == []
+
+
+def test_a_downloaded_file_that_is_no_checkpoint_is_named_by_its_url(tmp_path: Path, http_folder) -> None:
+    folder, base = http_folder
+    (folder / "notes.pt").write_bytes(b"not a checkpoint" * 100)
+    digest = hashlib.sha256((folder / "notes.pt").read_bytes()).hexdigest()
+    store = tmp_path / "store"
+    with pytest.raises(InputError) as err:
+        download_model(f"{base}/notes.pt", digest, root=store)
+    assert f"{base}/notes.pt" in str(err.value) and ".part" not in str(err.value)
+    assert list(store.iterdir()) == []
+
+
+def test_an_installed_name_wins_over_a_folder_of_that_name(checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    store = tmp_path / "store"
+    add_model(checkpoint, name="foo", root=store)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "foo").mkdir()  # e.g. the --out folder of an earlier run
+    assert choose_model("foo", root=store).path == store / "foo.pt"
+    with pytest.raises(InputError, match="is a folder, not a checkpoint file or an installed model name"):
+        choose_model("store", root=store)
+
+
 def test_models_cli_add_list_and_spec_check(checkpoint: Path, tmp_path: Path, capsys, street_video: Path,
                                             without_builtin_model: Path) -> None:
     from app.cli import main

@@ -50,6 +50,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["models", "init", "--arch", "realtime", "--set", "bogus=1", "--out", str(tmp_path / "a.pt")]) == 2
     assert "bogus" in capsys.readouterr().err
     assert not (tmp_path / "a.pt").exists()
+    assert main(["models", "export", "default", "--size", "-32", "--onnx", str(tmp_path / "a.onnx")]) == 2
+    assert "argument --size: must be at least 32, got -32" in capsys.readouterr().err
 
 
 def test_bench_model_prints_json_last(capsys):
