@@ -41,8 +41,43 @@ def _gt_dict(gt: GroundTruth, image_ids: Sequence[int] | None) -> tuple[dict[str
     if image_ids is not None:
         raw = subset_coco_dict(raw, image_ids)
     # the evaluators write flags ('ignore') into the annotation dicts: give them copies
-    raw = dict(raw, annotations=[dict(a) for a in raw["annotations"]])
-    return raw, name
+    return dict(raw, annotations=_completed(raw["annotations"])), name
+
+
+def _completed(annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the annotations with the two fields the evaluators need that a file may leave out: ``num_keypoints``
+    (its labelled keypoints, COCO's definition) and ``id`` (numbered on from the largest given)."""
+    out = [dict(a) for a in annotations]
+    next_id = max((int(a["id"]) for a in out if "id" in a), default=0) + 1
+    for a in out:
+        if "num_keypoints" not in a:
+            a["num_keypoints"] = int(np.count_nonzero(np.asarray(a.get("keypoints") or [], float)[2::3] > 0))
+        if "id" not in a:
+            a["id"], next_id = next_id, next_id + 1
+    return out
+
+
+def check_ground_truth(gt: GroundTruth, dataset: str) -> None:
+    """``InputError`` when ``gt`` lacks what evaluating ``dataset`` needs (a COCO ``area`` on every annotation, a
+    CrowdPose ``crowdIndex`` on every image): callers check before they spend time on inference."""
+    raw, name = _gt_dict(gt, None)
+    if dataset == "crowdpose":
+        _require_crowd_index(raw, name)
+    else:
+        _require_area(raw, name)
+
+
+def _require_area(raw: dict[str, Any], name: str) -> None:
+    no_area = next((a.get("id") for a in raw["annotations"] if "area" not in a), False)
+    if no_area is not False:
+        raise InputError(f"ground truth {name}: annotation {no_area} has no 'area' (COCO's OKS needs it)")
+
+
+def _require_crowd_index(raw: dict[str, Any], name: str) -> None:
+    missing = [img.get("id") for img in raw["images"] if "crowdIndex" not in img]
+    if missing:
+        raise InputError(f"ground truth {name}: CrowdPose evaluation needs 'crowdIndex' on every image "
+                         f"(missing on {len(missing)}, e.g. image {missing[0]})")
 
 
 def _check_results(results: list[dict], raw: dict[str, Any], name: str, n_keypoints: int) -> list[dict]:
@@ -78,16 +113,29 @@ def _named(names: Sequence[str], stats: Sequence[float]) -> dict[str, Any]:
     return metrics
 
 
-def _empty_metrics(names: Sequence[str], n_images: int) -> dict[str, Any]:
-    out = _named(names, [0.0] * len(names))
-    out.update(n_images=n_images, n_results=0)
+def _no_results(names: Sequence[str], raw: dict[str, Any]) -> dict[str, Any]:
+    """The metrics of an empty result list as the evaluators define them: 0 for a group of people the ground truth
+    has (all, COCO's medium and large areas, CrowdPose's easy / medium / hard images), -1 (n/a) for one it has none
+    of."""
+    people = [a for a in raw["annotations"] if _is_person(a)]
+    crowd = {int(img["id"]): float(img.get("crowdIndex", 0.0)) for img in raw["images"]}
+    has = {"all": bool(people),
+           "medium": any(32 ** 2 <= a["area"] <= 96 ** 2 for a in people if "area" in a),
+           "large": any(a["area"] >= 96 ** 2 for a in people if "area" in a),
+           "easy": any(crowd[int(a["image_id"])] < 0.1 for a in people),
+           "crowd_medium": any(0.1 <= crowd[int(a["image_id"])] <= 0.8 for a in people),
+           "hard": any(crowd[int(a["image_id"])] > 0.8 for a in people)}
+    group = {"APm": "medium", "ARm": "medium", "APl": "large", "ARl": "large", "AP_easy": "easy",
+             "AP_medium": "crowd_medium", "AP_hard": "hard"}
+    out = _named(names, [0.0 if has[group.get(name, "all")] else -1.0 for name in names])
+    out.update(n_images=len(raw["images"]), n_results=0)
     return out
 
 
 def evaluate_coco(gt: GroundTruth, results: list[dict], image_ids: Sequence[int] | None = None) -> dict[str, Any]:
     """pycocotools ``COCOeval(iouType='keypoints')``: AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl and
     ``stats`` (the ten numbers in pycocotools' order). ``image_ids`` restricts the evaluation to those images.
-    An empty result list scores 0 everywhere."""
+    An empty result list scores 0 (-1, n/a, for a size no annotated person has, as pycocotools reports)."""
     return evaluate_coco_with_found(gt, results, image_ids).metrics
 
 
@@ -116,13 +164,11 @@ def evaluate_coco_with_found(gt: GroundTruth, results: list[dict], image_ids: Se
     """:func:`evaluate_coco` and :func:`people_found` from one pycocotools evaluation."""
     raw, name = _gt_dict(gt, image_ids)
     raw = _with_categories(raw, COCO_SPEC.keypoints)
-    no_area = next((a.get("id") for a in raw["annotations"] if "area" not in a), False)
-    if no_area is not False:
-        raise InputError(f"ground truth {name}: annotation {no_area} has no 'area' (COCO's OKS needs it)")
+    _require_area(raw, name)
     dets = _check_results(results, raw, name, _n_keypoints(raw, name))
     people = [a["id"] for a in raw["annotations"] if _is_person(a)]
     if not dets:
-        return CocoEvaluation(_empty_metrics(COCO_METRICS, len(raw["images"])), _found_rows(raw, {}),
+        return CocoEvaluation(_no_results(COCO_METRICS, raw), _found_rows(raw, {}),
                               dict.fromkeys(people, False))
     ev = _run_cocoeval(raw, dets)
     metrics = _named(COCO_METRICS, ev.stats)
@@ -222,13 +268,10 @@ def evaluate_crowdpose(gt: GroundTruth, results: list[dict],
 
     raw, name = _gt_dict(gt, image_ids)
     raw = _with_categories(raw, CROWDPOSE_SPEC.keypoints)
-    missing = [img.get("id") for img in raw["images"] if "crowdIndex" not in img]
-    if missing:
-        raise InputError(f"ground truth {name}: CrowdPose evaluation needs 'crowdIndex' on every image "
-                         f"(missing on {len(missing)}, e.g. image {missing[0]})")
+    _require_crowd_index(raw, name)
     dets = _check_results(results, raw, name, _n_keypoints(raw, name))
     if not dets:
-        return _empty_metrics(CROWDPOSE_METRICS, len(raw["images"]))
+        return _no_results(CROWDPOSE_METRICS, raw)
     chatter = io.StringIO()
     sink = LOG.debug
     with contextlib.redirect_stdout(chatter):

@@ -39,7 +39,7 @@ def draw_misses(dataset: KeypointDataset, results: list[dict[str, Any]], matched
         missed = [i for i, a in enumerate(image.annotation_ids) if matched.get(int(a)) is False]
         if not missed:
             continue
-        frame = cv2.imread(str(images / image.file_name), cv2.IMREAD_COLOR)
+        frame = cv2.imread(str(images / image.file_name), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if frame is None:
             raise InputError(f"image {images / image.file_name} does not decode")
         picture = draw_poses(frame, Poses.from_coco(by_image[image.id], k), dataset.spec)

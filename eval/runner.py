@@ -26,7 +26,7 @@ from core.errors import InputError
 from core.geometry import ImageTransform
 from core.keypoints import get_spec
 from core.io.annotations import KeypointDataset, load_keypoint_annotations
-from eval.evaluate import evaluate, evaluate_coco_with_found, people_found
+from eval.evaluate import check_ground_truth, evaluate, evaluate_coco_with_found, people_found
 from eval.grouping_bound import perfect_grouping
 from eval.misses import draw_misses
 from models.predictor import Maps, Predictor
@@ -271,6 +271,8 @@ def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torc
                               input_multiple=opts.multiple or int(getattr(net, "input_multiple", 32)),
                               device=device, decoder=codec.decoder_config(**decoder_opts), **geometry)
         return predictor, None, ck
+    except InputError:
+        raise
     except ValueError as exc:
         raise InputError(f"invalid decoder option: {exc}") from None
 
@@ -283,7 +285,7 @@ def _records(gt: KeypointDataset, opts: EvalOptions) -> list[dict[str, Any]]:
             raise InputError(f"annotation file {opts.annotations} has no 'split' field; --split {opts.split} "
                              "cannot select images")
         images = [img for img in images if split[img.id] == opts.split]
-    images = images if opts.limit is None else images[:max(0, opts.limit)]
+    images = images if opts.limit is None else images[:opts.limit]
     return [{"id": img.id, "file_name": img.file_name, "width": img.width, "height": img.height} for img in images]
 
 
@@ -302,6 +304,10 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     ``model`` (a ``PoseNet``) replaces ``opts.checkpoint`` for callers that hold a network already."""
     spec = get_spec(opts.dataset)
     gt = load_keypoint_annotations(opts.annotations, spec, require_annotations=not opts.test_dev)
+    if opts.limit is not None and opts.limit < 1:
+        raise InputError(f"--limit must be at least 1, got {opts.limit}")
+    if not opts.test_dev:  # what the evaluation needs is checked before any inference
+        check_ground_truth(gt, opts.dataset)
     records = _records(gt, opts)
     if not records:
         raise InputError(f"annotation file {opts.annotations} lists no images")
@@ -358,6 +364,8 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     wall = time.perf_counter() - t_start
     if bar is not None:
         bar.close()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(opts.out / "results.json", results)  # kept whatever the evaluation below says
 
     image_ids = [r["id"] for r in records]
     metrics, found, misses = None, None, None
@@ -401,8 +409,6 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
         "host": platform.node(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    opts.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(opts.out / "results.json", results)
     write_json_atomic(opts.out / "summary.json", summary, indent=2)
     return EvalResult(results=results, summary=summary, image_ids=image_ids)
 

@@ -73,6 +73,9 @@ class Predictor:
         self.contract = codec.contract
         self.normalize = normalize
         self.multiple = int(input_multiple)
+        if self.multiple < 1 or self.multiple % self.contract.stride:
+            raise InputError(f"the canvas multiple must be a positive multiple of the network's stride "
+                             f"({self.contract.stride}), got {self.multiple}")
         self.device = torch.device(device)
         self.long_edge = int(long_edge or codec.long_edge)
         self.fixed_height = int(fixed_height) if fixed_height else None

@@ -53,3 +53,22 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def coco_538(data_dir: Path) -> Path:
     return data_dir / "coco" / "person_keypoints_val2017_538img.json"
+
+
+def jpeg_with_orientation(image, orientation: int) -> bytes:
+    """``image`` as a JPEG whose EXIF says to show it turned (6: 90 degrees clockwise), as cameras write: its pixels
+    and every COCO coordinate stay in the stored orientation."""
+    import struct
+
+    import cv2
+
+    entry = struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)             # Orientation, SHORT, 1 value
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1) + entry + struct.pack(">I", 0)
+    app1 = b"Exif\x00\x00" + tiff
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+@pytest.fixture(scope="session")
+def oriented_jpeg():
+    return jpeg_with_orientation

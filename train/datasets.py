@@ -195,7 +195,7 @@ class PoseDataset(Dataset):
     def load_image(self, img: ImageAnnotations, source: int = 0) -> np.ndarray | None:
         """The BGR uint8 image, or None (logged) when it is missing or does not decode."""
         path = self.sources[source].images_dir / img.file_name
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if path.is_file() else None
         if image is None:
             LOG.warning("skipping image %s: missing or not decodable", path)
             return None

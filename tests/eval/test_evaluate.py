@@ -100,6 +100,22 @@ def test_empty_results_score_zero(ref: Path) -> None:
     assert m["AP"] == 0.0 and m["AP_hard"] == 0.0 and m["n_results"] == 0
 
 
+@pytest.mark.parametrize("dataset,file", [("coco", "coco/val2017_subset/annotations.json"),
+                                          ("coco", "eval_reference/gt_dataset.json"),
+                                          ("crowdpose", "crowdpose/mini/test_crowdpose.json")])
+def test_no_results_are_n_a_exactly_where_the_evaluator_says_so(data_dir: Path, dataset: str, file: str) -> None:
+    """No results score 0 for the groups of people the ground truth has and -1 (n/a) for the others (the 2-image
+    CrowdPose mini set has only medium-crowd images), as the evaluator scores one result placed on no one."""
+    gt = json.loads((data_dir / file).read_text())
+    n = len(gt["annotations"][0]["keypoints"]) // 3
+    nowhere = [{"image_id": gt["images"][0]["id"], "category_id": 1, "keypoints": [0.0, 0.0, 1.0] * n, "score": 1.0}]
+    empty, placed = evaluate(dataset, gt, []), evaluate(dataset, gt, nowhere)
+    assert [v < 0 for v in empty["stats"]] == [v < 0 for v in placed["stats"]]
+    assert set(empty["stats"]) <= {0.0, -1.0}
+    if dataset == "crowdpose":
+        assert (empty["AP_easy"], empty["AP_medium"], empty["AP_hard"]) == (-1.0, 0.0, -1.0)
+
+
 def test_bad_inputs(ref: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         evaluate_coco(tmp_path / "missing.json", [])

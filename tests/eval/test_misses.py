@@ -53,6 +53,22 @@ def test_only_images_with_a_missed_person_get_a_picture_with_it_in_red(scene, tm
     assert MISSED == (0, 0, 255)
 
 
+def test_pictures_keep_the_stored_orientation_the_annotations_use(scene, tmp_path: Path, oriented_jpeg) -> None:
+    """An image whose EXIF says to turn it is drawn as stored, as the evaluation reads it: the annotations'
+    coordinates are in that frame."""
+    gt, images = scene
+    (images / "1.jpg").write_bytes(oriented_jpeg(np.full((260, 320, 3), 128, np.uint8), 6))
+    assert cv2.imread(str(images / "1.jpg")).shape[:2] == (320, 260)  # a viewer would turn it
+    found = [{"image_id": 2, "category_id": 1, "keypoints": gt["annotations"][2]["keypoints"], "score": 0.9}]
+    coco = evaluate_coco_with_found(gt, found)
+    written = draw_misses(load_keypoint_annotations(gt, COCO), found, coco.matched, images, tmp_path / "out")
+    picture = cv2.imread(str(written[0]), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION).astype(int)
+    assert picture.shape[:2] == (260, 320)
+    hip = np.asarray(gt["annotations"][1]["keypoints"]).reshape(17, 3)[11, :2].round().astype(int)
+    b, g, r = picture[hip[1], hip[0]]
+    assert r > 180 and g < 90 and b < 90
+
+
 def test_results_round_trip_through_coco_dicts() -> None:
     kp = np.random.default_rng(0).uniform(1, 100, (3, 17, 3)).astype(np.float32)
     kp[1, 4] = 0

@@ -9,6 +9,7 @@ import pytest
 
 from app.cli import main
 from core.contract import PoseContract
+from core.errors import InputError
 from core.geometry import long_edge_transform
 from core.keypoints import COCO
 from core.io.annotations import load_keypoint_annotations
@@ -248,8 +249,31 @@ def test_image_size_differs_from_annotation(subset: Path, tmp_path: Path, capsys
 
 
 @pytest.mark.parametrize("option, message", [(["--long-edge", "0"], "--long-edge"), (["--topk", "0"], "decoder"),
-                                             (["--batch-size", "0"], "--batch-size")])
+                                             (["--batch-size", "0"], "--batch-size"), (["--limit", "0"], "--limit"),
+                                             (["--multiple", "6"], "multiple of the network's stride (4), got 6"),
+                                             (["--multiple", "-8"], "multiple of the network's stride (4), got -8")])
 def test_bad_options(subset: Path, tmp_path: Path, capsys, option: list[str], message: str) -> None:
     err = _cli_error(["--oracle-model", "--annotations", str(subset / "annotations.json"), "--images",
                       str(subset / "images"), "--out", str(tmp_path / "o"), *option], capsys)
     assert message in err
+
+
+def test_annotations_without_ids_or_counts_are_completed_and_without_area_refused_first(subset: Path,
+                                                                                        tmp_path: Path) -> None:
+    """A file whose annotations lack ``id`` and ``num_keypoints`` (both derivable) evaluates as the complete file
+    does; one without ``area`` is refused before any image is read, with no output folder made."""
+    raw = json.loads((subset / "annotations.json").read_text())
+    for a in raw["annotations"]:
+        del a["id"], a["num_keypoints"]
+    bare = tmp_path / "bare.json"
+    write_json_atomic(bare, raw)
+    full = run_evaluation(_opts(subset, tmp_path / "full", limit=8))
+    got = run_evaluation(EvalOptions(annotations=bare, images=subset / "images", out=tmp_path / "bare", limit=8,
+                                     oracle_model=True, workers=0))
+    assert got.summary["metrics"]["stats"] == full.summary["metrics"]["stats"]
+    del raw["annotations"][0]["area"]
+    write_json_atomic(bare, raw)
+    with pytest.raises(InputError, match="has no 'area'"):
+        run_evaluation(EvalOptions(annotations=bare, images=tmp_path / "no images here", out=tmp_path / "none",
+                                   oracle_model=True, workers=0))
+    assert not (tmp_path / "none").exists()

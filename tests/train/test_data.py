@@ -97,6 +97,18 @@ def test_colour_jitter_keeps_dark_pixels_dark_and_the_order_of_grey_levels():
     assert raised >= 2
 
 
+def test_training_images_are_read_as_stored_like_their_annotations(tmp_path, oriented_jpeg):
+    """COCO's keypoints are in the stored pixels, whatever a photo's EXIF orientation says (COCO train2017 has
+    such photos): the loader must not turn the image away from its annotations."""
+    (tmp_path / "1.jpg").write_bytes(oriented_jpeg(np.full((60, 80, 3), 90, np.uint8), 6))
+    gt = {"images": [{"id": 1, "file_name": "1.jpg", "width": 80, "height": 60}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "num_keypoints": 1,
+                           "keypoints": [70.0, 10.0, 2] + [0.0, 0.0, 0] * 16, "area": 400.0,
+                           "bbox": [60, 0, 20, 20]}]}
+    ds = PoseDataset(gt, tmp_path, COCO_C, input_size=64)
+    assert ds.load_image(ds.images[0]).shape[:2] == (60, 80)
+
+
 def test_mosaic_tile_targets_stay_inside_their_tile(data_dir):
     """A person at the corner of the first tile: its Gaussians and offset windows are cut at the tile's border
     (the neighbouring tiles show other photos), and its tile's maps are those of that tile encoded alone."""
