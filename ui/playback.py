@@ -44,6 +44,7 @@ class PlaybackSource(FrameSource):
         self._iter: Iterator[Frame] | None = None
         self.at_end = False
         self.position = 0.0  # timestamp (s) of the last frame delivered
+        self.last_index: int | None = None  # index of the last frame delivered
         self.end_time: float | None = None  # timestamp of the stream's real last frame, once read up to it
         self._last_read: float | None = None  # last timestamp read since the latest seek
         self._seeked = False  # the wrapped source was sought: its own lost-frame count no longer holds
@@ -146,12 +147,16 @@ class PlaybackSource(FrameSource):
 
     def reopen(self) -> "PlaybackSource":
         """A new player over the same source and state, for a new pipeline (call after this one is stopped)."""
+        with self._cond:  # a seek or steps asked for but not yet applied by this player's reader carry over
+            seek_to, steps = self._seek_to, self._steps
         other = PlaybackSource(self.inner, speed=self._speed, paused=self._paused, on_end=self.on_end)
-        other.position = self.position
+        other.position, other.last_index, other._steps = self.position, self.last_index, steps
         other._iter = self._iter  # continue the same decoding
-        if self._paused and self.seekable and not self.at_end and self._iter is not None:
+        if seek_to is not None:
+            other._seek_to = seek_to
+        elif self._paused and self.seekable and not self.at_end and self._iter is not None:
             other._seek_to = self.position  # paused: show the current frame again (with the new model)
-        other.at_end = self.at_end
+        other.at_end = self.at_end and seek_to is None
         other.end_time, other._seeked, other._lost_exact = self.end_time, self._seeked, self._lost_exact
         other._last_read = None if other._seek_to is not None else self._last_read
         return other
@@ -202,7 +207,7 @@ class PlaybackSource(FrameSource):
             self._last_read = frame.timestamp
             if not live and not stepping and not self._wait_until_due(frame.timestamp):
                 continue  # a seek or stop arrived while waiting: this frame is stale
-            self.position = frame.timestamp
+            self.position, self.last_index = frame.timestamp, frame.index
             yield frame
 
     def _wait_until_due(self, timestamp: float) -> bool:

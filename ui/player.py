@@ -42,25 +42,34 @@ class PlayerController(QObject):
         self.runner: LiveRunner | None = None
         self.stats = DisplayStats()
         self._generation = 0
+        self._opening = 0                  # the latest open request: only its source is played
+        self._end_pending = False          # the end was read; stream_ended waits for its last frame to show
+        self._shown_index: int | None = None  # the index of the frame on screen
         self.mailbox = FrameMailbox(self)
         self.mailbox.available.connect(self._drain)
         self.mailbox.error.connect(lambda message: self._report(message, "Playback stopped"))
         self.mailbox.finished.connect(self._on_runner_finished)
-        self._end_from_player.connect(self.stream_ended)
+        self._end_from_player.connect(self._on_end_read)
         models.changed.connect(self._on_model_changed)
 
     # -- sources ----------------------------------------------------------------------------------------------
     def open_source(self, spec: str, width: int | None = None, height: int | None = None) -> None:
         """Open a file, URL or ``webcam:N`` in a worker; the current source keeps playing until it is ready."""
         self._message(f"Opening {spec}…", 5000)
+        self._opening += 1
+        request = self._opening
         self._tasks.start(lambda _r: backend.open_source(spec, width, height), "open-source",
-                          lambda src, s=spec: self._on_opened(s, src),
-                          lambda msg: self._report(msg, "Cannot open the source"))
+                          lambda src, s=spec: self._on_opened(s, src, request),
+                          lambda msg: self._report(msg, "Cannot open the source") if request == self._opening
+                          else None)
 
-    def _on_opened(self, spec: str, source: Any) -> None:
+    def _on_opened(self, spec: str, source: Any, request: int) -> None:
+        if request != self._opening:  # a source opened later already replaced it, or will
+            self._tasks.start(lambda _r: source.close(), "close-source", lambda _r: None)
+            return
         self._message("", 0)
         self._stop_runner(close_source=True)
-        self.source, self.source_spec = source, spec
+        self.source, self.source_spec, self._shown_index = source, spec, None
         self.playback = PlaybackSource(source, speed=self.settings.speed, on_end=self._end_from_player.emit)
         self.status.reset(spec)
         self.status.set_resolution(*source.size)
@@ -83,6 +92,7 @@ class PlayerController(QObject):
         """(Re)start frame delivery with the current source, model and smoothing; ``old_estimator`` (replaced)
         is closed once the previous runner has stopped."""
         previous = self.runner
+        self._end_pending = False
         if self.playback is None:
             self.models.close_later(old_estimator, previous)
             return
@@ -123,6 +133,15 @@ class PlayerController(QObject):
 
             self._tasks.start(close, "close-source", lambda _r: None)
 
+    def _on_end_read(self) -> None:
+        """The reader reached the end: ``stream_ended`` once the last frame it delivered is shown (it may still be
+        in the network)."""
+        playback = self.playback
+        if playback is None or playback.last_index is None or (self._shown_index or 0) >= playback.last_index:
+            self.stream_ended.emit()
+        else:
+            self._end_pending = True
+
     def _on_runner_finished(self, generation: int) -> None:
         if generation == self._generation and self.runner is not None:
             self._message("End of stream", 5000)
@@ -139,7 +158,12 @@ class PlayerController(QObject):
         runner = self.runner
         delivered = runner.delivered_time(frame.index) if runner is not None and result is not None else None
         self.stats.record(poses, delivered, time.monotonic())
+        self._shown_index = frame.index
         self.displayed.emit(frame, poses)
+        playback = self.playback
+        if self._end_pending and playback is not None and frame.index >= (playback.last_index or 0):
+            self._end_pending = False
+            self.stream_ended.emit()
 
     def refresh_status(self) -> None:
         """Rates, latency and people count in the status bar."""

@@ -1,6 +1,7 @@
 """Recording what the window shows (frames with their skeletons) to an H.264 MP4, encoded in a worker thread."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -19,11 +20,16 @@ from ui.workers import describe_error
 
 LOG = logging.getLogger(__name__)
 
+#: a longer step between two frames shown is a jump (a seek, another source): the recording goes on one frame later
+MAX_GAP_S = 1.0
+
 
 class Recorder:
     """Writes the annotated stream to a video in a worker thread (the engine's video sink draws the overlay).
 
     The file appears under its name only when ``close`` finishes it; nothing is left when no frame was written.
+    Every frame shown is written, in the order shown: a seek back, a replay or another source continue the
+    recording's time one frame after the last (a source of another size is letterboxed onto the first one's).
     """
 
     def __init__(self, path: str, size: tuple[int, int], fps: float, contract: Any, name: str) -> None:
@@ -31,7 +37,8 @@ class Recorder:
 
         self.path = path
         self.sink = VideoSink(path)
-        self.sink.open(StreamMeta(name=name, size=size, fps=fps or 25.0, contract=contract))
+        self.fps = fps or 25.0
+        self.sink.open(StreamMeta(name=name, size=size, fps=self.fps, contract=contract))
         self.contract = contract
         self.frames = 0
         self.dropped = 0
@@ -59,7 +66,8 @@ class Recorder:
         from core.poses import Poses
 
         ok = True
-        last_ts = -1.0
+        last_ts: float | None = None
+        clock = 0.0  # the recording's own time: it runs on through seeks, restarts and other sources
         while True:
             item = self._queue.get()
             if item is None:
@@ -67,9 +75,11 @@ class Recorder:
             if not ok:
                 continue
             frame, poses = item
-            if frame.timestamp <= last_ts:
-                continue  # a seek backwards: a video's time only moves forward
+            if last_ts is not None:
+                step = frame.timestamp - last_ts
+                clock += step if 0 < step <= MAX_GAP_S else 1.0 / self.fps  # a jump: one frame on
             last_ts = frame.timestamp
+            frame = dataclasses.replace(frame, timestamp=clock)
             if poses is None:
                 poses = Poses.empty(self.contract.n_keypoints)
             try:

@@ -15,6 +15,7 @@ import pytest
 from PyQt5.QtCore import QSettings
 from PyQt5.QtGui import QImage
 
+from app.sources import open_source
 from core.io.files import temp_owner
 from ui.settings import SettingsStore
 
@@ -129,6 +130,21 @@ class StderrWatch:
     def join(self, timeout: float) -> str:
         self._thread.join(timeout)
         return self.text
+
+
+def test_a_scripted_recording_of_a_whole_file_holds_its_last_frame(tmp_path, data_dir, realtime_checkpoint):
+    """The end of a file is announced once its last frame is shown, not when it is read (it may still be in the
+    network): a run that records until the end and quits keeps every frame."""
+    out = tmp_path / "rec.mp4"
+    cmd = [sys.executable, str(ROOT / "main.py"), "gui", "--source",
+           str(data_dir / "videos" / "street_5frames_960x540.mp4"), "--model", str(realtime_checkpoint),
+           "--record", str(out), "--quit-after-frames", "100", "--threads", "1", "--settings",
+           str(tmp_path / "s.ini"), "--timeout", "120"]
+    proc = subprocess.run(cmd, env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"), capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    with open_source(str(out)) as src:
+        assert sum(1 for _ in src) == 5
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,68 @@ def test_snapshot_and_recording(qtbot, make_window, tmp_path, video):
     # snapshots into a missing folder fail with a dialog, not an exception
     assert not window.save_snapshot(str(tmp_path / "nope" / "x.png"))
     assert "nope" in window.errors[-1]
+
+
+def test_recording_keeps_every_frame_shown_through_a_seek_back_and_another_source(qtbot, make_window, tmp_path,
+                                                                                   video, short_video):
+    """The recording writes what the window shows, in order: after a seek back and after another (larger) source
+    is opened it goes on, one frame after the last, letterboxed to the first source's size."""
+    window = make_window()
+    _open(qtbot, window, video)
+    shown: list[float] = []
+    out = tmp_path / "rec.mp4"
+    assert window.start_recording(str(out))
+    window.player.displayed.connect(lambda frame, _poses: shown.append(frame.timestamp))
+    qtbot.waitUntil(lambda: window.playback.position >= 2.0, timeout=WAIT)
+    window.seek(0.5)
+    qtbot.waitUntil(lambda: any(b < a for a, b in zip(shown, shown[1:])) and shown[-1] >= 1.0, timeout=WAIT)
+    ended: list[bool] = []
+    window.player.stream_ended.connect(lambda: ended.append(True))
+    window.open_source(short_video)
+    qtbot.waitUntil(lambda: bool(ended), timeout=WAIT)  # after its last frame is shown
+    recorded = window.recording.recorder
+    assert window.stop_recording() == str(out) and not window.errors
+    with open_source(str(out)) as src:
+        times = [f.timestamp for f in src]
+    assert src.size == (480, 360) and len(times) == recorded.frames == len(shown) - recorded.dropped
+    assert all(b > a for a, b in zip(times, times[1:]))
+
+
+def test_a_source_opened_later_wins_over_one_that_opens_slowly(qtbot, make_window, monkeypatch, video,
+                                                               short_video):
+    from ui import backend
+
+    real = backend.open_source
+
+    def slow_for_the_first(spec, width=None, height=None):
+        if spec == video:
+            time.sleep(1.0)  # a network share or URL that is slow to open
+        return real(spec, width, height)
+
+    monkeypatch.setattr(backend, "open_source", slow_for_the_first)
+    window = make_window()
+    window.open_source(video)
+    window.open_source(short_video)
+    qtbot.waitUntil(lambda: window.frames_displayed >= 2, timeout=WAIT)
+    qtbot.wait(1500)  # the slow one has opened meanwhile, and was closed unseen
+    assert window.player.source_spec == short_video and window.view.frame.shape == (540, 960, 3)
+
+
+def test_a_seek_asked_for_just_before_a_restart_is_applied(qtbot, make_window, video, realtime_checkpoint):
+    """A model change or smoothing toggle restarts the runner: a seek the old reader had not applied yet is
+    carried over, paused or playing."""
+    window = make_window()
+    window.load_model(str(realtime_checkpoint))
+    qtbot.waitUntil(lambda: window.estimator is not None, timeout=WAIT)
+    _open(qtbot, window, video)
+    for paused in (True, False):
+        window.transport.set_paused(paused)
+        if paused:
+            _wait_idle(qtbot, window)
+        target = 40.0 if paused else 20.0
+        window.seek(target)
+        window.player.set_smoothing(not window.settings.smoothing)  # in the same slot: the runner restarts
+        qtbot.waitUntil(lambda t=target: abs(window.playback.position - t) < 1.0, timeout=WAIT)
 
 
 def test_settings_and_recent_files_are_remembered(qtbot, make_window, tmp_path, video):
