@@ -177,6 +177,10 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Check ``value`` against the field type ``typ``; ints are accepted for floats."""
     origin = typing.get_origin(typ) or typ
@@ -306,7 +310,9 @@ def validate(cfg: TrainConfig) -> None:
          f"augmentation.occlusion_size must be in ({OCCLUDER_MIN}, 2]"),
         (cfg.augmentation.stretch >= 0, "augmentation.stretch must be >= 0"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
-        (len(cfg.optim.betas) == 2, "optim.betas must hold two numbers"),
+        (len(cfg.optim.betas) == 2 and all(_number(b) and 0 <= b < 1 for b in cfg.optim.betas),
+         "optim.betas must hold two numbers in [0, 1)"),
+        (all(_number(w) and w >= 0 for w in cfg.loss.stack_weights), "loss.stack_weights must be numbers >= 0"),
         (cfg.optim.grad_clip >= 0, "optim.grad_clip must be >= 0"),
         (0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
         (cfg.optim.ema_warmup_steps >= 0, "optim.ema_warmup_steps must be >= 0"),

@@ -187,6 +187,8 @@ class Trainer:
         if resume is not None:
             self.load(S.latest_checkpoint(self.run_dir))
         main = self.info.is_main
+        if main:  # only now: a resume that fails leaves the run's config as it was
+            write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
         self.log = JsonLog(self.run_dir / "log.jsonl" if main else None,
                            self.run_dir / "tensorboard" if main and cfg.run.tensorboard else None)
         self._val_gt: Path | None = None
@@ -216,7 +218,6 @@ class Trainer:
         path = Path(D.broadcast_object(str(path), self.info))
         if self.info.is_main:
             (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path / "config.yaml", dump_config(self.cfg))
         D.barrier(self.info)
         return path
 
@@ -409,12 +410,15 @@ class Trainer:
                      self.run_dir, len(self.dataset), self.steps_per_epoch, self.global_batch, self.lr,
                      self.info.world_size, self.device)
         with stop.installed():
+            if self._validation_interrupted():  # the run stopped while validating its last epoch: finish that
+                self.validate()
             while self.epoch < cfg.schedule.epochs and not self._max_steps_reached():
                 if self._run_epoch(stop):
                     self.epoch += 1
                     self.batches_done = 0
-                    validate = cfg.run.val_every_epochs and self.epoch % cfg.run.val_every_epochs == 0
-                    if validate or self.epoch % cfg.run.checkpoint_every_epochs == 0:
+                    validate = self._validation_due()
+                    step_due = cfg.run.checkpoint_every_steps and self.step % cfg.run.checkpoint_every_steps == 0
+                    if validate or step_due or self.epoch % cfg.run.checkpoint_every_epochs == 0:
                         self.save()
                     if validate:
                         self.validate()
@@ -435,13 +439,32 @@ class Trainer:
             self.log.write({"kind": "end", **summary})
         return summary
 
+    def _validation_due(self) -> bool:
+        """True at the end of an epoch that is validated (``run.val_every_epochs``)."""
+        every = self.cfg.run.val_every_epochs
+        return bool(every) and self.batches_done == 0 and self.epoch > 0 and self.epoch % every == 0
+
+    def _validation_interrupted(self) -> bool:
+        """True when this run resumed at the end of a validated epoch whose validation was never logged (it was
+        killed while validating)."""
+        log = self.run_dir / "log.jsonl"
+        if self._last_saved_step != self.step or not self._validation_due() or not log.is_file():
+            return False
+        done = False
+        if self.info.is_main:
+            records = (json.loads(line) for line in log.read_text().splitlines() if line.strip())
+            done = any(r.get("kind") == "val" and r.get("step") == self.step for r in records)
+        return not D.broadcast_object(done, self.info)
+
     def _max_steps_reached(self) -> bool:
         return 0 < self.cfg.schedule.max_steps <= self.step
 
     def _stop_requested(self, stop: StopFlag) -> bool:
+        """Whether any process received SIGINT / SIGTERM (a collective when there are several)."""
+        if not self.info.distributed:
+            return stop.requested
         flag = torch.tensor([1.0 if stop.requested else 0.0], device=self.device)
-        if self.info.distributed:
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item() > 0)
 
     def _run_epoch(self, stop: StopFlag) -> bool:
@@ -462,9 +485,10 @@ class Trainer:
                        desc=f"epoch {self.epoch + 1}/{cfg.schedule.epochs}", leave=False)
         window_t, window_n = time.perf_counter(), 0
         sums: dict[str, torch.Tensor] = {}
+        skipped = 0  # images this process skipped since the last count over all processes
         try:
             for batch in loader:
-                self.skipped_images += int(batch["skipped"].sum())
+                skipped += int(batch["skipped"].sum())
                 losses = self.train_step(batch)
                 self.step += 1
                 self.batches_done += 1
@@ -477,7 +501,10 @@ class Trainer:
                 if poll:
                     now = time.perf_counter()
                     ips = window_n * self.global_batch / max(now - window_t, 1e-9)
-                    self.last_losses = {k: float(v) / window_n for k, v in sums.items()}
+                    self.skipped_images += D.all_reduce_sum_int(skipped, self.info)
+                    skipped = 0
+                    self.last_losses = D.all_reduce_mean({k: float(v) / window_n for k, v in sums.items()},
+                                                         self.info)
                     self._log_train(self.last_losses, ips)
                     if bar is not None:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in self.last_losses.items()} | {"img/s": f"{ips:.1f}"},
@@ -486,17 +513,20 @@ class Trainer:
                 if cfg.run.checkpoint_every_steps and self.step % cfg.run.checkpoint_every_steps == 0 \
                         and self.batches_done < self.steps_per_epoch:
                     self.save()
-                if self._max_steps_reached() or (poll and self._stop_requested(stop)):
-                    if window_n:
-                        self.last_losses = {k: float(v) / window_n for k, v in sums.items()}
+                # a single process looks at the signal flag every step; several agree on it at log steps only
+                if self._max_steps_reached() or ((poll or not self.info.distributed) and self._stop_requested(stop)):
+                    if window_n:  # every process stops at this same step: the collectives are safe
+                        self.skipped_images += D.all_reduce_sum_int(skipped, self.info)
+                        self.last_losses = D.all_reduce_mean({k: float(v) / window_n for k, v in sums.items()},
+                                                             self.info)
                     return self.batches_done >= self.steps_per_epoch
         finally:
             if bar is not None:
                 bar.close()
         return True
 
-    def _log_train(self, losses: dict[str, float], images_per_s: float) -> None:
-        values = D.all_reduce_mean(losses, self.info)
+    def _log_train(self, values: dict[str, float], images_per_s: float) -> None:
+        """Log the losses (already averaged over the processes) and counters of the last window."""
         nonfinite = int(self._nonfinite.item())
         if nonfinite > self.nonfinite_steps:
             LOG.warning("%d step(s) with non-finite gradients before step %d (their gradients were zeroed)",
@@ -552,8 +582,19 @@ class Trainer:
         self.average = self._new_average()
         if self.average is not None and "trained_weights" in st:
             self.average.load_state_dict({"updates": st["average_updates"], "weights": saved})
-        self.optimizer.load_state_dict(S.unpack_optimizer_state(st["optimizer"]))
+        base_lrs = list(self.scheduler.base_lrs)  # this config's learning rates
+        try:
+            self.optimizer.load_state_dict(S.unpack_optimizer_state(st["optimizer"]))
+        except ValueError as exc:  # other parameter groups: the run trained other parameters, or split them so
+            raise InputError(f"cannot resume {path}: its optimizer state does not fit this config's trainable "
+                             f"parameters ({exc}); optim.backbone_lr_factor, model.freeze_backbone or the model "
+                             f"changed: resume with the run's values") from None
         self.scheduler.load_state_dict(st["scheduler"])
+        # the schedule goes on from the saved step with this config's rates and length (--set optim.lr or
+        # schedule.epochs on resume): the same numbers as before when neither changed
+        self.scheduler.base_lrs = base_lrs
+        for group, base, factor in zip(self.optimizer.param_groups, base_lrs, self.scheduler.lr_lambdas):
+            group["initial_lr"], group["lr"] = base, base * factor(self.scheduler.last_epoch)
         self.scaler.load_state_dict(st["scaler"])
         S.set_rng_state(st["rng"])
         self.step, self.epoch = int(st["step"]), int(st["epoch"])

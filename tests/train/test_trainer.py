@@ -175,7 +175,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path, data_dir):
               "schedule.epochs": 3, "schedule.max_steps": 3, "optim.lr": 1e-3}
     single = tmp_path / "single"
     with torch_threads(1):  # the same reduction order as the OMP_NUM_THREADS=1 workers
-        Trainer(_cfg(**{**common, "data.batch_size": 4, "optim.lr": 2e-3}), run_dir=single).train()
+        one = Trainer(_cfg(**{**common, "data.batch_size": 4, "optim.lr": 2e-3}), run_dir=single).train()
     multi = tmp_path / "multi"
     over = _overrides(**common)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
@@ -183,7 +183,11 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path, data_dir):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     rc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=150, env=env)
     assert rc.returncode == 0, rc.stderr[-3000:]
-    assert json.loads(rc.stdout.strip().splitlines()[-1])["step"] == 3
+    two = json.loads(rc.stdout.strip().splitlines()[-1])
+    assert two["step"] == 3
+    # what the summary, the log's end record and the checkpoint report is the mean over both processes
+    assert two["losses"]["loss"] == pytest.approx(one["losses"]["loss"], rel=1e-3)
+    assert _log(multi, "end")[0]["losses"]["loss"] == pytest.approx(_log(multi, "train")[-1]["loss"])
     a, b = _final(single), _final(multi)
     init = Trainer(_cfg(**common), run_dir=tmp_path / "init").model.state_dict()
     moved = sum(float((a[k].float() - init[k].float()).abs().sum()) for k in a)
@@ -285,6 +289,74 @@ def test_widened_copies_the_leading_block_and_cuts_new_inputs_to_old_outputs():
     assert torch.equal(widened(torch.ones(2), torch.zeros(3)), torch.tensor([1.0, 1.0, 0.0]))
     assert fits_inside(small, big) and not fits_inside(big, small) and not fits_inside(small, small)
     assert not fits_inside(torch.ones(2, 3, 1, 1), torch.ones(4, 5, 3, 3))  # another kernel is another function
+
+
+def _log(run_dir: Path, kind: str) -> list[dict]:
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [r for r in records if r["kind"] == kind]
+
+
+def test_resume_with_another_learning_rate_or_length_follows_the_new_schedule(tmp_path):
+    Trainer(_cfg(**{"schedule.max_steps": 2}), run_dir=tmp_path).train()
+    new = _cfg(**{"optim.lr": 1e-2, "schedule.epochs": 4, "schedule.max_steps": 4})
+    resumed = Trainer(new, resume=tmp_path)
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * lr_factor(new, 2, 3))
+    resumed.train()
+    lrs = {r["step"]: r["lr"] for r in _log(tmp_path, "train")}
+    assert lrs[3] == pytest.approx(1e-2 * lr_factor(new, 3, 3)) and lrs[4] == pytest.approx(1e-2 * lr_factor(new, 4, 3))
+
+
+def test_a_resume_that_cannot_load_names_the_cause_and_keeps_the_config(tmp_path):
+    from core.errors import InputError
+
+    Trainer(_cfg(**{"schedule.max_steps": 1}), run_dir=tmp_path).train()
+    before = (tmp_path / "config.yaml").read_text()
+    with pytest.raises(InputError, match="does not fit this config's trainable parameters.*freeze_backbone"):
+        Trainer(_cfg(**{"model.freeze_backbone": True}), resume=tmp_path)
+    assert (tmp_path / "config.yaml").read_text() == before
+
+
+def test_a_run_killed_while_validating_validates_that_epoch_on_resume(tmp_path, data_dir):
+    val = {"run.val_every_epochs": 1, "run.val_on_train": True, "run.val_images": 2, "run.val_input_size": 64}
+    Trainer(_cfg(**val, **{"schedule.epochs": 1}), run_dir=tmp_path).train()
+    assert [r["step"] for r in _log(tmp_path, "val")] == [3]
+    # as if killed after the epoch's checkpoint, before its validation was logged
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    (tmp_path / "log.jsonl").write_text("".join(f"{x}\n" for x in lines if json.loads(x)["kind"] != "val"))
+    Trainer(_cfg(**val, **{"schedule.epochs": 2}), resume=tmp_path).train()
+    assert [r["step"] for r in _log(tmp_path, "val")] == [3, 6]
+
+
+def test_a_step_checkpoint_due_at_an_epoch_end_is_written(tmp_path):
+    Trainer(_cfg(**{"run.checkpoint_every_steps": 3, "run.checkpoint_every_epochs": 5, "run.keep_last": 9}),
+            run_dir=tmp_path).train()
+    assert [p.name for p in S.list_checkpoints(tmp_path)] == ["ckpt_00000003.pt", "ckpt_00000006.pt"]
+
+
+def test_a_signal_stops_a_single_process_after_the_current_step(tmp_path, monkeypatch):
+    """SIGINT during step 2 of a run that logs every 20 steps: it stops after step 2, not at the next log step."""
+    trainer = Trainer(_cfg(**{"run.log_every_steps": 20}), run_dir=tmp_path)
+    step = trainer.train_step
+
+    def step_then_signal(batch):
+        out = step(batch)
+        if trainer.step == 1:  # counted after this call: this is step 2
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", step_then_signal)
+    summary = trainer.train()
+    assert (summary["stopped"], summary["step"]) == ("signal", 2)
+    assert S.latest_checkpoint(tmp_path).name == "ckpt_00000002.pt"
+
+
+@pytest.mark.parametrize("key, value", [("optim.betas", "[a, b]"), ("loss.stack_weights", "[a]"),
+                                        ("optim.betas", "[0.9, 1.5]")])
+def test_list_values_of_the_wrong_kind_name_their_key(key, value):
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match=key.replace(".", r"\.")):
+        load_config(None, [f"{key}={value}"])
 
 
 def test_resume_of_a_missing_run_names_the_folder(tmp_path):
