@@ -62,7 +62,7 @@ class PoseSmoother:
         rows = np.flatnonzero(poses.track_ids >= 0)
         if len(rows):
             xy = poses.keypoints[rows, :, :2].astype(np.float64)  # (P, K, 2)
-            present = poses.keypoints[rows, :, 2] > 0  # (P, K)
+            present = (poses.keypoints[rows, :, 2] > 0) & np.isfinite(xy).all(-1)  # (P, K); NaN: not carried on
             x_prev = xy.copy()
             dx_prev = np.zeros_like(xy)
             had = np.zeros_like(present)

@@ -254,33 +254,36 @@ class Tracker:
         ids = np.full(len(poses), -1, dtype=np.int64)
         eligible = self._eligible(poses)
         pairs = self._cascade(poses, eligible)
-        matched = set()
+        seen: dict[int, int] = {}  # id(track) -> the person it holds in this frame
         for person, ti in pairs:
-            track = self._tracks[ti]
-            track.observe(poses.keypoints[person], self.keypoint_memory)
-            if not track.confirmed and track.hits >= self.min_hits:
-                self._confirm(track)
-            ids[person] = track.track_id
-            matched.add(ti)
+            self._tracks[ti].observe(poses.keypoints[person], self.keypoint_memory)
+            seen[id(self._tracks[ti])] = person
         kept = []
-        for i, track in enumerate(self._tracks):
-            if i not in matched:
+        for track in self._tracks:
+            if id(track) not in seen:
                 track.lost += 1
             if track.lost == 0 or (track.confirmed and track.lost <= self.max_lost):
                 kept.append(track)  # a tentative track missed once is dropped
         taken = {p for p, _ in pairs}
+        new: set[int] = set()
         for person in eligible.tolist():
-            if person in taken:
-                continue
-            track = _Track(poses.keypoints[person].copy())
-            self.tracks_created += 1
-            if not self._started or self.min_hits <= 1:
-                self._confirm(track)
-            ids[person] = track.track_id
-            kept.append(track)
+            if person not in taken:
+                track = _Track(poses.keypoints[person].copy())
+                self.tracks_created += 1
+                seen[id(track)] = person
+                new.add(id(track))
+                kept.append(track)
         if len(kept) > self.max_tracks:  # evict the stalest first, then tentative, then the least matched
             kept.sort(key=lambda t: (t.lost, not t.confirmed, -t.hits))
             kept = kept[: self.max_tracks]
+        for track in kept:  # ids only for the tracks that stay: an evicted one never shows its id
+            person = seen.get(id(track))
+            if person is None:
+                continue
+            first_frame = id(track) in new and not self._started
+            if not track.confirmed and (track.hits >= self.min_hits or first_frame):
+                self._confirm(track)
+            ids[person] = track.track_id
         self._tracks = kept
         self._started = self._started or len(eligible) > 0
         return Poses(poses.keypoints, poses.scores, ids, dict(poses.meta))

@@ -94,8 +94,9 @@ class TargetEncoder:
         W, H = input_size
         valid = (kps[:, :, 2] > 0) & (kps[:, :, 0] >= -0.5) & (kps[:, :, 0] < W - 0.5) \
             & (kps[:, :, 1] >= -0.5) & (kps[:, :, 1] < H - 0.5) & np.isfinite(kps[:, :, :2]).all(-1)
-        if person_scales is None:
-            scales = person_scales_from_keypoints(kps)
+        if person_scales is None:  # from the annotated keypoints with finite coordinates
+            finite = np.isfinite(kps[:, :, :2]).all(-1)
+            scales = person_scales_from_keypoints(np.where(finite[:, :, None], kps, 0.0))
         else:
             scales = np.asarray(person_scales, np.float32).reshape(-1)
             if len(scales) != len(kps):

@@ -56,18 +56,32 @@ class ImageTransform:
         if (w, h) != tuple(self.src_size):
             raise ValueError(f"image is {w}x{h}, transform expects {self.src_size[0]}x{self.src_size[1]}")
         dw, dh = self.dst_size
-        if self.is_axis_aligned:
-            return self._resize_and_pad(image, border_value, interpolation)
+        placement = self._placement()
+        if placement is not None:
+            return self._resize_and_pad(image, placement, border_value, interpolation)
         flags = cv2.INTER_LINEAR if interpolation is None else interpolation
         return cv2.warpAffine(image, self.matrix, (dw, dh), flags=flags, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=border_value)
 
-    def _resize_and_pad(self, image: np.ndarray, border_value, interpolation) -> np.ndarray:
+    def _placement(self) -> tuple[int, int, int, int] | None:
+        """``(rw, rh, px, py)`` when the transform is a resize to whole pixels placed at a whole-pixel offset inside
+        the canvas (letterboxing: a resize and a copy do it), else None (an affine warp does)."""
+        if not self.is_axis_aligned or self.matrix[1, 1] <= 0:
+            return None
         sx, sy = self.matrix[0, 0], self.matrix[1, 1]
         w, h = self.src_size
-        rw, rh = int(round(w * sx)), int(round(h * sy))
-        px = int(round(self.matrix[0, 2] - (sx - 1) / 2))
-        py = int(round(self.matrix[1, 2] - (sy - 1) / 2))
+        exact = (w * sx, h * sy, self.matrix[0, 2] - (sx - 1) / 2, self.matrix[1, 2] - (sy - 1) / 2)
+        rw, rh, px, py = (int(round(v)) for v in exact)
+        if any(abs(v - r) > 1e-6 for v, r in zip(exact, (rw, rh, px, py))):
+            return None
+        dw, dh = self.dst_size
+        return (rw, rh, px, py) if rw > 0 and rh > 0 and 0 <= px <= dw - rw and 0 <= py <= dh - rh else None
+
+    def _resize_and_pad(self, image: np.ndarray, placement: tuple[int, int, int, int], border_value,
+                        interpolation) -> np.ndarray:
+        sx, sy = self.matrix[0, 0], self.matrix[1, 1]
+        w, h = self.src_size
+        rw, rh, px, py = placement
         if interpolation is None:
             interpolation = cv2.INTER_AREA if sx < 1 and sy < 1 else cv2.INTER_LINEAR
         resized = image if (rw, rh) == (w, h) else cv2.resize(image, (rw, rh), interpolation=interpolation)

@@ -54,6 +54,8 @@ class Poses:
             self.track_ids = np.full(len(self.keypoints), -1, dtype=np.int64)
         else:
             self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+            if len(self.track_ids) != len(self.keypoints):
+                raise ValueError(f"{len(self.track_ids)} track ids for {len(self.keypoints)} people")
 
     @classmethod
     def empty(cls, n_keypoints: int) -> "Poses":
@@ -99,9 +101,10 @@ class Poses:
 
     def to_coco(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
         """COCO keypoint results (absent keypoints written as 0, 0, 0)."""
-        results = []
-        for kp, score in zip(self.keypoints, self.scores):
-            flat = np.where(kp[:, 2:3] > 0, kp, 0.0).reshape(-1)
-            results.append({"image_id": int(image_id), "category_id": int(category_id),
-                            "keypoints": [round(float(v), 2) for v in flat], "score": float(score)})
-        return results
+        present = self.keypoints[:, :, 2] > 0
+        xyv = np.where(present[:, :, None], self.keypoints, 0.0).astype(np.float64)
+        xyv[:, :, :2] = np.round(xyv[:, :, :2], 2)
+        # scores to 4 decimals, never rounded down to 0: a keypoint present with a low score stays present
+        xyv[:, :, 2] = np.where(present, np.maximum(np.round(xyv[:, :, 2], 4), 1e-4), 0.0)
+        return [{"image_id": int(image_id), "category_id": int(category_id), "keypoints": kp.reshape(-1).tolist(),
+                 "score": float(score)} for kp, score in zip(xyv, self.scores)]

@@ -172,6 +172,18 @@ def test_pose_smoother_per_track(coco_people) -> None:
     assert sm.n_states == 0
 
 
+def test_one_nan_coordinate_does_not_stick_to_a_smoothed_keypoint(coco_people) -> None:
+    base = _crowd(coco_people, 1)
+    sm = PoseSmoother()
+    k = int(np.flatnonzero(base.keypoints[0, :, 2] > 0)[0])
+    for i in range(5):
+        kp = base.keypoints.copy()
+        if i == 1:
+            kp[0, k, 0] = np.nan  # one bad coordinate from outside the decoder
+        out = sm.update(Poses(kp, base.scores, np.array([3])), i / 30)
+    assert np.isfinite(out.keypoints[0, :, :2]).all()
+
+
 def _fragment_steals(coco_singles: list[np.ndarray], make_tracker, n: int = 300) -> tuple[int, int]:
     """The issue's scenario on ``n`` real COCO people: frame t holds the person and a one-keypoint fragment at
     one of its keypoints (as the decoder leaves them), frame t+1 the person with every keypoint moved 3 px.
@@ -297,4 +309,19 @@ def test_the_stalest_tracks_are_evicted_first(coco_singles) -> None:
     seen(1, 2)  # 0 unseen for 2 frames, 1 for 1 frame
     seen(2)
     assert seen(2, 3) == [2, 3] and tracker.active_tracks == 3  # 4 tracks: the stalest (0) is forgotten
-    assert seen(0, 1, 2, 3) == [4, 1, 2, 3]
+    # four people, three tracks: the newcomer gets none, so no id (an id is only shown by a track that stays)
+    assert seen(0, 1, 2, 3) == [-1, 1, 2, 3]
+
+
+@pytest.mark.parametrize("min_hits", [1, 3])
+def test_more_people_than_tracks_burn_no_ids(coco_singles, min_hits: int) -> None:
+    """Three still people, room for two tracks: the third is untracked in every frame, and no id is handed out
+    for a track dropped in the same frame (ids stay without holes)."""
+    people = [_standing(kp) for kp in coco_singles[:3]]
+    rng = np.random.default_rng(1)
+    tracker = Tracker(COCO, max_tracks=2, min_hits=min_hits)
+    for _ in range(6):
+        kp = np.stack([_place(p, x, 200, rng) for p, x in zip(people, (100, 300, 500))])
+        ids = tracker.update(Poses(kp, np.full(3, 0.8))).track_ids.tolist()
+        assert ids == [0, 1, -1]
+    assert tracker.tracks_confirmed == 2

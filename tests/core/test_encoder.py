@@ -95,6 +95,18 @@ def test_border_and_outside_keypoints():
     assert not t.offset_mask[LIMBS.index((0, 2))].any()
 
 
+def test_a_keypoint_with_nan_or_inf_coordinates_is_absent_and_leaves_the_scales_finite():
+    enc = TargetEncoder(C)
+    clean = person({5: (20.0, 20.0), 6: (40.0, 20.0), 11: (22.0, 50.0), 12: (38.0, 50.0)})
+    for bad in (np.nan, np.inf):
+        kp = clean.copy()
+        kp[0] = (bad, 10.0, 2)
+        t, ref = enc.encode(kp[None], (64, 64)), enc.encode(clean[None], (64, 64))
+        assert np.isfinite(t.person_scale).all() and np.isfinite(t.keypoint_scale).all()
+        np.testing.assert_array_equal(t.person_scale, ref.person_scale)
+        np.testing.assert_array_equal(t.heatmaps, ref.heatmaps)
+
+
 def test_no_people_and_people_without_keypoints():
     enc = TargetEncoder(C)
     for kps in (np.zeros((0, 17, 3)), np.zeros((3, 17, 3))):

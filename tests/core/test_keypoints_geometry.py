@@ -66,7 +66,9 @@ def test_warp_matches_point_mapping():
     img[40, 70] = 1.0
     img = np.asarray(__import__("cv2").GaussianBlur(img, (0, 0), 3))
     for t in (long_edge_transform(160, 100, 320, multiple=32),
-              affine_crop_transform((160, 100), (80, 50), 1.5, (128, 128), rotation_deg=30, flip=True)):
+              affine_crop_transform((160, 100), (80, 50), 1.5, (128, 128), rotation_deg=30, flip=True),
+              affine_crop_transform((160, 100), (70, 45), 0.5, (64, 64)),    # unrotated crops, sub-pixel offsets
+              affine_crop_transform((160, 100), (75, 45), 1.3, (64, 64))):  # and larger than the canvas
         out = t.warp(img)
         y, x = np.unravel_index(np.argmax(out), out.shape)
         np.testing.assert_allclose([x, y], t.apply(np.array([70.0, 40.0])), atol=1.0)

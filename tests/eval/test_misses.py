@@ -77,6 +77,12 @@ def test_results_round_trip_through_coco_dicts() -> None:
     np.testing.assert_allclose(back.keypoints, kp[[0, 2, 1]], atol=0.006)
     np.testing.assert_array_equal(back.scores, poses.scores[[0, 2, 1]])
     assert len(Poses.from_coco([], 17)) == 0
+    with pytest.raises(ValueError, match="1 track ids for 3 people"):
+        Poses(kp, poses.scores, np.array([1]))
+    faint = kp.copy()
+    faint[:, :, 2] = np.where(faint[:, :, 2] > 0, 0.004, 0.0)  # present, with a score below COCO's 2 decimals
+    back = Poses.from_coco(Poses(faint, poses.scores).to_coco(7), 17)
+    assert ((back.keypoints[:, :, 2] > 0) == (faint[[0, 2, 1], :, 2] > 0)).all()
 
 
 def test_cli_draws_the_misses_of_the_default_model(data_dir: Path, tmp_path: Path, capsys) -> None:
