@@ -265,6 +265,7 @@ def _skip(result: ExportResult, mpath: Path | None, identity: dict) -> bool:
     if record is None:
         return False
     result.skipped = True
+    result.frames = int(record.get("frames") or 0)
     result.frames_expected = record.get("frames_expected")
     result.frames_lost = int(record.get("frames_lost") or 0)
     result.frames_damaged = int(record.get("frames_damaged") or 0)

@@ -77,11 +77,11 @@ class Manifest:
 
     def begin(self, pending: dict[Path, Path]) -> None:
         outputs = {Path(final).name: {"size": Path(tmp).stat().st_size} for final, tmp in pending.items()}
-        self._data = {"gopose_manifest": VERSION, **self.identity, **(self.details() if self.details else {}),
-                      "outputs": outputs, "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                      "state": "publishing",
-                      "pending": {Path(final).name: Path(tmp).name for final, tmp in pending.items()}}
-        write_json_atomic(self.path, self._data, indent=2)
+        data = {"gopose_manifest": VERSION, **self.identity, **(self.details() if self.details else {}),
+                "outputs": outputs, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "state": "publishing",
+                "pending": {Path(final).name: Path(tmp).name for final, tmp in pending.items()}}
+        write_json_atomic(self.path, data, indent=2)
+        self._data = data  # only now is the manifest ours: a failed write leaves an earlier run's in place
 
     def commit(self) -> None:
         if self._data is None:

@@ -102,6 +102,32 @@ def test_full_disk_keeps_no_output_of_the_failed_input(street_video: Path, check
     assert temps(out) == []
 
 
+def test_a_manifest_the_disk_cannot_take_leaves_the_earlier_runs_in_place(tmp_path: Path, monkeypatch) -> None:
+    """The disk fills as a run begins its manifest: the run is abandoned, and the complete manifest of an earlier
+    run at that name (which --skip-existing and the naming of other inputs rely on) stays."""
+    import errno
+
+    import app.manifest as manifest_module
+    from app.manifest import Manifest
+    from core.io.files import write_json_atomic
+
+    path = manifest_path(tmp_path, "clip")
+    earlier = {"gopose_manifest": 1, "input": "/a/clip.mp4", "state": "complete", "outputs": {}}
+    write_json_atomic(path, earlier)
+    part = tmp_path / ".clip.jsonl.1.abcdef12.part"
+    part.write_text("{}\n")
+    journal = Manifest(path, {"input": "/b/clip.mp4"})
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest_module, "write_json_atomic", disk_full)
+    with pytest.raises(OSError):
+        journal.begin({tmp_path / "clip.jsonl": part})
+    journal.discard()  # what OutputSet does with a set it abandons
+    assert read_manifest(path) == earlier
+
+
 # ---------------------------------------------------------------------------------------------- item 4
 def test_sigterm_stops_like_ctrl_c(ped_video: Path, checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -231,4 +257,6 @@ def test_truncated_video_is_partial_with_one_count(ped_video: Path, checkpoint: 
     assert main(args + ["--allow-partial", "--skip-existing"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["skipped"] == 1 and summary["frames_lost"] == lost  # still reported when skipped
+    assert summary["partial_inputs"] == [{"input": str(cut), "frames": 60 - lost, "frames_expected": 60,
+                                          "frames_lost": lost}]  # the counts its manifest recorded
     assert main(args + ["--skip-existing"]) == 1
