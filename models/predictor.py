@@ -9,13 +9,15 @@ canvases in worker processes):
    CrowdPose protocol), rounded up to the network's input multiple; ``canvases(frames)`` applies it;
 2. ``infer(canvases)``: uint8 canvases -> normalised tensor -> network; with ``flip`` the mirrored canvases run in
    the same batch and ``core.decoder.merge_flip`` averages the maps;
-3. ``decode(maps)``: the codec's decoder, then every keypoint mapped back with the transform's exact inverse.
+3. ``decode(maps)``: the codec's decoder, then every keypoint mapped back with the transform's exact inverse
+   (kept inside the frame: a peak in the letterbox padding lands on its edge).
 
 The network is any callable ``x (N, 3, H, W) float -> {"heatmaps", "offsets", "scales"}`` (float32 tensors,
 offsets in input pixels): a ``models.precision.InferenceModel``, an ONNX Runtime session, or the oracle.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -54,6 +56,16 @@ def check_frame(image: object) -> None:
         raise InputError(f"frame must be an (H, W, 3) BGR uint8 array, got {desc}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError(f"frame is empty: {image.shape}")
+
+
+def _into_frame(transform: ImageTransform, xy: np.ndarray) -> np.ndarray:
+    """Canvas points mapped back to the frame, kept inside it: a peak in the letterbox padding (no picture there)
+    lands on the frame's edge instead of outside the image."""
+    out = transform.inverse(xy)
+    w, h = transform.src_size
+    out[:, 0] = np.clip(out[:, 0], -0.5, w - 0.5)
+    out[:, 1] = np.clip(out[:, 1], -0.5, h - 0.5)
+    return out
 
 
 class Predictor:
@@ -170,7 +182,7 @@ class Predictor:
         """People of each canvas of ``maps``, in the coordinates of the frame it came from."""
         t0 = time.perf_counter()
         decoded = self.codec.decode(maps.heatmaps, maps.offsets, maps.scales, self._decoder)
-        poses = [p.map_points(t.inverse) for p, t in zip(decoded, maps.transforms)]
+        poses = [p.map_points(functools.partial(_into_frame, t)) for p, t in zip(decoded, maps.transforms)]
         maps.timings["decode"] = (time.perf_counter() - t0) * 1e3 / max(1, len(poses))
         return poses
 

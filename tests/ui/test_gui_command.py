@@ -35,17 +35,23 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_scripted_run_offscreen_with_model_saves_a_screenshot(tmp_path, data_dir, realtime_checkpoint):
-    shot = tmp_path / "window.png"
+def test_scripted_run_offscreen_with_model_saves_a_screenshot_and_records_the_whole_file(tmp_path, data_dir,
+                                                                                      realtime_checkpoint):
+    """A scripted run to the end of a 5-frame file: the screenshot, the remembered choices, and a recording that
+    holds the last frame too (the end is announced once that frame is shown, not when it is read)."""
+    shot, rec = tmp_path / "window.png", tmp_path / "rec.mp4"
     cmd = [sys.executable, str(ROOT / "main.py"), "gui", "--source",
-           str(data_dir / "videos" / "pedestrians_480x360.mp4"), "--model", str(realtime_checkpoint),
-           "--long-edge", "256", "--threshold", "0.2", "--threads", "1", "--quit-after-frames", "5",
-           "--screenshot", str(shot), "--settings", str(tmp_path / "s.ini"), "--size", "1000x600", "--timeout", "120"]
+           str(data_dir / "videos" / "street_5frames_960x540.mp4"), "--model", str(realtime_checkpoint),
+           "--long-edge", "256", "--threshold", "0.2", "--threads", "1", "--quit-after-frames", "100",
+           "--record", str(rec), "--screenshot", str(shot), "--settings", str(tmp_path / "s.ini"), "--size",
+           "1000x600", "--timeout", "120"]
     proc = subprocess.run(cmd, env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"), capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == 0, proc.stderr
     image = QImage(str(shot))
     assert (image.width(), image.height()) == (1000, 600)
+    with open_source(str(rec)) as src:
+        assert sum(1 for _ in src) == 5
     # --long-edge and --threshold are the user's choices: remembered over every model's own values
     remembered = SettingsStore(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)).load()
     assert remembered.overrides() == {"long_edge": 256, "keypoint_threshold": 0.2}
@@ -130,21 +136,6 @@ class StderrWatch:
     def join(self, timeout: float) -> str:
         self._thread.join(timeout)
         return self.text
-
-
-def test_a_scripted_recording_of_a_whole_file_holds_its_last_frame(tmp_path, data_dir, realtime_checkpoint):
-    """The end of a file is announced once its last frame is shown, not when it is read (it may still be in the
-    network): a run that records until the end and quits keeps every frame."""
-    out = tmp_path / "rec.mp4"
-    cmd = [sys.executable, str(ROOT / "main.py"), "gui", "--source",
-           str(data_dir / "videos" / "street_5frames_960x540.mp4"), "--model", str(realtime_checkpoint),
-           "--record", str(out), "--quit-after-frames", "100", "--threads", "1", "--settings",
-           str(tmp_path / "s.ini"), "--timeout", "120"]
-    proc = subprocess.run(cmd, env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"), capture_output=True, text=True,
-                          timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    with open_source(str(out)) as src:
-        assert sum(1 for _ in src) == 5
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
