@@ -13,6 +13,7 @@ def coco_data(coco_538):
     return load_keypoint_annotations(coco_538, COCO)
 
 
+@pytest.mark.slow  # the paper's 19 limbs; the shipped dense skeleton's bound runs by default
 def test_upper_bound_default_skeleton_meets_target(coco_data):
     m = run_oracle(coco_data, "coco", 640)
     assert m["images"] == 538 and m["limbs"] == 19

@@ -138,7 +138,8 @@ class StderrWatch:
         return self.text
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])  # one handler for both: SIGINT with -m slow
 def test_interrupt_closes_cleanly_and_finishes_the_recording(tmp_path, data_dir, signum):
     """Ctrl-C (SIGINT) or kill (SIGTERM) while recording: no traceback, exit code 128 + signal, and the recording
     is a complete video (before: a traceback, SIGABRT and a lost recording)."""
