@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from app.manifest import Manifest, completed, input_identity, manifest_path, read_manifest
+from app.manifest import Manifest, completed, input_identity, input_name, manifest_path, read_manifest
 from app.pipeline import Pipeline
 from app.sinks import ANNOTATED_SUFFIX, OutputSet, is_disk_full, make_sinks, output_paths, parse_formats
 from app.smoothing import PoseSmoother
@@ -96,31 +96,24 @@ def unique_stems(inputs: list[str], out_dir: str | Path | None = None) -> list[s
     used: set[str] = set()
     out = []
     for item, base in zip(inputs, bases):
-        name = _input_name(item) if out_dir is not None else None
-
-        def foreign(stem: str) -> str | None:
-            """The other input whose outputs ``stem`` holds in ``out_dir``, if any."""
-            owner = _owner(out_dir, stem) if out_dir is not None else None
-            return owner if owner not in (None, name) else None
-
+        name = input_name(item)
         stem, k = base, 2
-        while stem.casefold() in used or (stem != base and stem.casefold() in taken) or foreign(stem):
+        while (stem.casefold() in used or (stem != base and stem.casefold() in taken)
+               or _owner(out_dir, stem) not in (None, name)):
             stem = f"{base}-{k}"
             k += 1
-        if stem != base and (other := foreign(base)):
+        if stem != base and (other := _owner(out_dir, base)) not in (None, name):
             LOG.warning("%s: %s holds the outputs of %s; writing this input's as %s", item, base, other, stem)
         used.add(stem.casefold())
         out.append(stem)
     return out
 
 
-def _input_name(spec: str | Path) -> str:
-    """The input as its manifest records it (an absolute path, or the URL as given)."""
-    return str(input_identity(spec)["input"])
-
-
-def _owner(out_dir: str | Path, stem: str) -> str | None:
-    """The input whose outputs the manifest of ``stem`` in ``out_dir`` records, None when there is none."""
+def _owner(out_dir: str | Path | None, stem: str) -> str | None:
+    """The input whose outputs the manifest of ``stem`` in ``out_dir`` records, None when there is none (or no
+    ``out_dir``)."""
+    if out_dir is None:
+        return None
     data = read_manifest(manifest_path(out_dir, stem))
     owner = data.get("input") if data is not None else None
     return str(owner) if owner is not None else None

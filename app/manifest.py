@@ -39,7 +39,7 @@ def input_identity(spec: str | Path) -> dict[str, Any]:
     try:
         st = path.stat()
         if not path.is_dir():
-            return {"input": str(path.absolute()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            return {"input": input_name(text), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         entries = sorted(os.scandir(path), key=lambda e: e.name)
         files = hashlib.sha256()
         for entry in entries:
@@ -48,8 +48,14 @@ def input_identity(spec: str | Path) -> dict[str, Any]:
                 files.update(f"{entry.name}\0{est.st_size}\0{est.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     except OSError:
         return {"input": text}
-    return {"input": str(path.absolute()), "size": len(entries), "mtime_ns": st.st_mtime_ns,
+    return {"input": input_name(text), "size": len(entries), "mtime_ns": st.st_mtime_ns,
             "files": files.hexdigest()[:32]}
+
+
+def input_name(spec: str | Path) -> str:
+    """The input as its manifest records it: its absolute path when it exists, else the URL / name as given."""
+    path = Path(str(spec))
+    return str(path.absolute()) if path.exists() else str(spec)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any] | None:

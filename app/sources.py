@@ -165,8 +165,7 @@ class VideoSource(FrameSource):
             self._index = 0
             self._packet_pts: list[int] = []   # pts of demuxed packets not yet passed by a decoded frame
             self._pts_everywhere = True        # False once a packet without pts is seen (number frames as read)
-            self._restarted = True             # the next frame is the first since the start or a seek
-            self._first_pts = 0                # that frame's pts: packets before it are never counted
+            self._first_pts: int | None = None  # pts of the first frame since the start or a seek (None: to come)
             self._frames_read = 0
             self._seeked = False
             self._packets = self._container.demux(self._stream)
@@ -240,8 +239,8 @@ class VideoSource(FrameSource):
         heap = self._packet_pts
         if frame.pts is None or not self._pts_everywhere:
             return self._index
-        if self._restarted:  # the first frame after the start or a seek: earlier packets are pre-roll, never shown
-            self._restarted, self._first_pts = False, frame.pts
+        if self._first_pts is None:  # the first frame after the start or a seek: earlier packets are pre-roll
+            self._first_pts = frame.pts
         passed = 0
         while heap and heap[0] < frame.pts:
             passed += heapq.heappop(heap) > self._first_pts
@@ -317,7 +316,7 @@ class VideoSource(FrameSource):
         av = self._av
         self._first = None
         self._decoded = []
-        self._packet_pts, self._restarted = [], True
+        self._packet_pts, self._first_pts = [], None
         offset = int((seconds + self._start) / self._time_base)
         try:
             self._container.seek(offset, stream=self._stream, backward=True, any_frame=False)
