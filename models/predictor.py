@@ -18,6 +18,7 @@ offsets in input pixels): a ``models.precision.InferenceModel``, an ONNX Runtime
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from core.geometry import ImageTransform, fixed_height_transform, long_edge_tran
 from core.poses import Poses
 
 Network = Callable[[torch.Tensor], dict]
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +58,14 @@ def check_frame(image: object) -> None:
         raise InputError(f"frame must be an (H, W, 3) BGR uint8 array, got {desc}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError(f"frame is empty: {image.shape}")
+
+
+def _nonfinite(maps: Maps) -> int:
+    """How many values of the network maps are NaN or infinite (0 on the usual path: one reduction per map)."""
+    tensors = [t for t in (maps.heatmaps, maps.offsets, maps.scales) if t is not None]
+    if all(bool(torch.isfinite(t).all()) for t in tensors):
+        return 0
+    return sum(int((~torch.isfinite(t)).sum()) for t in tensors)
 
 
 def _into_frame(transform: ImageTransform, xy: np.ndarray) -> np.ndarray:
@@ -100,6 +110,8 @@ class Predictor:
             self._decoder = self._decoder.with_(sigma=codec.sigma)
         self._transforms: dict[tuple[int, int], ImageTransform] = {}
         self._lock = threading.Lock()
+        #: batches whose network maps held NaN or infinite values (their cells give no keypoints)
+        self.nonfinite_batches = 0
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, *, device: torch.device | str = "cpu", precision: str = "auto",
@@ -181,6 +193,12 @@ class Predictor:
     def decode(self, maps: Maps) -> list[Poses]:
         """People of each canvas of ``maps``, in the coordinates of the frame it came from."""
         t0 = time.perf_counter()
+        bad = _nonfinite(maps)
+        if bad:
+            self.nonfinite_batches += 1
+            if self.nonfinite_batches == 1:  # once per predictor: a broken model would flood the log every frame
+                logger.warning("the network's output holds %d NaN or infinite values; no keypoints are found there "
+                               "(a numeric overflow: try another --precision or backend, or check the weights)", bad)
         decoded = self.codec.decode(maps.heatmaps, maps.offsets, maps.scales, self._decoder)
         poses = [p.map_points(functools.partial(_into_frame, t)) for p, t in zip(decoded, maps.transforms)]
         maps.timings["decode"] = (time.perf_counter() - t0) * 1e3 / max(1, len(poses))

@@ -109,3 +109,23 @@ def test_checkpoints_without_a_codec_take_sigma_and_window_from_their_training_c
     torch.save(data, path)
     loaded, _ = load_checkpoint(path)
     assert (loaded.codec.sigma, loaded.codec.window, loaded.codec.decoder.sigma) == (6.0, 5, 6.0)
+
+
+def test_nonfinite_network_output_is_reported_once_and_the_rest_still_decodes(caplog):
+    class Overflowing(MarkerNetwork):  # the left half of every heatmap overflowed, as an fp16 network can
+        def __call__(self, x):
+            out = super().__call__(x)
+            out["heatmaps"][..., :10] = float("nan")
+            return out
+
+    predictor = Predictor(Overflowing(CODEC), CODEC, normalize=lambda b: b.permute(0, 3, 1, 2).float())
+    frame = marker_frame(PERSON)
+    with caplog.at_level("WARNING", logger="models.predictor"):
+        people = predictor.predict([frame])[0]
+        predictor.predict([frame])
+    warnings = [r for r in caplog.records if "NaN or infinite" in r.getMessage()]
+    assert len(warnings) == 1 and predictor.nonfinite_batches == 2
+    assert len(people) == 1 and (people.keypoints[0, :, 2] > 0).sum() >= 15  # keypoints right of the NaN columns
+    clean = _predictor(flip=False)
+    clean.predict([frame])
+    assert clean.nonfinite_batches == 0
