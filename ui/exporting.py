@@ -20,6 +20,18 @@ from ui.settings import ViewerSettings
 from ui.workers import Task
 
 
+def _request_problem(input_path: str, out_dir: str, formats: list[str]) -> str:
+    """What is missing from an export request ("" when complete): an empty path would mean the current folder of
+    the process, never what the user wanted."""
+    if not input_path.strip():
+        return "Choose the video to export."
+    if not out_dir.strip():
+        return "Choose the output folder."
+    if not formats:
+        return "Choose at least one output format."
+    return ""
+
+
 class ExportController(QObject):
     """Exports, snapshots and screenshots; ``finished(result)`` ends every export (None when cancelled/failed)."""
 
@@ -54,8 +66,9 @@ class ExportController(QObject):
         if not self.models.name:
             self._report("Load a model before exporting annotations.", "Export")
             return None
-        if not formats:
-            self._report("Choose at least one output format.", "Export")
+        problem = _request_problem(input_path, out_dir, formats)
+        if problem:
+            self._report(problem, "Export")
             return None
         self.settings.export_formats = ",".join(formats)
         settings = self.panel.collect(self.settings)

@@ -38,28 +38,56 @@ class ErrorDialogs(QObject):
         return box
 
 
+def release(result: Any) -> None:
+    """Close what a task opened (a source, an estimator, or those in a tuple) when nobody will use it."""
+    for item in result if isinstance(result, tuple) else (result,):
+        close = getattr(item, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - closing at shutdown must not stop the others
+                LOG.warning("cannot close %r: %s", item, exc)
+
+
 class TaskHost(QObject):
     """Starts ``Task`` workers whose results come back to GUI-thread callbacks and keeps them until they end.
 
-    A failure goes to ``on_fail`` when given, else to ``report`` (the window's error dialog).
+    A failure goes to ``on_fail`` when given, else to ``report`` (the window's error dialog). After ``shutdown``
+    no callback runs: a late result is released (``release``), a late failure only logged, so a window that
+    closed while a source opened or a model loaded starts nothing.
     """
 
     def __init__(self, report: Callable[[str], Any], parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._report = report
         self._tasks: set[Task] = set()
+        self.closed = False
 
     def start(self, fn: Callable, name: str, on_done: Callable[[Any], None],
               on_fail: Callable[[str], None] | None = None) -> Task:
         task = Task(fn, name, self)
-        task.succeeded.connect(on_done)
-        task.failed.connect(on_fail or self._report)
+        task.succeeded.connect(lambda result: self._succeeded(name, on_done, result))
+        task.failed.connect(lambda message: self._failed(name, on_fail or self._report, message))
         task.ended.connect(lambda t=task: self._tasks.discard(t))
         self._tasks.add(task)
         return task.start()
 
+    def _succeeded(self, name: str, on_done: Callable[[Any], None], result: Any) -> None:
+        if self.closed:
+            LOG.debug("%s ended after shutdown: its result is released", name)
+            release(result)
+            return
+        on_done(result)
+
+    def _failed(self, name: str, on_fail: Callable[[str], Any], message: str) -> None:
+        if self.closed:
+            LOG.info("%s failed after shutdown: %s", name, message)
+            return
+        on_fail(message)
+
     def shutdown(self, timeout: float) -> None:
-        """Cancel every task and wait for each up to ``timeout`` seconds."""
+        """Cancel every task and wait for each up to ``timeout`` seconds; results that come later are released."""
+        self.closed = True
         for task in list(self._tasks):
             task.cancel()
             task.join(timeout)

@@ -73,7 +73,7 @@ class PlayerController(QObject):
         self.playback = PlaybackSource(source, speed=self.settings.speed, on_end=self._end_from_player.emit)
         self.status.reset(spec)
         self.status.set_resolution(*source.size)
-        self.stats.reset_rate()
+        self.stats.reset()
         self.view.clear()
         self.store.add_recent(spec)
         self.restart_runner()
@@ -84,6 +84,7 @@ class PlayerController(QObject):
         self.source = self.playback = None
         self.source_spec = ""
         self.view.clear()
+        self.stats.reset()
         self.status.reset()
         self.source_changed.emit("")
 
@@ -150,7 +151,7 @@ class PlayerController(QObject):
     # -- display ----------------------------------------------------------------------------------------------
     def _drain(self) -> None:
         item = self.mailbox.take()
-        if item is None:
+        if item is None or self.playback is None:  # nothing new, or a frame of the source closed since
             return
         frame, result, _posted = item
         poses = getattr(result, "poses", None)

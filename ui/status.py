@@ -105,8 +105,11 @@ class DisplayStats:
         self.display_rate = RateMeter()
         self._result_samples: collections.deque[tuple[float, int]] = collections.deque()
 
-    def reset_rate(self) -> None:
+    def reset(self) -> None:
+        """Forget the rates, latency and people count of the previous source (a new source, or none)."""
         self.display_rate.reset()
+        self._result_samples.clear()
+        self.latency_ms = self.people = None
 
     def record(self, poses, delivered_at: float | None, now: float) -> None:
         """One frame displayed: ``poses`` None without a model; ``delivered_at`` when its source released it."""

@@ -37,6 +37,7 @@ class TransportController(QObject):
         playbar.seek_requested.connect(self.seek)
         playbar.speed_changed.connect(self.set_speed)
         playbar.set_speed(settings.speed)
+        settings.speed = float(playbar.speed.currentData())  # a stored speed not offered: the nearest, shown
         player.source_changed.connect(self._on_source_changed)
         player.displayed.connect(self._on_displayed)
         player.stream_ended.connect(self._on_end)

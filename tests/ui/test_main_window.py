@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PyQt5.QtCore import Qt
 from PyQt5.QtGui import QImage
@@ -67,6 +68,51 @@ def test_no_model_plays_the_source_and_the_banner_offers_actions(qtbot, make_win
     r = window.view.image_rect()
     assert r.width() / r.height() == pytest.approx(480 / 360, rel=0.01)
     assert r.width() <= window.view.width() + 0.5 and r.height() <= window.view.height() + 0.5
+
+
+def test_closing_the_source_clears_the_status_numbers(qtbot, make_window, video):
+    from app.engine import FrameResult
+
+    window = make_window()
+    shown = []
+    window.player.displayed.connect(lambda frame, _poses: shown.append(frame))
+    _open(qtbot, window, video)
+    window.act_play.trigger()  # pause
+    _wait_idle(qtbot, window)
+    two = Poses(np.tile(np.array([[[100.0, 80.0, 0.9]]], np.float32), (2, 17, 1)), np.array([0.9, 0.8]))
+    window.player.mailbox.post(shown[-1], FrameResult(two, {}, (480, 360)))  # what the live pipeline delivers
+    qtbot.waitUntil(lambda: window.results_displayed == 1, timeout=WAIT)
+    window.refresh_status()
+    assert window.status.text("people") == "people 2" and window.status.text("latency").endswith(" ms")
+    window.close_source()
+    window.refresh_status()  # as the status timer does: no source, no numbers of the one closed
+    assert [window.status.text(k) for k in ("display_fps", "latency", "people")] == [
+        "display 0.0 fps", "latency –", "people –"]
+
+
+def test_a_frame_delivered_before_closing_the_source_is_not_shown_after(qtbot, make_window, video):
+    window = make_window()
+    _open(qtbot, window, video)
+    window.act_play.trigger()  # pause
+    _wait_idle(qtbot, window)
+    window.act_step.trigger()
+    end = time.monotonic() + 30
+    while not window.player.mailbox.pending:  # the step's frame waits for the GUI (no events processed here)
+        assert time.monotonic() < end
+        time.sleep(0.005)
+    window.close_source()
+    qtbot.wait(100)
+    assert window.view.frame is None and window.playback is None
+
+
+def test_closing_the_window_while_a_source_opens_starts_nothing_after(qtbot, make_window, video):
+    window = make_window()
+    opened = []
+    window.player.source_changed.connect(opened.append)
+    window.open_source(video)
+    window.close()  # the source opens in a worker; closing waits for it
+    qtbot.wait(200)  # the open task's result arrives now
+    assert opened == [] and window.playback is None and not window.player.running
 
 
 def test_play_pause_step_seek_and_shortcuts(qtbot, make_window, video):
@@ -317,6 +363,21 @@ def test_export_cancel_leaves_no_files(qtbot, make_window, tmp_path, video, real
         qtbot.mouseClick(cancel_button, Qt.LeftButton)  # the dialog's own Cancel button
     assert blocker.args[0] is None
     assert not list(out.iterdir())
+
+
+@pytest.mark.parametrize("which", ["input", "out_dir"])
+def test_export_with_an_empty_path_says_what_is_missing(qtbot, make_window, tmp_path, monkeypatch, short_video,
+                                                        realtime_checkpoint, which):
+    window = make_window()
+    window.models.name = str(realtime_checkpoint)  # as after a load (the export loads its own copy)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # an empty path must not mean the current folder
+    paths = {"input": short_video, "out_dir": str(tmp_path / "out")}
+    paths[which] = ""
+    assert window.start_export(paths["input"], paths["out_dir"], ["coco"]) is None
+    assert window.errors == ["Choose the video to export." if which == "input" else "Choose the output folder."]
+    assert window.progress_dialog is None and not list(cwd.iterdir())
 
 
 def test_drag_and_drop_opens_the_file(qtbot, make_window, video):

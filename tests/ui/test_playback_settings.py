@@ -178,6 +178,18 @@ def test_settings_roundtrip_and_recent(tmp_path):
     assert again.load().long_edge == ViewerSettings().long_edge
 
 
+@pytest.mark.parametrize("stored", ["0.8", "1.2", "nan"])
+def test_a_stored_speed_the_picker_does_not_offer_plays_at_the_one_shown(qtbot, make_window, tmp_path, data_dir,
+                                                                         stored):
+    ini = tmp_path / "speed.ini"
+    ini.write_text(f"[viewer]\nsettings_version=2\nspeed={stored}\n")
+    window = make_window(ini)
+    window.open_source(str(data_dir / "videos" / "street_5frames_960x540.mp4"))
+    qtbot.waitUntil(lambda: window.playback is not None, timeout=30000)
+    shown = window.playbar.speed.currentData()
+    assert window.playback.speed == window.settings.speed == shown
+
+
 def test_fit_rect_and_rate_meter():
     r = fit_rect(480, 360, 800, 400)  # wide area: pillarbox
     assert (r.width(), r.height()) == pytest.approx((400 * 480 / 360, 400))
