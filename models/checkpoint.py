@@ -130,6 +130,24 @@ def _pickle_imports(path: Path, limit: int = 1 << 24) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _damaged_member(zf: "zipfile.ZipFile") -> str | None:
+    """The first member whose bytes fail their recorded CRC-32, or None. torch reads the archive without checking
+    them (a damaged weight would load as garbage); members recorded with CRC 0, as torch writes them after
+    ``set_crc32_options(False)``, have nothing to check."""
+    import zipfile
+
+    for info in zf.infolist():
+        if info.CRC == 0:
+            continue
+        try:
+            with zf.open(info) as fh:
+                while fh.read(1 << 22):
+                    pass
+        except zipfile.BadZipFile:  # zipfile checks the CRC when a member is read to its end
+            return info.filename
+    return None
+
+
 def _not_a_checkpoint(path: Path) -> str | None:
     """Why ``path`` cannot be a file written by ``torch.save`` (zip archive with ``data.pkl``, or the legacy
     pickle starting with torch's magic number), or None when it may be one."""
@@ -143,11 +161,14 @@ def _not_a_checkpoint(path: Path) -> str | None:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError):
+                bad = _damaged_member(zf) if any(n.endswith("data.pkl") for n in names) else None
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, RuntimeError):
             return f"cannot read checkpoint {path}: the file is truncated or damaged (unreadable zip archive)"
         if not any(n.endswith("data.pkl") for n in names):
             return (f"cannot read checkpoint {path}: it is a zip archive but not a PyTorch checkpoint "
                     f"(no data.pkl inside)")
+        if bad is not None:
+            return f"cannot read checkpoint {path}: the file is damaged ({bad} fails its checksum)"
         return None
     if head[:1] == b"\x80":  # a pickle; torch's legacy format pickles its magic number first (LONG1 opcode)
         n = head[3] if len(head) > 3 and head[2] == 0x8A else 0
@@ -168,7 +189,10 @@ def _torch_reason(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     generic = ("Weights only load failed", "Check the documentation", "Please file an issue", "In PyTorch 2.6")
     useful = [line for line in lines if not line.startswith(generic)]
-    return (useful[-1] if useful else lines[0] if lines else type(exc).__name__)[:300]
+    text = useful[-1] if useful else lines[0] if lines else ""
+    if not isinstance(exc, (RuntimeError, pickle.UnpicklingError)):  # e.g. struct.error, KeyError: name the kind
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:300]
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -200,7 +224,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"refusing checkpoint {path}: it is not a weights-only file ({unsafe}). Loading it would run "
             f"arbitrary Python code. If you trust its source, load it once with torch.load(weights_only=False), "
             f"re-save only its tensors (e.g. its 'model_state_dict') and use that file.") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged file makes torch.load raise almost anything
         raise CheckpointError(f"cannot read checkpoint {path}: {_torch_reason(exc)} (truncated or damaged?)") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, expected a dict")
@@ -269,12 +293,32 @@ def _stored_codec(data: Mapping[str, Any], model: PoseNet, path: Any) -> Codec:
         return Codec.from_train_config(model.contract, data.get("train_config"))
     try:
         codec = Codec.from_dict(stored, contract=model.contract)
+        contract = PoseContract.from_dict(stored["contract"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid codec: {exc}") from None
-    if PoseContract.from_dict(stored["contract"]) != model.contract:
+    if contract != model.contract:
         raise CheckpointError(f"checkpoint {path}: its codec's contract {stored['contract']} differs from its "
                               f"model's {model.contract.to_dict()}")
     return codec
+
+
+def _tensors(state: Any, path: Any) -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict, checked to map names to tensors, ``module.`` prefixes removed."""
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"checkpoint {path}: its model_state_dict is a {type(state).__name__}, expected a dict")
+    bad = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path}: its model_state_dict entry {bad!r} is a "
+                              f"{type(state[bad]).__name__}, not a tensor")
+    return strip_prefix(state)
+
+
+def _build(config: ModelConfig, path: Any) -> PoseNet:
+    """The network ``config`` describes; a config this GOPose cannot build is an error naming the file."""
+    try:
+        return build_model(config)
+    except (InputError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: cannot build its {config.arch!r} model: {exc}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, arch: str | None = None, map_location: Any = "cpu", *,
@@ -289,7 +333,9 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, map_locati
     kind = checkpoint_kind(data)
     info: dict[str, Any] = {"kind": kind, "format": kind, "path": str(path)}
     if kind == FORMAT:
-        version = int(data.get("format_version", 0))
+        version = data.get("format_version", 0)
+        if not isinstance(version, int):
+            raise CheckpointError(f"checkpoint {path} has an invalid format version {version!r}")
         if version > FORMAT_VERSION:
             raise CheckpointError(f"checkpoint {path} has format version {version}; this GOPose reads up to "
                                   f"{FORMAT_VERSION}")
@@ -299,22 +345,26 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, map_locati
             raise CheckpointError(f"checkpoint {path} has an invalid model config: {exc}") from None
         if arch is not None and arch != config.arch:
             raise CheckpointError(f"checkpoint {path} holds a {config.arch!r} model, not {arch!r}")
-        state = strip_prefix(data["model_state_dict"])
+        state = _tensors(data.get("model_state_dict"), path)
         info.update({k: data.get(k) for k in ("format_version", "epoch", "step", "metrics", "train_config",
                                                "extra", "optimizer_state_dict", "saved_at")})
     elif kind in ("authors", "state_dict"):
         if arch is None:
             raise CheckpointError(f"checkpoint {path} is in the authors' format (no model description); "
                                   f"name its architecture (e.g. arch='hourglass104' / --arch hourglass104)")
-        state = strip_prefix(data["model_state_dict"] if kind == "authors" else data)
-        config = ModelConfig(arch, infer_contract(state, spec, skeleton), {})
+        state = _tensors(data["model_state_dict"] if kind == "authors" else data, path)
+        try:
+            contract = infer_contract(state, spec, skeleton)
+        except CheckpointError as exc:
+            raise CheckpointError(f"checkpoint {path}: {exc}") from None
+        config = ModelConfig(arch, contract, {})
         info.update({"format_version": None, "epoch": data.get("epoch"), "step": None, "metrics": {},
                      "train_config": None, "extra": {}, "train_loss": data.get("train_loss"),
                      "optimizer_state_dict": data.get("optimizer_state_dict"), "amp": data.get("amp")})
     else:
         raise CheckpointError(f"checkpoint {path} is neither a GOPose checkpoint nor the authors' format "
                               f"(top-level keys: {sorted(map(str, data))[:10]})")
-    model = build_model(config)
+    model = _build(config, path)
     load_weights(model, state, source=f"checkpoint {path}")
     model.codec = _stored_codec(data, model, path) if kind == FORMAT else Codec(model.contract)
     info["codec"] = model.codec.to_dict()

@@ -16,6 +16,9 @@ from models.precision import fuse_for_inference
 
 LOG = logging.getLogger(__name__)
 
+#: the oldest opset with the scale-factor nearest up-sampling of the FPN and hourglass decoders
+MIN_OPSET = 11
+
 
 class _InferGraph(nn.Module):
     """Wraps ``model.infer`` so the exported graph returns plain tensors in a fixed order."""
@@ -36,6 +39,18 @@ def output_names(model: PoseNet) -> list[str]:
     return ["heatmaps", "offsets"] + (["scales"] if model.contract.with_scale else [])
 
 
+def check_opset(opset: int) -> None:
+    """``InputError`` for an ONNX opset older than ``MIN_OPSET`` or newer than this torch exports."""
+    try:
+        from torch.onnx import _constants  # torch states its newest opset only here
+    except ImportError:
+        _constants = None
+    newest = getattr(_constants, "ONNX_MAX_OPSET", None)
+    if opset < MIN_OPSET or (newest is not None and opset > newest):
+        raise InputError(f"cannot export to ONNX opset {opset}: choose one from {MIN_OPSET} to "
+                         f"{newest if newest is not None else 'the newest this torch supports'}")
+
+
 def export_onnx(model: PoseNet, path: str | os.PathLike, height: int = 320, width: int = 320, opset: int = 17,
                 dynamic: bool = True, fuse: bool = True) -> Path:
     """Export to ONNX (input ``image``: normalised ``(N, 3, H, W)`` float32; outputs heatmaps, offsets[, scales]).
@@ -43,6 +58,7 @@ def export_onnx(model: PoseNet, path: str | os.PathLike, height: int = 320, widt
     With ``dynamic`` the batch, height and width axes are free (H and W must stay multiples of
     ``model.input_multiple``). The file is written to a temporary name and renamed when complete.
     """
+    check_opset(opset)
     m = model.input_multiple
     if height % m or width % m:
         raise InputError(f"export size {height}x{width} must be a multiple of {m} for {model.arch}")

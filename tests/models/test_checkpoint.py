@@ -185,3 +185,86 @@ def test_a_save_failing_in_the_middle_of_the_write_keeps_the_previous_file(tmp_p
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(path, model, epoch=2)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def _small_model():
+    return build_model(make_config("realtime", stem=8, widths=(8, 8, 8, 16), depths=(1, 1, 1, 1), channels=16))
+
+
+def test_a_checkpoint_damaged_inside_its_weights_is_refused_not_loaded(tmp_path):
+    """A few bytes changed inside one weight tensor: torch reads the zip without its checksums and would load
+    garbage weights silently; the file's CRCs tell."""
+    model = _small_model()
+    path = save_checkpoint(tmp_path / "damaged.pt", model)
+    data = bytearray(path.read_bytes())
+    weight = model.state_dict()["decoder.laterals.3.0.weight"].numpy().tobytes()
+    at = bytes(data).find(weight)
+    assert at > 0
+    data[at + len(weight) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"checkpoint {path}.*damaged"):
+        load_checkpoint(path)
+
+
+def test_every_truncation_of_a_legacy_format_file_is_one_clear_error(tmp_path):
+    """torch.save's pre-zip format (the authors' era) cut anywhere: one CheckpointError naming the file, never
+    torch's struct.error / IndexError / AssertionError."""
+    src = tmp_path / "legacy.pth"
+    torch.save({"epoch": 1, "model_state_dict": _small_model().state_dict()}, src,
+               _use_new_zipfile_serialization=False)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.pth"
+    for n in np.linspace(1, len(data) - 1, 40).astype(int):
+        cut.write_bytes(data[:n])
+        with pytest.raises(CheckpointError, match=f"checkpoint {cut}"):
+            load_checkpoint(cut, arch="realtime")
+
+
+@pytest.mark.parametrize("damage", ["no weights", "weights not a dict", "weight not a tensor", "unknown arch",
+                                    "unknown option", "bad version", "codec contract not a dict"])
+def test_malformed_contents_of_our_format_name_the_file(tmp_path, damage):
+    """A file in our format whose contents do not describe a model (another GOPose version, a hand edit): one
+    CheckpointError naming the file, not a KeyError / AttributeError / an InputError without the file."""
+    good = save_checkpoint(tmp_path / "good.pt", _small_model())
+    data = torch.load(good, weights_only=True)
+    if damage == "no weights":
+        del data["model_state_dict"]
+    elif damage == "weights not a dict":
+        data["model_state_dict"] = [1, 2]
+    elif damage == "weight not a tensor":
+        data["model_state_dict"]["decoder.laterals.3.0.weight"] = (1, 2)
+    elif damage == "unknown arch":
+        data["model_config"]["arch"] = "transformer9000"
+    elif damage == "unknown option":
+        data["model_config"]["kwargs"]["attention_heads"] = 4
+    elif damage == "bad version":
+        data["format_version"] = "two"
+    else:
+        data["codec"]["contract"] = 5
+    path = tmp_path / "odd.pt"
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=f"checkpoint {path}"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("state", [{"fc.weight": torch.zeros(10, 4), "fc.bias": torch.zeros(10)},
+                                   {"headnets.0.hp_convs.0.weight": torch.zeros(5, 16, 1, 1),
+                                    "headnets.1.reg_convs.0.weight": torch.zeros(38, 16, 1, 1)}])
+def test_a_foreign_state_dict_named_with_an_architecture_names_the_file(tmp_path, state):
+    """Another project's weights (or heads of no known spec) given with --arch: the error says which file."""
+    path = tmp_path / "foreign.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=f"checkpoint {path}"):
+        load_checkpoint(path, arch="hourglass104")
+
+
+def test_a_checkpoint_saved_without_checksums_still_loads(tmp_path):
+    """``torch.serialization.set_crc32_options(False)`` writes CRC 0 for every member: nothing to check, not damage."""
+    model = _small_model()
+    torch.serialization.set_crc32_options(False)
+    try:
+        path = save_checkpoint(tmp_path / "no_crc.pt", model)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    loaded, _ = load_checkpoint(path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

@@ -62,3 +62,13 @@ def test_bench_model_prints_json_last(capsys):
     assert result["ms_median"] > 0 and [r["precision"] for r in result["rows"]] == ["fp32", "bf16"]
     assert result["params_m"] == pytest.approx(0.585, abs=1e-3)
     assert result["gflops"] == pytest.approx(0.807 * (64 / 320) ** 2, rel=1e-2)
+
+
+@pytest.mark.parametrize("opset", [7, 99])
+def test_an_onnx_opset_the_network_cannot_use_is_one_line(tmp_path, capsys, opset):
+    """Opsets before 11 lack the up-sampling the networks use; torch stops at its newest: one line, no file."""
+    out = tmp_path / "a.onnx"
+    assert main(["models", "export", "default", "--onnx", str(out), "--opset", str(opset)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"opset {opset}" in err and "Traceback" not in err
+    assert not out.exists()
