@@ -68,6 +68,8 @@ class AtomicFile:
 
     def __init__(self, path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> None:
         self.path = Path(path)
+        if self.path.is_dir():  # found now, not by the rename after all the writing
+            raise InputError(f"cannot write {self.path}: it is a folder, not a file")
         folder = self.path.parent
         self.tmp = temp_path_for(self.path)
         try:

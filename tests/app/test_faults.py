@@ -260,3 +260,16 @@ def test_truncated_video_is_partial_with_one_count(ped_video: Path, checkpoint: 
     assert summary["partial_inputs"] == [{"input": str(cut), "frames": 60 - lost, "frames_expected": 60,
                                           "frames_lost": lost}]  # the counts its manifest recorded
     assert main(args + ["--skip-existing"]) == 1
+
+
+def test_an_output_path_that_is_a_folder_is_named_before_anything_is_written(tmp_path):
+    from core.errors import InputError
+    from core.io.files import AtomicFile, write_json_atomic
+
+    folder = tmp_path / "out.json"
+    folder.mkdir()
+    with pytest.raises(InputError, match=f"cannot write {folder}: it is a folder"):
+        write_json_atomic(folder, {"a": 1})
+    with pytest.raises(InputError, match="it is a folder"):
+        AtomicFile(folder, "wb")
+    assert list(tmp_path.rglob("*.part")) == [] and folder.is_dir()
