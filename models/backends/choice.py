@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -79,7 +80,10 @@ def pick(model: torch.nn.Module, *, size: int, threads: int | None, cache_dir: s
         return name, runners[name], {"backend": name, "ms": {}}
     x = torch.zeros(1, 3, size, size)
     times = compare_runners(list(runners.values()), x, repeats=repeats)
-    ms = {name: round(t, 3) for name, t in zip(runners, times)}
+    ms = {name: round(t, 3) for name, t in zip(runners, times) if math.isfinite(t)}
+    if not ms:
+        raise InputError(f"no backend could run this network at {size} px: {', '.join(runners)} all failed "
+                         f"(see the warnings above)")
     best = min(ms, key=ms.get)
     record = {"backend": best, "ms": ms, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     LOG.info("backend timing at %d px: %s -> %s", size, ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()), best)

@@ -135,21 +135,35 @@ def time_runner(runner, x: torch.Tensor, repeats: int = 3) -> float:
 
 def compare_runners(runners: list, x: torch.Tensor, repeats: int = 5, warmup: int = 1) -> list[float]:
     """Median milliseconds of each runner on ``x``, runs interleaved (a, b, a, b, ...) after ``warmup`` runs each,
-    so a machine that gets busier or quieter meanwhile affects all of them alike."""
+    so a machine that gets busier or quieter meanwhile affects all of them alike. A runner that raises (a runtime
+    that compiles lazily can fail on its first call) is logged and timed as infinitely slow; the others go on."""
     times: list[list[float]] = [[] for _ in runners]
+    failed: set[int] = set()
+
+    def run(i: int) -> None:
+        if i in failed:
+            return
+        t0 = time.perf_counter()
+        try:
+            runners[i](x)
+        except Exception as exc:  # noqa: BLE001 - any failure rules this runner out, not the comparison
+            LOG.warning("backend %s failed on a %s input and is not a candidate: %s",
+                        getattr(runners[i], "backend", i), tuple(x.shape), exc)
+            failed.add(i)
+            return
+        times[i].append((time.perf_counter() - t0) * 1000)
 
     def work() -> None:
         with torch.inference_mode():
-            for r in runners:
+            for i in range(len(runners)):
                 for _ in range(warmup):
-                    r(x)
+                    run(i)
+                times[i].clear()
             for _ in range(repeats):
-                for i, r in enumerate(runners):
-                    t0 = time.perf_counter()
-                    r(x)
-                    times[i].append((time.perf_counter() - t0) * 1000)
+                for i in range(len(runners)):
+                    run(i)
 
     t = threading.Thread(target=work, name="gopose-backend-timing")
     t.start()
     t.join()
-    return [statistics.median(ts) if ts else float("inf") for ts in times]
+    return [float("inf") if i in failed or not ts else statistics.median(ts) for i, ts in enumerate(times)]

@@ -229,6 +229,30 @@ def test_auto_is_measured_once_then_read(net, tmp_path) -> None:
     assert made == candidates and json.loads((tmp_path / CHOICE_FILE).read_text())
 
 
+def test_auto_passes_over_a_backend_that_fails_on_its_first_run(net, tmp_path, caplog) -> None:
+    """A runtime that compiles lazily can fail on its first call: it is logged and not chosen; the others are
+    timed and recorded as usual (before, the timing thread died, every backend timed infinite, and that was
+    recorded)."""
+    candidates = installed(["torch", "onnx", "openvino"])
+    if len(candidates) < 2:
+        pytest.skip("needs a second backend to compare with")
+    broken = candidates[-1]
+
+    def fails(x):
+        raise RuntimeError("cannot compile for this shape")
+
+    def make(name: str):
+        return fails if name == broken else create_runner(net, name, size=SIZE)
+
+    with caplog.at_level(logging.WARNING):
+        name, _, record = pick(net, size=SIZE, threads=None, cache_dir=tmp_path, make=make, repeats=2)
+    assert name != broken and broken not in record["ms"] and set(record["ms"]) == set(candidates[:-1])
+    assert f"failed on a (1, 3, {SIZE}, {SIZE}) input" in caplog.text
+    assert [r["backend"] for r in json.loads((tmp_path / CHOICE_FILE).read_text()).values()] == [name]
+    with pytest.raises(InputError, match="no backend could run this network"):
+        pick(net, size=SIZE, threads=None, cache_dir=None, make=lambda name: fails, repeats=1)
+
+
 def test_auto_choices_recorded_at_once_by_several_processes_are_all_kept(tmp_path) -> None:
     """Two processes recording 30 choices each into one file: the read-modify-write is locked, none is lost."""
     script = ("import sys; from pathlib import Path; from models.backends.choice import _record\n"
