@@ -73,6 +73,14 @@ def all_cpus_but_one() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while starting (building the parser, importing torch: seconds)
+        print("gopose: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Build only the parser of the named command, so one command's imports never slow another.
     first = next((a for a in argv if not a.startswith("-")), None)

@@ -88,7 +88,7 @@ class TargetEncoder:
         loss; ``keypoint_ignore_boxes`` ``(M, 5)`` (k, x0, y0, x1, y1) exclude heatmap channel k in a box (a
         keypoint whose presence near a person is unknown is neither trained as present nor as absent)."""
         c = self.contract
-        K, L, stride = c.n_keypoints, c.n_limbs, c.stride
+        K, L = c.n_keypoints, c.n_limbs
         w, h = self.output_size(input_size)
         kps = np.asarray(keypoints, np.float32).reshape(-1, K, 3)
         W, H = input_size

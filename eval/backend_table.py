@@ -53,12 +53,13 @@ class Row:
     def fps_e2e(self) -> float | None:
         return 1000.0 * len(self.e2e_ms) / sum(self.e2e_ms) if self.e2e_ms else None
 
-    def to_dict(self, gflops: float, peak) -> dict:
+    def to_dict(self, gflops: float, peak, batch: int = 1) -> dict:
+        """The row's figures; ``gflops`` is the work of one timed call, which runs ``batch`` images."""
         q = statistics.quantiles(self.ms, n=10, method="inclusive") if len(self.ms) >= 2 else [self.ms_median] * 9
         rate = gflops / (self.ms_median / 1000.0)
         return {"backend": self.backend, "precision": self.precision, "input": self.size,
                 "ms_median": round(self.ms_median, 3), "ms_p10": round(q[0], 3), "ms_p90": round(q[-1], 3),
-                "images_per_s": round(1000.0 / self.ms_median, 2),
+                "images_per_s": round(1000.0 * batch / self.ms_median, 2),
                 "fps_e2e": None if self.fps_e2e is None else round(self.fps_e2e, 2),
                 "ap": None if self.ap is None else round(self.ap, 4), "gflops_per_s": round(rate, 2),
                 "peak_share": round(rate / peak.for_precision(self.precision), 4)}

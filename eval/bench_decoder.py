@@ -34,20 +34,21 @@ VARIANTS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from app.commands.options import at_least
     from eval.shared_data import shared_path
 
     parser.add_argument("--annotations", default=str(shared_path("coco/person_keypoints_val2017_538img.json")))
     parser.add_argument("--dataset", choices=("coco", "crowdpose"), default="coco")
-    parser.add_argument("--long-edge", type=int, default=640)
+    parser.add_argument("--long-edge", type=at_least(32), default=640)
     parser.add_argument("--skeleton", default=None)
-    parser.add_argument("--repeats", type=int, default=3, help="timed decodes per image (median over all)")
-    parser.add_argument("--paper-images", type=int, default=100,
+    parser.add_argument("--repeats", type=at_least(1), default=3, help="timed decodes per image (median over all)")
+    parser.add_argument("--paper-images", type=at_least(1), default=100,
                         help="images for the slower paper-style (upsampling) runs")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--compare", action="store_true",
                         help="instead: AP of the grouping variants (limb-score normalisation, link order) on clean "
                              "and damaged maps, all images and the crowded ones")
-    parser.add_argument("--crowded", type=int, default=60, help="--compare: the N images with the most people")
+    parser.add_argument("--crowded", type=at_least(1), default=60, help="--compare: the N images with the most people")
 
 
 def _time_decode(maps, contract, cfg, repeats: int) -> list[float]:

@@ -11,13 +11,14 @@ HELP = "target encoding time (median ms) for one training sample with the person
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from app.commands.options import at_least
     from eval.shared_data import shared_path
 
     parser.add_argument("--annotations", default=str(shared_path("coco/person_keypoints_val2017_538img.json")))
     parser.add_argument("--dataset", choices=("coco", "crowdpose"), default="coco")
-    parser.add_argument("--size", type=int, default=512, help="square input side")
+    parser.add_argument("--size", type=at_least(32), default=512, help="square input side")
     parser.add_argument("--skeleton", default=None)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=at_least(1), default=5)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import InputError
 from eval.shared_data import PROJECT_ROOT, shared_path
 
 HELP = "fault injection: annotate under SIGKILL / SIGTERM / full disk, then check that no file is lost"
@@ -43,13 +44,16 @@ FAULTS = ("sigkill", "sigterm", "enospc")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=int, default=50, help="faulted runs, each followed by a recovery run (50)")
+    from app.commands.options import at_least
+
+    parser.add_argument("--runs", type=at_least(1), default=50,
+                        help="faulted runs, each followed by a recovery run (50)")
     parser.add_argument("--videos", nargs="+", default=[str(shared_path("videos/street_5frames_960x540.mp4")),
                                                         str(shared_path("videos/pedestrians_480x360.mp4"))])
-    parser.add_argument("--clip-frames", type=int, default=60,
+    parser.add_argument("--clip-frames", type=at_least(0), default=60,
                         help="use only the first N frames of each video (stream copy), so runs stay short; 0: all")
     parser.add_argument("--model", default=None, help="checkpoint (default: a random real-time network)")
-    parser.add_argument("--long-edge", type=int, default=128)
+    parser.add_argument("--long-edge", type=at_least(32), default=128)
     parser.add_argument("--mix", default="sigkill=2,sigterm=2,enospc=1", help="relative weights of the faults")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=300.0, help="hang guard per annotate run (seconds)")
@@ -226,8 +230,15 @@ def _weights(text: str) -> dict[str, float]:
     for part in text.split(","):
         name, _, w = part.partition("=")
         if name.strip() not in FAULTS:
-            raise SystemExit(f"gopose bench faults: error: unknown fault {name!r} in --mix; choose from {FAULTS}")
-        out[name.strip()] = float(w or 1)
+            raise InputError(f"unknown fault {name!r} in --mix; choose from {', '.join(FAULTS)}")
+        try:
+            out[name.strip()] = float(w or 1)
+        except ValueError:
+            raise InputError(f"--mix {text!r}: the weight of {name.strip()} must be a number, got {w!r}") from None
+        if not out[name.strip()] >= 0:
+            raise InputError(f"--mix {text!r}: the weight of {name.strip()} must be >= 0, got {w}")
+    if not sum(out.values()) > 0:
+        raise InputError(f"--mix {text!r}: at least one fault needs a weight > 0")
     return out
 
 
@@ -276,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
         weights.pop("enospc", None)
     folders = {"signal": work / "out", "enospc": disk.folder}
     try:
+        if not sum(weights.values()) > 0:
+            raise InputError(f"--mix {args.mix!r}: only full-disk faults, and no tmpfs can be mounted here")
         clean, writing = calibrate(annotate(inputs, work / "calibration", model, args.long_edge, skip=False),
                                    work / "calibration", args.timeout)
         output_bytes = sum(p.stat().st_size for p in (work / "calibration").iterdir())

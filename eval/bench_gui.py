@@ -27,14 +27,15 @@ _TEMPLATE = np.array([[.50, .08], [.53, .06], [.47, .06], [.57, .08], [.43, .08]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from app.commands.options import at_least
     from eval.shared_data import shared_path
 
     parser.add_argument("--video", default=str(shared_path("videos/pedestrians_480x360.mp4")))
     parser.add_argument("--checkpoint", help="checkpoint to run (default: a random real-time network)")
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds measured per GUI run")
-    parser.add_argument("--long-edge", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=300, help="paints per overlay measurement")
+    parser.add_argument("--long-edge", type=at_least(32), default=512)
+    parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=at_least(1), default=300, help="paints per overlay measurement")
     parser.add_argument("--overlay-only", action="store_true", help="skip the window frame-rate runs")
 
 
@@ -162,7 +163,7 @@ def bench_gui(app, video: str, checkpoint: str, seconds: float, long_edge: int, 
                 lat.append(window.latency_ms)
 
         window.frame_shown.connect(on_frame)
-        d0, r0, p0 = window.frames_displayed, window.results_displayed, window.view.paint_ms
+        d0, r0 = window.frames_displayed, window.results_displayed
         t0 = time.monotonic()
         _pump(app, seconds)
         dt = time.monotonic() - t0
@@ -185,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.video).is_file():
         print(f"bench_gui: video not found: {args.video}", file=sys.stderr)
+        return 2
+    if not args.seconds > 0:
+        print(f"bench_gui: --seconds must be > 0, got {args.seconds:g}", file=sys.stderr)
         return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     checkpoint = args.checkpoint
@@ -219,9 +223,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=HELP)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """``python -m eval.bench_gui ARGS`` is ``gopose bench gui ARGS`` (bad input: one line, exit 2)."""
+    from app.cli import main as cli_main
+
+    return cli_main(["bench", "gui", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ Builds ``train.datasets.PoseDataset`` on the shared COCO images (``coco/val2017_
 full augmentation, and measures:
 
 samples/s of a real ``DataLoader`` (decode, warp, jitter, ignore mask, encode, collate into batches, hand-over
-from the worker processes) with ``--workers`` N (0 = in this process) over ``--batches`` batches after one warm-up
-batch, median of ``--repeats`` runs, and that divided by N (samples/s per worker). ``--train-step ARCH`` also
-times whole training steps of a network on those crops.
+from the worker processes) with ``--workers`` N (0 = in this process) over ``--batches`` batches, each DataLoader's
+first batch (its workers' start; one per epoch) untimed, median of ``--repeats`` runs, and that divided by N
+(samples/s per worker). ``--train-step ARCH`` also times whole training steps of a network on those crops.
 
 Prints a table, then one JSON line.
 """
@@ -25,21 +25,23 @@ HELP = "training data loading: samples/s per worker for augmented crops with tar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from app.commands.options import at_least
+
     parser.add_argument("--annotations", type=Path, default=None,
                         help="keypoint JSON (default: shared coco/val2017_subset/annotations.json)")
     parser.add_argument("--images", type=Path, default=None, help="image folder (default: beside --annotations)")
     parser.add_argument("--dataset", choices=("coco", "crowdpose"), default="coco")
-    parser.add_argument("--input-size", type=int, default=512, help="crop side (default 512)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2],
+    parser.add_argument("--input-size", type=at_least(32), default=512, help="crop side (default 512)")
+    parser.add_argument("--batch-size", type=at_least(1), default=8)
+    parser.add_argument("--workers", type=at_least(0), nargs="+", default=[0, 1, 2],
                         help="worker counts to measure (0 = in-process, per-sample timing)")
-    parser.add_argument("--batches", type=int, default=12, help="batches timed per DataLoader run")
-    parser.add_argument("--repeats", type=int, default=3, help="DataLoader runs per worker count (median)")
+    parser.add_argument("--batches", type=at_least(1), default=12, help="batches timed per DataLoader run")
+    parser.add_argument("--repeats", type=at_least(1), default=3, help="DataLoader runs per worker count (median)")
     parser.add_argument("--no-augmentation", action="store_true", help="fit the image, no random warp / jitter")
     parser.add_argument("--train-step", default=None, metavar="ARCH",
                         help="also time full training steps (forward, loss, backward, Adam) of this network, e.g. "
                              "realtime, on --device with --batch-size crops of --input-size")
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps (after one warm-up step)")
+    parser.add_argument("--steps", type=at_least(1), default=5, help="timed training steps (after one warm-up step)")
     parser.add_argument("--device", default="cpu", help="device for --train-step (cpu, cuda)")
     parser.add_argument("--amp", default="none", choices=("none", "fp16", "bf16", "auto"),
                         help="autocast for --train-step (auto: bf16 where the hardware has it)")
@@ -97,34 +99,47 @@ def _train_step(args: argparse.Namespace) -> dict:
                 "images_per_s": args.batch_size / ms * 1e3, "threads": torch.get_num_threads()}
 
 
+def loader_counts(ds, workers: int, batches: int, batch_size: int, repeat: int) -> tuple[list[int], float]:
+    """``batches`` batches of real ``DataLoader``s: the samples timed per DataLoader and the seconds timed. Each
+    DataLoader's first batch (its workers' start) is not timed: when the timed batches need another epoch, the next
+    DataLoader's start-up is left out like the first one's."""
+    from core.errors import InputError
+    from train.loader import ResumableSampler, make_loader
+
+    if len(ds) < 2 * batch_size:  # an epoch must give a warm-up batch and a timed one
+        raise InputError(f"--batch-size {batch_size} needs at least {2 * batch_size} training images, "
+                         f"{ds.source} has {len(ds)}")
+    sampler = ResumableSampler(ds, shuffle=True, seed=repeat)
+    counts: list[int] = []
+    seconds, timed, epoch = 0.0, 0, repeat * 1000
+    while timed < batches:
+        sampler.set_position(epoch)
+        ds.set_epoch(epoch)
+        t0, n = None, 0
+        for batch in make_loader(ds, sampler, batch_size, workers, seed=0, epoch=epoch, drop_last=True):
+            if t0 is None:
+                t0 = time.perf_counter()
+                continue
+            n += len(batch["image"])
+            timed += 1
+            if timed >= batches:
+                break
+        seconds += time.perf_counter() - t0
+        counts.append(n)
+        epoch += 1
+    return counts, seconds
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
-
-    from train.loader import ResumableSampler, make_loader
 
     ds = _dataset(args)
     rows = []
     for workers in args.workers:
         rates = []
         for r in range(args.repeats):
-            sampler = ResumableSampler(ds, shuffle=True, seed=r)
-            n_batches = 0
-            t0 = None
-            n = 0
-            epoch = r * 1000
-            while n_batches < args.batches + 1:  # one warm-up batch (worker start) + the timed ones
-                sampler.set_position(epoch)
-                ds.set_epoch(epoch)
-                for batch in make_loader(ds, sampler, args.batch_size, workers, seed=0, epoch=epoch, drop_last=True):
-                    n_batches += 1
-                    if t0 is None:
-                        t0 = time.perf_counter()
-                        continue
-                    n += len(batch["image"])
-                    if n_batches >= args.batches + 1:
-                        break
-                epoch += 1
-            rates.append(n / (time.perf_counter() - t0))
+            counts, seconds = loader_counts(ds, workers, args.batches, args.batch_size, r)
+            rates.append(sum(counts) / seconds)
         rate = float(np.median(rates))
         rows.append({"workers": workers, "samples_per_s": rate, "per_worker": rate / max(workers, 1),
                      "ms_per_sample": 1e3 / rate})

@@ -16,13 +16,16 @@ HELP = "network forward-pass median (ms), parameters and GFLOPs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from app.commands.options import at_least
     from models.factory import arch_names
+
     parser.add_argument("--arch", default="realtime", choices=arch_names(), help="architecture (default realtime)")
-    parser.add_argument("--size", type=int, default=320, help="square input size (default 320)")
-    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per configuration (default 30)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--size", type=at_least(1), default=320, help="square input size (default 320)")
+    parser.add_argument("--batch", type=at_least(1), default=1, help="batch size (default 1)")
+    parser.add_argument("--runs", type=at_least(1), default=30, help="timed runs per configuration (default 30)")
+    parser.add_argument("--warmup", type=at_least(0), default=3, help="untimed warm-up runs (default 3)")
+    parser.add_argument("--threads", type=at_least(1), default=None,
+                        help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     parser.add_argument("--precision", default=None,
                         help="comma list of fp32,fp16,bf16 (default fp32 on CPU, fp32,fp16,bf16 on CUDA)")
@@ -33,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, metavar="FILE", help="checkpoint (default: random --arch weights)")
     parser.add_argument("--video", default=None, help="video for the end-to-end frames/s (default: the shared "
                         "pedestrians_480x360.mp4)")
-    parser.add_argument("--frames", type=int, default=30, help="video frames timed end to end per row (0: none)")
+    parser.add_argument("--frames", type=at_least(0), default=30,
+                        help="video frames timed end to end per row (0: none)")
     from eval.backend_table import add_backend_arguments
     add_backend_arguments(parser, "torch")
 
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         bt.time_e2e(model, rows, video, args.frames)
     if args.ap if args.ap is not None else bool(args.model):
         bt.measure_ap(model, rows, args.cache, args.calibration, args.ap_limit)
-    table = [r.to_dict(gflops * args.batch, peak) for r in rows]
+    table = [r.to_dict(gflops * args.batch, peak, args.batch) for r in rows]
     print(f"{arch} {args.size}x{args.size} batch {args.batch} on {device} ({torch.get_num_threads()} torch threads), "
           f"{params_m:.2f} M params, {gflops:.2f} GFLOPs/image" + (f", {args.model}" if args.model else ""))
     for line in bt.format_table(table, peak):

@@ -25,28 +25,33 @@ from app.sources import Frame, FrameSource, open_source
 from core.errors import InputError
 
 HELP = "video pipeline: all-sinks throughput vs network+decoder alone, RSS over a long run, live latency"
+MODES = ("throughput", "live", "rss")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from app.commands.options import at_least
     from eval.shared_data import shared_path
 
     parser.add_argument("--video", default=str(shared_path("videos/pedestrians_480x360.mp4")))
     parser.add_argument("--model", default=None,
                         help="checkpoint file or installed model (default: a randomly initialised realtime net)")
     parser.add_argument("--arch", default=None, help="architecture of an authors' checkpoint")
-    parser.add_argument("--long-edge", type=int, default=None, help="network long edge (default: the model's)")
+    parser.add_argument("--long-edge", type=at_least(32), default=None,
+                        help="network long edge (default: the model's)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decoder threshold (a random net needs ~1e-4 to produce people)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--frames", type=int, default=None, help="limit frames for throughput/live (default: all)")
+    parser.add_argument("--threads", type=at_least(1), default=None)
+    parser.add_argument("--frames", type=at_least(1), default=None,
+                        help="limit frames for throughput/live (default: all)")
     parser.add_argument("--mode", default="throughput,live,rss", help="comma list of throughput, rss, live")
-    parser.add_argument("--loop-frames", type=int, default=2000, help="frames of the looped RSS run (10000 in CI)")
+    parser.add_argument("--loop-frames", type=at_least(1), default=2000,
+                        help="frames of the looped RSS run (10000 in CI)")
     parser.add_argument("--rss-every", type=int, default=250,
                         help="RSS sample interval in frames (the first sample is the warm-up level)")
     parser.add_argument("--live-speed", type=float, default=3.0, help="replay speed-up of the live run")
-    parser.add_argument("--live-frames", type=int, default=300, help="source frames of the live run")
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--live-frames", type=at_least(1), default=300, help="source frames of the live run")
+    parser.add_argument("--batch-size", type=at_least(1), default=1)
     parser.add_argument("--backend", default="auto", choices=_backends(),
                         help="the backend of the live and rss runs (default auto); throughput runs every --backends")
     from eval.backend_table import add_backend_arguments
@@ -204,6 +209,11 @@ def run(args: argparse.Namespace) -> int:
     from app.sources import PacedSource
 
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise InputError(f"--mode {args.mode!r}: choose one or more of {', '.join(MODES)}")
+    if not args.live_speed > 0:
+        raise InputError(f"--live-speed must be > 0, got {args.live_speed}")
     if args.rss_every < 1:
         raise InputError(f"--rss-every must be at least 1 frame, got {args.rss_every}")
     est, model_name = _estimator(args)
@@ -258,7 +268,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    parser = argparse.ArgumentParser(description=HELP)
-    add_arguments(parser)
-    raise SystemExit(run(parser.parse_args()))
+if __name__ == "__main__":  # pragma: no cover - ``gopose bench pipeline`` (bad input: one line, exit 2)
+    import sys
+
+    from app.cli import main
+
+    raise SystemExit(main(["bench", "pipeline", *sys.argv[1:]]))

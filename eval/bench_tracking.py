@@ -31,21 +31,22 @@ HELP = "tracking: id switches (jumps + fragmentations), track counts and lengths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from app.commands.options import at_least
     from eval.shared_data import shared_path
     from models.backends import CHOICES
 
     parser.add_argument("--video", default=str(shared_path("videos/pedestrians_480x360.mp4")))
     parser.add_argument("--model", default=None, help="checkpoint file or installed model (default: the installed one)")
     parser.add_argument("--arch", default=None, help="architecture of an authors' checkpoint")
-    parser.add_argument("--long-edge", type=int, default=None, help="network long edge (default: the model's)")
+    parser.add_argument("--long-edge", type=at_least(32), default=None, help="network long edge (default: the model's)")
     parser.add_argument("--threshold", type=float, default=None, help="decoder threshold (default: the model's)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=at_least(1), default=None)
     parser.add_argument("--backend", default="auto", choices=CHOICES, help="network runtime (default auto)")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--frames", type=int, default=None, help="limit the frames (default: the whole video)")
+    parser.add_argument("--batch-size", type=at_least(1), default=None)
+    parser.add_argument("--frames", type=at_least(1), default=None, help="limit the frames (default: the whole video)")
     parser.add_argument("--min-score", type=float, default=0.0, help="the current tracker's person-score gate")
-    parser.add_argument("--gap", type=int, default=10, help="frames k of the fragmentation window")
+    parser.add_argument("--gap", type=at_least(1), default=10, help="frames k of the fragmentation window")
     parser.add_argument("--radius", type=float, default=0.5, help="distance r, in box sizes, of jumps and fragments")
     parser.add_argument("--no-legacy", action="store_true", help="skip the first release's matching")
 
@@ -173,6 +174,10 @@ ROWS = (("tracks created", "tracks_created"), ("confirmed tracks (ids)", "tracks
 
 def run(args: argparse.Namespace) -> int:
     from app.tracking import Tracker
+    from core.errors import InputError
+
+    if not args.radius > 0:
+        raise InputError(f"--radius must be > 0 box sizes, got {args.radius:g}")
 
     poses, model_name, device, spec = _detect(args)
     current = _evaluate(Tracker(spec, min_score=args.min_score), poses, args)
@@ -194,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    parser = argparse.ArgumentParser(description=HELP)
-    add_arguments(parser)
-    raise SystemExit(run(parser.parse_args()))
+if __name__ == "__main__":  # pragma: no cover - ``gopose bench tracking`` (bad input: one line, exit 2)
+    import sys
+
+    from app.cli import main
+
+    raise SystemExit(main(["bench", "tracking", *sys.argv[1:]]))

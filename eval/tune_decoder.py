@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,15 @@ from typing import Any
 from core.errors import InputError
 from eval.bench_decoder import VARIANTS
 
+#: LSPET ``val`` images the tuning may look at: its first 200 (the rest are held out for reporting, docs/model_card.md)
+LSPET_TUNING_IMAGES = 200
+
 
 def tuning_sets(data: Path, lspet_images: int) -> list[dict[str, Any]]:
-    """The two tuning sets as ``EvalOptions`` fields."""
+    """The two tuning sets as ``EvalOptions`` fields (LSPET ``val``: its first ``lspet_images``, at most
+    ``LSPET_TUNING_IMAGES``)."""
+    if not 1 <= lspet_images <= LSPET_TUNING_IMAGES:
+        raise InputError(f"LSPET val images for tuning must be 1 to {LSPET_TUNING_IMAGES}, got {lspet_images}")
     return [{"name": "lspet_val", "annotations": data / "lspet" / "annotations.json",
              "images": data / "lspet" / "images", "split": "val", "limit": lspet_images},
             {"name": "coco_train2017_mini", "annotations": data / "coco" / "train2017_mini" / "annotations.json",
@@ -50,19 +57,52 @@ def score(model, sets: list[dict[str, Any]], skeleton: str, long_edge: int, thre
     return aps
 
 
-def main(argv: list[str] | None = None) -> int:
-    from eval.shared_data import shared_data_dir
-    from models.checkpoint import load_checkpoint
+def _lspet_images(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= LSPET_TUNING_IMAGES:
+        raise argparse.ArgumentTypeError(f"must be 1 to {LSPET_TUNING_IMAGES} (the tuning part of LSPET val; the "
+                                         f"rest is held out for reporting), got {text}")
+    return value
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+
+def _numbers(text: str, kind: type) -> list:
+    """A comma list of positive numbers (``--long-edges``, ``--thresholds``)."""
+    try:
+        values = [kind(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a comma list of {kind.__name__} values, got {text!r}") from None
+    if not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Bad input (a missing checkpoint, an impossible option) is one line on stderr and exit status 2."""
+    from eval.shared_data import shared_data_dir
+
+    parser = argparse.ArgumentParser(prog="python -m eval.tune_decoder", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--data", type=Path, default=shared_data_dir(), help="the shared data folder")
-    parser.add_argument("--lspet-images", type=int, default=200, help="LSPET val images used (of 500)")
+    parser.add_argument("--lspet-images", type=_lspet_images, default=LSPET_TUNING_IMAGES,
+                        help=f"LSPET val images used: its first N, at most {LSPET_TUNING_IMAGES} (of 500)")
     parser.add_argument("--skeletons", default="default,redundant,dense,all")
-    parser.add_argument("--long-edges", default="160,192,224,256,320,384")
-    parser.add_argument("--thresholds", default="0.04,0.08,0.12,0.2")
+    parser.add_argument("--long-edges", type=lambda t: _numbers(t, int), default="160,192,224,256,320,384")
+    parser.add_argument("--thresholds", type=lambda t: _numbers(t, float), default="0.04,0.08,0.12,0.2")
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args(argv)
+    try:
+        return tune(args)
+    except InputError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def tune(args: argparse.Namespace) -> int:
+    from models.checkpoint import load_checkpoint
+
     model, _ = load_checkpoint(args.checkpoint)
     sets = tuning_sets(args.data, args.lspet_images)
     trained = model.contract.skeleton_name
@@ -84,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'stage':<9}{'skeleton':<11}{'edge':>6}{'thresh':>8}" + "".join(f"{s['name']:>22}" for s in sets)
           + f"{'mean':>8}")
     best = max((run("skeleton", s, base_edge, base_threshold) for s in skeletons), key=lambda r: r["mean"])
-    grid = itertools.product([int(v) for v in args.long_edges.split(",")],
-                             [float(v) for v in args.thresholds.split(",")])
+    grid = itertools.product(args.long_edges, args.thresholds)
     for edge, threshold in grid:
         if (edge, threshold) != (base_edge, base_threshold):
             row = run("input", best["skeleton"], edge, threshold)

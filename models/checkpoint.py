@@ -15,6 +15,7 @@ import datetime as _dt
 import logging
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -130,12 +131,10 @@ def _pickle_imports(path: Path, limit: int = 1 << 24) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _damaged_member(zf: "zipfile.ZipFile") -> str | None:
+def _damaged_member(zf: zipfile.ZipFile) -> str | None:
     """The first member whose bytes fail their recorded CRC-32, or None. torch reads the archive without checking
     them (a damaged weight would load as garbage); members recorded with CRC 0, as torch writes them after
     ``set_crc32_options(False)``, have nothing to check."""
-    import zipfile
-
     for info in zf.infolist():
         if info.CRC == 0:
             continue
@@ -151,8 +150,6 @@ def _damaged_member(zf: "zipfile.ZipFile") -> str | None:
 def _not_a_checkpoint(path: Path) -> str | None:
     """Why ``path`` cannot be a file written by ``torch.save`` (zip archive with ``data.pkl``, or the legacy
     pickle starting with torch's magic number), or None when it may be one."""
-    import zipfile
-
     with open(path, "rb") as fh:
         head = fh.read(16)
     if not head:

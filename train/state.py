@@ -8,7 +8,6 @@ loads with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 from pathlib import Path

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from app.commands.options import at_least, check_output_folder, fraction, seconds
 from core.errors import InputError
 
 HELP = "annotate videos (files, folders, URLs): COCO JSON, JSONL, CSV and an annotated video per input"
@@ -21,38 +22,6 @@ LOG = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------ option value types
-def _fraction(text: str) -> float:
-    value = _number(text, float)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1, got {text}")
-    return value
-
-
-def at_least(minimum: int):
-    def parse(text: str) -> int:
-        value = _number(text, int)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
-        return value
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def _seconds(text: str) -> float:
-    value = _number(text, float)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
-    return value
-
-
-def _number(text: str, kind: type):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                         f"got {text!r}") from None
-
-
 def _device(text: str) -> str:
     if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
         return text
@@ -114,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--long-edge", type=at_least(32), default=None,
                         help="frame long edge on the network input (default: the model's own, from its codec)")
     parser.add_argument("--flip", action="store_true", help="flip test (better, about 2x slower)")
-    parser.add_argument("--threshold", type=_fraction, default=None, help="decoder keypoint threshold, in (0, 1]")
+    parser.add_argument("--threshold", type=fraction, default=None, help="decoder keypoint threshold, in (0, 1]")
     parser.add_argument("--batch-size", type=at_least(1), default=None,
                         help="frames per network call (default: 8 on a GPU, 1 on the CPU)")
     parser.add_argument("--no-track", action="store_true", help="no person ids (track_id = -1) and no smoothing")
@@ -132,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-workers", type=at_least(1), default=None, metavar="N",
                         help="Ray workers (default: one per GPU of the cluster, else its CPUs / --threads)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--progress-interval", type=_seconds, default=30.0, metavar="SECONDS",
+    parser.add_argument("--progress-interval", type=seconds, default=30.0, metavar="SECONDS",
                         help="when stderr is not a terminal (a log): one progress line per this many seconds (30)")
 
 
@@ -193,24 +162,6 @@ def _empty_folder(item: str) -> bool:
     return path.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES for p in path.iterdir())
 
 
-def check_out_option(folder: Path) -> None:
-    """``--out`` must be (or become) a writable folder; checked without creating anything."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {folder} is a file, not a folder")
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise InputError(f"--out {folder}: {probe} is a file, not a folder")
-    import tempfile
-
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise InputError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
-
-
 def _planned_names(stems: list[str]) -> set[str]:
     """Every file name the inputs of this run may write (all formats, manifests): the scope of recovery."""
     from app.manifest import MANIFEST_SUFFIX
@@ -239,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.ray_workers is not None:
         raise InputError("--ray-workers needs --ray")
     out_dir = Path(args.out)
-    check_out_option(out_dir)
+    check_output_folder("--out", out_dir)
     inputs, notes = scan_inputs(args.inputs)
     for note in notes:
         print(f"gopose annotate: {note}", file=sys.stderr)

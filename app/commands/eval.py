@@ -5,6 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from app.commands.options import at_least, check_output_folder, fraction, positive
+from app.commands.oracle import check_skeleton
+
 HELP = "evaluate a checkpoint (or --oracle-model) on COCO / CrowdPose: AP table, timing split, results.json"
 
 
@@ -38,9 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="pad canvases to a multiple of this (default: the network's input multiple, 128 for "
                         "Hourglass-104 and the oracle)")
     d = parser.add_argument_group("decoder (defaults: core.decoder.DecoderConfig)")
-    d.add_argument("--topk", type=int, default=None, help="keypoint candidates per channel (paper: 32)")
-    d.add_argument("--threshold", type=float, default=None, help="heatmap peak threshold")
-    d.add_argument("--dist-max", type=float, default=None, help="limb acceptance distance in input px (paper: 40)")
+    d.add_argument("--topk", type=at_least(1), default=None, help="keypoint candidates per channel (paper: 32)")
+    d.add_argument("--threshold", type=fraction, default=None, help="heatmap peak threshold, in (0, 1]")
+    d.add_argument("--dist-max", type=positive, default=None,
+                   help="limb acceptance distance in input px, > 0 (paper: 40)")
     d.add_argument("--person-threshold", type=float, default=None, help="drop people scoring below this")
     d.add_argument("--skeleton", default=None, help="skeleton for --oracle-model (a checkpoint fixes its own)")
     r = parser.add_argument_group("run")
@@ -70,10 +74,21 @@ def _backend_cache() -> Path:
     return store_dir() / CACHE
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """What the runner would only find at the end (the output folders) or with a traceback (an unknown skeleton
+    of the oracle), checked first."""
+    if args.oracle_model:
+        check_skeleton(args.dataset, args.skeleton)
+    check_output_folder("--out", args.out)
+    if args.draw_misses:
+        check_output_folder("--draw-misses", args.draw_misses)
+
+
 def run(args: argparse.Namespace) -> int:
     from eval.evaluate import format_found_table, format_metrics_table
     from eval.runner import EvalOptions, format_timing, run_evaluation, summary_line
 
+    _check_options(args)
     checkpoint, arch = args.checkpoint, args.arch
     if not args.oracle_model:  # a file, an installed model's name, or the default model
         from app.model_store import resolve_model

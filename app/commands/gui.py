@@ -14,6 +14,8 @@ import signal
 import sys
 from typing import Mapping
 
+from app.commands.options import at_least, check_output_file, seconds
+
 HELP = "open the desktop application (webcam / video / stream with live skeleton overlay)"
 
 NO_DISPLAY = ("no display found (DISPLAY and WAYLAND_DISPLAY are not set): run it in a desktop session, "
@@ -31,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default: the model's own (remembered as your choice until Model > Model defaults)")
     parser.add_argument("--threshold", type=float, metavar="T", help="decoder keypoint threshold in (0, 1]; default: "
                         "the model's tuned one (remembered as your choice until Model > Model defaults)")
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference (default: all CPUs "
-                        "but one)")
+    parser.add_argument("--threads", type=at_least(1), metavar="N", help="CPU threads for inference (default: all "
+                        "CPUs but one)")
     parser.add_argument("--backend", choices=_backends(), help="network runtime for this run: torch, onnx, openvino, "
                         "onnx-int8, openvino-int8 (CPU) or auto (the fastest fp32 one, measured once)")
     parser.add_argument("--record", metavar="OUT.mp4", help="record the annotated video of --source from its "
@@ -40,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quit-after-frames", type=int, metavar="N",
                         help="scripted run: quit after N displayed frames (with poses when a model is used)")
     parser.add_argument("--screenshot", metavar="OUT.png", help="scripted run: save the window as PNG before quitting")
-    parser.add_argument("--timeout", type=float, default=300.0, metavar="S",
+    parser.add_argument("--timeout", type=seconds, default=300.0, metavar="S",
                         help="scripted run: give up (exit 1) after S seconds (default 300)")
     parser.add_argument("--settings", metavar="FILE.ini", help="read/write settings in this INI file instead of "
                         "the user's settings")
@@ -90,6 +92,7 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 def _check_folder(option: str, path: str | None) -> None:
     from core.errors import InputError
 
+    check_output_file(option, path)
     if path:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
@@ -108,7 +111,7 @@ def _validate(args: argparse.Namespace) -> tuple[int, int] | None:
         raise InputError(f"--threshold must be > 0 and <= 1, got {args.threshold:g}")
     if args.record and not args.source:
         raise InputError("--record needs --source (what to record)")
-    _check_folder("screenshot", args.screenshot)
+    _check_folder("--screenshot", args.screenshot)
     _check_folder("--record", args.record)
     return _parse_size(args.size)
 

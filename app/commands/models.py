@@ -8,12 +8,12 @@ import argparse
 import json
 from typing import Any, Callable
 
-from app.commands.annotate import at_least
+from app.commands.options import at_least
 from app.commands.models_store import STORE_SUBCOMMANDS
 from core.errors import InputError
 
-HELP = ("network checkpoints: init (random weights), info (what a file holds), export (ONNX, INT8); "
-        "installed models: add, list, download, default")
+HELP = ("network checkpoints: init (random weights), info (what a file holds), export (ONNX, INT8), package (for "
+        "shipping); installed models: add, list, download, default")
 
 
 # ------------------------------------------------------------------------------------------------- init
@@ -55,7 +55,13 @@ def _run_init(args: argparse.Namespace) -> int:
         config = make_config(args.arch, args.spec, args.skeleton, args.with_scale, **_parse_options(args.options))
     except KeyError as exc:
         raise InputError(str(exc)) from None
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except InputError:
+        raise
+    except (ValueError, RuntimeError) as exc:  # e.g. --set channels=0: the network refuses its own options
+        given = "".join(f" --set {o}" for o in args.options)
+        raise InputError(f"architecture {args.arch!r}{' with' + given if given else ''}: {exc}") from None
     path = save_checkpoint(args.out, model, epoch=0, step=0, extra={"init_seed": args.seed})
     print(f"wrote {path}: {config.arch}, {config.contract.spec.name}/{config.contract.skeleton_name}, "
           f"{model.n_parameters() / 1e6:.2f} M parameters")
@@ -123,7 +129,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", action="append", default=[], metavar="DIR",
                    help="--int8: folder of calibration images (repeatable; default: the shared LSPET train and COCO "
                         "train2017_mini images, never an evaluation set)")
-    p.add_argument("--calibration-images", type=int, default=None, metavar="N",
+    p.add_argument("--calibration-images", type=at_least(1), default=None, metavar="N",
                    help="--int8: at most N calibration images, spread evenly over the folders (default 200)")
     p.add_argument("--cache", default=None, metavar="DIR", help="--int8: backend cache folder (default: "
                    "<model folder>/.cache, where annotate, gui and eval look)")
@@ -165,10 +171,16 @@ def _export_int8(model, args: argparse.Namespace) -> None:
     m = int(model.input_multiple)
     size = -(-int(args.size or model.codec.long_edge) // m) * m
     store = Int8Store(Path(args.cache or store_dir() / CACHE) / INT8_FOLDER)
-    if args.force:
-        store.discard(net, size, "--force")
     limit = args.calibration_images or DEFAULT_IMAGES
-    path = store.ensure(net, size, lambda: default_images(args.calibration, limit))
+    if args.force:  # the images first: a rebuild that cannot start must not cost the cached model
+        images = default_images(args.calibration, limit)
+        if not images:
+            raise InputError(f"--force: no calibration images to rebuild the INT8 model with in "
+                             f"{', '.join(map(str, args.calibration)) or 'the default folders'}")
+        store.discard(net, size, "--force")
+        path = store.ensure(net, size, lambda: images)
+    else:
+        path = store.ensure(net, size, lambda: default_images(args.calibration, limit))
     print(f"INT8 model of {args.file} at {size}x{size}: {path} (metadata {path.parent / 'meta.json'})")
 
 
@@ -179,7 +191,8 @@ def _add_package(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skeleton", default=None,
                    help="keep only this skeleton's limbs (a part of the trained one, e.g. redundant of all)")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
-    p.add_argument("--long-edge", type=int, default=None, help="the input long edge the model runs at by default")
+    p.add_argument("--long-edge", type=at_least(32), default=None,
+                   help="the input long edge the model runs at by default")
     p.add_argument("--decoder", action="append", default=[], metavar="KEY=VALUE",
                    help="decoder default stored in the codec, e.g. --decoder threshold=0.1 (repeatable)")
     p.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE",
@@ -187,8 +200,13 @@ def _add_package(p: argparse.ArgumentParser) -> None:
 
 
 def _run_package(args: argparse.Namespace) -> int:
+    import os
+
     from models.package import package_checkpoint
 
+    if os.path.exists(args.out) and os.path.exists(args.file) and os.path.samefile(args.out, args.file):
+        raise InputError(f"--out {args.out} is the checkpoint being packaged: write the package to another file "
+                         f"(the trained one keeps its float32 weights and optimizer state)")
     path = package_checkpoint(args.file, args.out, skeleton=args.skeleton, half=not args.fp32,
                               long_edge=args.long_edge, decoder=_parse_options(args.decoder),
                               metrics=_parse_options(args.metric))

@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Callable
 
+from app.commands.options import seconds
 from core.errors import InputError
 
 
@@ -108,7 +109,7 @@ def _add_download(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="name to install it under (default: from the URL)")
     p.add_argument("--arch", default=None, help="architecture of an authors' checkpoint")
     p.add_argument("--force", action="store_true", help="replace an installed model of the same name")
-    p.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
+    p.add_argument("--timeout", type=seconds, default=30.0, help="network timeout in seconds (default 30)")
     _add_store_option(p)
 
 

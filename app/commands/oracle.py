@@ -4,7 +4,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from app.commands.options import at_least, fraction, positive
+
 HELP = "upper bound: encode ground truth to stride-4 maps, decode with the real decoder, evaluate"
+
+
+def check_skeleton(dataset: str, skeleton: str | None) -> None:
+    """``InputError`` unless ``skeleton`` (None: the default) is one of ``dataset``'s skeletons."""
+    from core.errors import InputError
+    from core.keypoints import get_spec
+
+    spec = get_spec(dataset)
+    if skeleton is not None and skeleton not in spec.skeletons:
+        raise InputError(f"--skeleton {skeleton!r} is not a {spec.name} skeleton; choose from {sorted(spec.skeletons)}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,12 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=("coco", "crowdpose"), default="coco")
     parser.add_argument("--long-edge", type=int, default=640, help="input long edge (centre padded square)")
     parser.add_argument("--skeleton", default=None, help="skeleton name (coco: default, downup, redundant, dense)")
-    parser.add_argument("--topk", type=int, default=32)
-    parser.add_argument("--threshold", type=float, default=0.04)
-    parser.add_argument("--dist-max", type=float, default=40.0)
+    parser.add_argument("--topk", type=at_least(1), default=32, help="keypoint candidates per channel (default 32)")
+    parser.add_argument("--threshold", type=fraction, default=0.04, help="heatmap peak threshold in (0, 1] "
+                        "(default 0.04)")
+    parser.add_argument("--dist-max", type=positive, default=40.0,
+                        help="limb acceptance distance in input px, > 0 (default 40)")
     parser.add_argument("--peak-mode", choices=("stride4", "upsample"), default="stride4",
                         help="stride4 (ours) or upsample (the paper's: maps upsampled before peak finding)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--limit", type=at_least(1), default=None, help="only the first N images")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from eval.oracle import run_oracle
 
     spec = get_spec(args.dataset)
-    if args.skeleton is not None and args.skeleton not in spec.skeletons:
-        raise InputError(f"--skeleton {args.skeleton!r} is not a {spec.name} skeleton; "
-                         f"choose from {sorted(spec.skeletons)}")
+    check_skeleton(args.dataset, args.skeleton)
     if args.long_edge < 32:
         raise InputError(f"--long-edge {args.long_edge} is too small (at least 32)")
     data = load_keypoint_annotations(args.annotations, spec)

@@ -152,6 +152,17 @@ def test_a_cut_download_says_so_and_installs_nothing(cutting_server, tmp_path: P
     assert list(store.iterdir()) == []
 
 
+@pytest.mark.parametrize("timeout", ["0", "-1"])
+def test_download_timeout_must_be_positive(timeout: str, tmp_path: Path, capsys) -> None:
+    """--timeout 0 or below is refused by the parser (before: 'Operation now in progress' or 'Timeout value out of
+    range', naming no option)."""
+    from app.cli import main
+
+    assert main(["models", "download", "http://127.0.0.1:9/m.pt", "--sha256", "0" * 64, "--timeout", timeout,
+                 "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"argument --timeout: must be > 0 seconds, got {timeout}" in err, err
+
 def test_a_downloaded_file_that_is_no_checkpoint_is_named_by_its_url(tmp_path: Path, http_folder) -> None:
     folder, base = http_folder
     (folder / "notes.pt").write_bytes(b"not a checkpoint" * 100)

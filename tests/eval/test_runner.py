@@ -248,7 +248,7 @@ def test_image_size_differs_from_annotation(subset: Path, tmp_path: Path, capsys
     assert first["file_name"] in err and "the annotation file says" in err
 
 
-@pytest.mark.parametrize("option, message", [(["--long-edge", "0"], "--long-edge"), (["--topk", "0"], "decoder"),
+@pytest.mark.parametrize("option, message", [(["--long-edge", "0"], "--long-edge"), (["--topk", "0"], "--topk"),
                                              (["--batch-size", "0"], "--batch-size"), (["--limit", "0"], "--limit"),
                                              (["--multiple", "6"], "multiple of the network's stride (4), got 6"),
                                              (["--multiple", "-8"], "multiple of the network's stride (4), got -8")])

@@ -72,3 +72,62 @@ def test_an_onnx_opset_the_network_cannot_use_is_one_line(tmp_path, capsys, opse
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"opset {opset}" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("small") / "rt.pt"
+    assert main(["models", "init", "--arch", "realtime", "--set", "channels=16", "--out", str(path)]) == 0
+    return path
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("value", ["channels=0", "channels=-3", "widths=[24,48]"])
+def test_init_with_options_the_network_refuses_is_one_line(value, tmp_path, capsys):
+    """Values the network's constructor refuses (ValueError, RuntimeError) name the option (before: a traceback)."""
+    out = tmp_path / "a.pt"
+    assert main(["models", "init", "--arch", "realtime", "--set", value, "--out", str(out)]) == 2
+    assert f"architecture 'realtime' with --set {value}:" in _one_line(capsys)
+    assert not out.exists()
+
+
+def test_package_never_replaces_the_checkpoint_it_packages(small_checkpoint, tmp_path, capsys):
+    """--out the input file itself would replace the trained checkpoint (optimizer state, float32 weights)."""
+    before = small_checkpoint.read_bytes()
+    assert main(["models", "package", str(small_checkpoint), "--out", str(small_checkpoint)]) == 2
+    assert "is the checkpoint being packaged" in _one_line(capsys)
+    assert small_checkpoint.read_bytes() == before
+    assert main(["models", "package", str(small_checkpoint), "--out", str(tmp_path / "p.pt"), "--long-edge", "0"]) == 2
+    assert "argument --long-edge: must be at least 32, got 0" in _one_line(capsys)
+
+
+def test_int8_force_with_unusable_calibration_keeps_the_cached_model(small_checkpoint, tmp_path, capsys):
+    """``--int8 --force`` looks for its calibration images before it discards the cached INT8 model: a bad
+    --calibration leaves the model the backends use in place (before: deleted, then the rebuild failed)."""
+    from models.backends import INT8_FOLDER, missing_modules
+    from models.backends.int8 import ARTEFACT, META, Int8Store
+    from models.precision import InferenceModel
+
+    if missing_modules("onnx-int8"):
+        pytest.skip("the onnx-int8 backend is not installed")
+    model, _ = load_checkpoint(small_checkpoint)
+    entry = Int8Store(tmp_path / "cache" / INT8_FOLDER).entry(InferenceModel(model, "cpu", "fp32").model, 64)
+    entry.mkdir(parents=True)
+    (entry / ARTEFACT).write_bytes(b"the cached INT8 model")
+    (entry / META).write_text("{}")
+    base = ["models", "export", str(small_checkpoint), "--int8", "--size", "64", "--cache", str(tmp_path / "cache")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*base, "--force", "--calibration", str(tmp_path / "missing")]) == 2
+    assert f"calibration image folder {tmp_path / 'missing'} does not exist" in _one_line(capsys)
+    assert (entry / ARTEFACT).read_bytes() == b"the cached INT8 model" and (entry / META).exists()
+    assert main([*base, "--force", "--calibration", str(empty)]) == 2
+    assert f"no calibration images to rebuild the INT8 model with in {empty}" in _one_line(capsys)
+    assert (entry / ARTEFACT).read_bytes() == b"the cached INT8 model" and (entry / META).exists()
+    assert main([*base, "--calibration-images", "0"]) == 2
+    assert "argument --calibration-images: must be at least 1, got 0" in _one_line(capsys)

@@ -213,3 +213,23 @@ def test_bad_options_exit_2_with_one_line(argv, fragment, capsys):
     assert cli_main(["gui", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--threads", "-1"], "argument --threads: must be at least 1, got -1"),  # was a traceback
+    (["--threads", "0"], "argument --threads: must be at least 1, got 0"),    # was an error once the window opened
+    (["--timeout", "-5"], "argument --timeout: must be > 0 seconds"),         # was no timeout at all, exit 0
+    (["--timeout", "0"], "argument --timeout: must be > 0 seconds"),
+    (["--screenshot", "{tmp}"], "--screenshot {tmp} is a folder, not a file"),  # was exit 1 after the run
+    (["--source", "{video}", "--record", "{tmp}"], "--record {tmp} is a folder, not a file"),  # was exit 0, no file
+])
+def test_bad_numbers_and_folders_for_files_exit_2_before_the_window_opens(argv, fragment, tmp_path, data_dir,
+                                                                          capsys):
+    from app.cli import main as cli_main
+
+    names = {"tmp": str(tmp_path), "video": str(data_dir / "videos" / "street_5frames_960x540.mp4")}
+    script = ["--quit-after-frames", "1", "--timeout", "30"] if "--timeout" not in argv else ["--screenshot",
+                                                                                              str(tmp_path / "s.png")]
+    assert cli_main(["gui", *[a.format(**names) for a in argv], *script]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment.format(**names) in err and len(err.splitlines()) == 1

@@ -1,0 +1,101 @@
+"""The ``gopose`` command line layer (``app/cli.py``) and the option checks of ``gopose oracle`` and ``gopose eval``:
+bad input exits 2 with one line naming the option, before any work."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_ctrl_c_while_starting_is_one_line(ped_video: Path, tmp_path: Path) -> None:
+    """Ctrl-C in the first seconds (torch still importing, before the command runs): exit 130 with one line, as
+    during the run (before: a traceback from inside the import)."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see when torch is being imported")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "annotate", str(ped_video), "--out",
+                             str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text(errors="replace"):
+            break  # torch's libraries are loading: its Python side takes a second more
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "gopose: interrupted"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--limit", "0", "argument --limit: must be at least 1, got 0"),     # was: every image
+    ("--limit", "-2", "argument --limit: must be at least 1, got -2"),   # was: all images but the last two
+    ("--topk", "0", "argument --topk: must be at least 1, got 0"),       # was: a traceback
+    ("--threshold", "-1", "argument --threshold: must be > 0 and <= 1, got -1"),
+    ("--dist-max", "0", "argument --dist-max: must be > 0, got 0"),
+])
+def test_oracle_numbers_are_checked_by_the_parser(option: str, value: str, message: str, data_dir: Path,
+                                                  capsys) -> None:
+    annotations = data_dir / "coco" / "val2017_subset" / "annotations.json"
+    assert main(["oracle", "--annotations", str(annotations), option, value]) == 2
+    assert message in _one_line(capsys)
+
+
+@pytest.fixture
+def eval_args(data_dir: Path) -> list[str]:
+    subset = data_dir / "coco" / "val2017_subset"
+    return ["eval", "--oracle-model", "--annotations", str(subset / "annotations.json"), "--images",
+            str(subset / "images"), "--limit", "1", "--workers", "0", "--no-progress"]
+
+
+def test_eval_checks_its_output_folders_before_evaluating(eval_args: list[str], tmp_path: Path, capsys) -> None:
+    """A file given as --out or --draw-misses is named at once (before: found after the whole evaluation, naming
+    no option, with results.json already written)."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    out = tmp_path / "out"
+    assert main([*eval_args, "--out", str(a_file)]) == 2
+    assert f"--out {a_file} is a file, not a folder" in _one_line(capsys)
+    assert main([*eval_args, "--out", str(out), "--draw-misses", str(a_file / "pics")]) == 2
+    assert f"--draw-misses {a_file / 'pics'}: {a_file} is a file, not a folder" in _one_line(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--skeleton", "bogus"], "--skeleton 'bogus' is not a coco skeleton"),  # was: a KeyError traceback
+    (["--topk", "0"], "argument --topk: must be at least 1, got 0"),        # was: the whole DecoderConfig
+    (["--threshold", "1.5"], "argument --threshold: must be > 0 and <= 1, got 1.5"),
+    (["--dist-max", "-1"], "argument --dist-max: must be > 0, got -1"),
+])
+def test_eval_oracle_options_are_one_line(argv: list[str], message: str, eval_args: list[str], tmp_path: Path,
+                                          capsys) -> None:
+    assert main([*eval_args, "--out", str(tmp_path / "out"), *argv]) == 2
+    assert message in _one_line(capsys)
+
+
+def test_the_overview_of_commands_with_sub_commands_names_each(capsys) -> None:
+    """``gopose --help`` lists what ``models`` and ``bench`` hold (before: ``models package`` was missing)."""
+    import re
+
+    from app.commands.bench import BENCHES
+    from app.commands.models import SUBCOMMANDS
+
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    models = out[out.index(" models "):out.index(" train ")]
+    bench = out[out.index(" bench "):]
+    assert [n for n in SUBCOMMANDS if not re.search(rf"\b{n}\b", models)] == []
+    assert [n for n in BENCHES if not re.search(rf"\b{n}\b", bench)] == []
