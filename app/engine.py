@@ -11,6 +11,7 @@ line sets it from ``--threads``).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -55,7 +56,7 @@ class EngineConfig:
     calibration_videos: tuple[str, ...] = ()  # else frames of these videos (annotate and the app: the user's input)
 
     def __post_init__(self) -> None:
-        if not (self.device in DEVICES or str(self.device).startswith("cuda:")):
+        if not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", str(self.device))):
             raise InputError(f"device must be one of {DEVICES} (or cuda:N), got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")

@@ -13,10 +13,11 @@ import numpy as np
 
 from core.contract import PoseContract
 from core.keypoints import KeypointSpec
-from core.poses import Poses
+from core.poses import Poses, keypoint_boxes
 
 _SHIFT = 2  # sub-pixel bits for cv2 drawing
 _SCALE = 1 << _SHIFT
+_FAR = float(1 << 20)  # pixels: a keypoint farther off the image is not drawn (its fixed point must fit int32)
 
 
 @lru_cache(maxsize=4096)
@@ -47,7 +48,7 @@ def draw_poses(image_bgr: np.ndarray, poses: Poses, contract_or_spec: PoseContra
     ``skeleton``: None (the spec's default limbs), a skeleton name, or a sequence of (start, end) pairs.
     Colours follow ``poses.track_ids`` when ``colors_by_track`` and the person is tracked, else the person's
     index, or are all ``color`` (BGR) when given. Keypoints with score <= ``min_score`` are not drawn, nor limbs
-    touching them.
+    touching them, nor keypoints without a finite position on or near the image.
     """
     out = image_bgr.copy() if copy else image_bgr
     if len(poses) == 0:
@@ -56,12 +57,13 @@ def draw_poses(image_bgr: np.ndarray, poses: Poses, contract_or_spec: PoseContra
     h, w = out.shape[:2]
     t = thickness or max(1, int(round(max(h, w) / 400)))
     radius = t + 1
-    kp = poses.keypoints
-    present = kp[:, :, 2] > min_score  # (P, K)
-    pts = np.round(kp[:, :, :2] * _SCALE).astype(np.int32)  # (P, K, 2) fixed point
+    xy = poses.keypoints[:, :, :2]
+    drawable = (np.abs(xy) < _FAR).all(axis=2)  # False for NaN and infinite positions too
+    present = (poses.keypoints[:, :, 2] > min_score) & drawable  # (P, K)
+    pts = np.round(np.where(drawable[:, :, None], xy, 0.0) * _SCALE).astype(np.int32)  # (P, K, 2) fixed point
     seg = pts[:, limbs]  # (P, L, 2, 2)
     seg_ok = present[:, limbs[:, 0]] & present[:, limbs[:, 1]]  # (P, L)
-    boxes = poses.boxes() if draw_boxes else None
+    boxes = keypoint_boxes(np.where(present[:, :, None], poses.keypoints, 0.0)) if draw_boxes else None
     for p in range(len(poses)):
         tid = int(poses.track_ids[p])
         tone = color or track_color(tid if colors_by_track and tid >= 0 else p + 100000)

@@ -87,19 +87,22 @@ class PipelineStats:
 
 
 class _LatestSlot:
-    """A one-item mailbox: ``put`` replaces an unread item (counting it as dropped), ``get`` waits."""
+    """A one-item mailbox: ``put`` replaces an unread item (counting it as dropped), ``get`` waits. The end marker
+    does not replace an unread item (the stream's newest frame is still taken); ``get`` returns it after that."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._item = None
         self._has = False
+        self._ended = False
         self.dropped = 0
 
     def put(self, item, stop: threading.Event) -> bool:
         with self._cond:
-            if self._has and self._item is not _END:
-                self.dropped += 1
-            if not (self._has and self._item is _END):
+            if item is _END:
+                self._ended = True
+            elif not self._ended:
+                self.dropped += int(self._has)
                 self._item, self._has = item, True
             self._cond.notify_all()
         return True
@@ -107,7 +110,7 @@ class _LatestSlot:
     def get(self, stop: threading.Event, timeout: float = 0.1):
         with self._cond:
             while not self._has:
-                if stop.is_set():
+                if self._ended or stop.is_set():
                     return _END
                 self._cond.wait(timeout)
             item, self._item, self._has = self._item, None, False
@@ -434,10 +437,8 @@ class Pipeline:
                     sink.abort()
                 else:
                     sink.close()
-            except BaseException as exc:  # noqa: BLE001
-                LOG.error("closing sink %s failed: %s", type(sink).__name__, exc)
-                if self.error is None:
-                    self.error = exc
+            except BaseException as exc:  # noqa: BLE001 - the run's error (reported once); later sinks discarded
+                self._fail(exc)
                 try:
                     sink.abort()
                 except Exception:  # noqa: BLE001

@@ -123,11 +123,17 @@ class _FileSink:
             self._file = None
 
 
+MIN_SCORE = 1e-4  # the smallest keypoint score written (4 decimals): a present keypoint never reads as absent
+
+
 def person_records(poses: Poses) -> tuple[np.ndarray, np.ndarray]:
-    """``(P, 4)`` xywh boxes and ``(P, K, 3)`` keypoints with absent ones zeroed."""
+    """``(P, 4)`` xywh boxes and ``(P, K, 3)`` float64 keypoints with absent ones zeroed and present ones scored at
+    least :data:`MIN_SCORE`, so that rounding to 4 decimals keeps them present in every format."""
     b = poses.boxes()
     xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1) if len(b) else b
-    kp = np.where(poses.keypoints[:, :, 2:3] > 0, poses.keypoints, 0.0)
+    present = poses.keypoints[:, :, 2:3] > 0
+    kp = np.where(present, poses.keypoints, 0.0).astype(np.float64)
+    kp[:, :, 2] = np.where(present[:, :, 0], np.maximum(kp[:, :, 2], MIN_SCORE), 0.0)
     return xywh, kp
 
 
@@ -219,7 +225,9 @@ class JsonlSink(_FileSink):
     def write(self, frame, result) -> None:
         poses: Poses = result.poses
         xywh, kp = person_records(poses)
-        kp_l = np.round(kp.astype(np.float64), 3).tolist()
+        kp[:, :, :2] = np.round(kp[:, :, :2], 3)
+        kp[:, :, 2] = np.round(kp[:, :, 2], 4)
+        kp_l = kp.tolist()
         boxes = _round(xywh)
         people = [{"track_id": int(poses.track_ids[p]), "score": round(float(poses.scores[p]), 5),
                    "bbox": boxes[p], "keypoints": kp_l[p]} for p in range(len(poses))]

@@ -80,6 +80,9 @@ def test_bad_frames_and_settings(estimator) -> None:
         EngineConfig(long_edge=8)
     with pytest.raises(InputError, match="device"):
         EngineConfig(device="tpu")
+    for bad in ("cuda:x", "cuda:", "cuda:-1", "cuda:0 "):  # torch.device would fail later with a traceback
+        with pytest.raises(InputError, match="device must be one of"):
+            EngineConfig(device=bad)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")

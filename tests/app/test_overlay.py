@@ -48,3 +48,24 @@ def test_in_place_empty_and_other_spec() -> None:
     kp[0, 13] = (10, 40, 1.0)  # neck
     out = draw_poses(img, Poses(kp, np.ones(1), np.array([0])), CROWDPOSE, copy=False)
     assert out is img and img[25, 10].any()
+
+
+def test_nan_and_far_off_keypoints_are_not_drawn() -> None:
+    """A keypoint with a score but no finite (or no drawable) position is left out, and so are its limbs: no stray
+    line to a corner, no crash drawing the box."""
+    img = np.zeros((200, 300, 3), np.uint8)
+    expected = draw_poses(img, Poses(_pose()[None], np.ones(1), np.array([0])), COCO, draw_boxes=True)
+    for bad in (np.nan, np.inf, 1e9):
+        kp = _pose()
+        kp[9] = (bad, 100, 0.9)   # left wrist: present, position unusable
+        kp[8] = (20, bad, 0.9)    # right elbow
+        out = draw_poses(img, Poses(kp[None], np.ones(1), np.array([0])), COCO, draw_boxes=True)
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_keypoints_on_the_border_are_drawn() -> None:
+    img = np.zeros((100, 120, 3), np.uint8)
+    kp = np.zeros((17, 3), np.float32)
+    kp[5], kp[7] = (0, 0, 0.9), (119, 99, 0.9)  # left shoulder, left elbow: opposite corners
+    out = draw_poses(img, Poses(kp[None], np.ones(1), np.array([2])), COCO)
+    assert out[0, 0].any() and out[99, 119].any() and out[50, 60].any()

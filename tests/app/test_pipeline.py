@@ -124,6 +124,16 @@ def test_live_policy_drops_stale_frames_and_bounds_latency(ped_video: Path, esti
     assert max(_queued_behind(log)) <= 3
 
 
+def test_live_policy_delivers_the_last_frame(ped_video: Path, estimator) -> None:
+    """The end of a live stream does not replace its newest frame: the last frame read is the last one shown
+    (the network is slower than decoding here, so frames before it are dropped)."""
+    seen: list[int] = []
+    with open_source(ped_video) as src:
+        stats = Pipeline(src, estimator, policy="live", max_frames=40,
+                         on_result=lambda frame, result: seen.append(frame.index)).run()
+    assert seen[-1] == 39 and len(seen) + stats.dropped == 40
+
+
 class _FailingSink(JsonlSink):
     """A real JSONL sink whose disk 'fills up' at the third frame."""
 
@@ -142,6 +152,28 @@ def test_sink_error_stops_everything_and_leaves_no_files(street_video: Path, est
         p.run()
     src.close()
     assert len(errors) == 1 and not p.running
+    assert list(tmp_path.iterdir()) == []
+
+
+class _FailingFinishSink(JsonlSink):
+    """A real JSONL sink whose disk fills up when its last bytes are flushed at the end."""
+
+    def finish(self) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_sink_failing_at_the_end_stops_the_run_with_one_error(street_video: Path, estimator, tmp_path: Path,
+                                                               caplog) -> None:
+    """A sink that fails while closing is the run's one error (``on_error`` too, nothing logged besides), and the
+    sinks not yet closed are discarded, as after any error."""
+    errors = []
+    sinks = [_FailingFinishSink(tmp_path / "a.jsonl"), CocoJsonSink(tmp_path / "a.coco.json")]
+    with open_source(street_video) as src, caplog.at_level("WARNING"):
+        p = Pipeline(src, estimator, sinks, on_error=errors.append)
+        with pytest.raises(OSError, match="No space left"):
+            p.run()
+    assert len(errors) == 1 and errors[0] is p.error
+    assert not [r for r in caplog.records if r.name == "app.pipeline"]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -22,7 +22,7 @@ from core.keypoints import COCO
 from core.poses import Poses
 
 
-def _run(sinks, video: Path, people: list[Poses], abort: bool = False) -> int:
+def _run(sinks, video: Path, people: list[Poses], abort: bool = False, before_close=None) -> int:
     with open_source(video) as src:
         meta = StreamMeta(src.name, src.size, src.fps, PoseContract(COCO), src.frame_count)
         for s in sinks:
@@ -34,6 +34,8 @@ def _run(sinks, video: Path, people: list[Poses], abort: bool = False) -> int:
             for s in sinks:
                 s.write(frame, FrameResult(p, {}, src.size))
             n += 1
+    if before_close is not None:
+        before_close()
     for s in sinks:
         s.abort() if abort else s.close()
     return n
@@ -184,12 +186,16 @@ def test_failure_while_finishing_publishes_nothing(street_video: Path, coco_peop
 
 
 def test_failed_rename_takes_back_the_published_outputs(street_video: Path, coco_people, tmp_path: Path) -> None:
-    """The third rename fails (its final name is a non-empty folder): the two already renamed are removed."""
+    """The third rename fails (its final name became a non-empty folder while the outputs were written): the two
+    already renamed are removed."""
     blocker = tmp_path / "x.csv"
-    blocker.mkdir()
-    (blocker / "keep").write_text("x")
+
+    def block() -> None:  # after opening: AtomicFile refuses a folder target up front
+        blocker.mkdir()
+        (blocker / "keep").write_text("x")
+
     outputs = OutputSet(make_sinks(output_paths("x", tmp_path, ["coco", "jsonl", "csv", "video"])))
-    _run([outputs], street_video, coco_people[:2])
+    _run([outputs], street_video, coco_people[:2], before_close=block)
     assert outputs.error is not None and not outputs.published
     assert _no_files(tmp_path) == ["x.csv"] and _no_files(blocker) == ["keep"]
 
@@ -211,3 +217,35 @@ def test_annotated_video_is_marked(street_video: Path, coco_people, tmp_path: Pa
     _run([sink], street_video, coco_people[:1])
     with av.open(str(sink.path)) as c:
         assert c.metadata.get("comment", "").startswith("GOPose annotated video of ")
+
+
+def test_formats_agree_on_which_keypoints_are_present(tmp_path: Path) -> None:
+    """A present keypoint keeps a score above 0 in every format, however low (a decoder threshold of 1e-4 gives
+    such scores), also one on the image corner (0, 0); an absent one is absent everywhere."""
+    from pycocotools.coco import COCO as CocoApi
+
+    from app.sources import Frame
+
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :, :2] = [[20 + i, 30 + i] for i in range(17)]
+    kp[0, :, 2] = 0.5
+    kp[0, 0] = [0.0, 0.0, 0.7]         # on the corner: present
+    kp[0, 1, 2] = 0.0003               # present, with a score the outputs' rounding would make 0
+    kp[0, 2, 2] = 0.00004
+    kp[0, 3] = [25.0, 35.0, 0.0]       # absent
+    paths = output_paths("x", tmp_path, ["coco", "jsonl", "csv"])
+    sinks = make_sinks(paths)
+    for s in sinks:
+        s.open(StreamMeta("x", (64, 48), 10.0, PoseContract(COCO)))
+        s.write(Frame(np.zeros((48, 64, 3), np.uint8), 0, 0.0), FrameResult(Poses(kp, [0.9], [3]), {}, (64, 48)))
+        s.close()
+    present = [True, True, True, False] + [True] * 13
+
+    ann = CocoApi(str(paths["coco"])).loadAnns(1)[0]
+    assert [v == 2 for v in ann["keypoints"][2::3]] == present
+    assert [s > 0 for s in ann["keypoint_scores"]] == present
+    people = json.loads(paths["jsonl"].read_text())["people"]
+    assert [k[2] > 0 for k in people[0]["keypoints"]] == present
+    row = next(csv.DictReader(paths["csv"].open()))
+    assert [float(row[f"{n}_score"]) > 0 for n in COCO.keypoints] == present
+    assert [row[f"{n}_x"] != "" for n in COCO.keypoints] == present
