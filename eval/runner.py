@@ -241,6 +241,11 @@ def _backend(opts: EvalOptions, runner, size: int):
     return name, network
 
 
+def _multiple(opts: EvalOptions, default: int) -> int:
+    """``--multiple`` when given (0 too: the predictor refuses it), else the network's own."""
+    return default if opts.multiple is None else opts.multiple
+
+
 def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torch.device,
                     model: torch.nn.Module | None = None) -> tuple[Predictor, OracleNetwork | None, dict[str, Any]]:
     """The predictor ``gopose eval`` runs (the one the app and annotate run), the oracle network when it stands in
@@ -257,7 +262,7 @@ def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torc
             codec = Codec(PoseContract(spec, skeleton_name=opts.skeleton or spec.default_skeleton), long_edge=640)
             oracle = OracleNetwork(OracleModel(dataset_gt, codec))
             predictor = Predictor(oracle, codec, normalize=lambda b: b.permute(0, 3, 1, 2),
-                                  input_multiple=opts.multiple or OracleModel.input_multiple, device=device,
+                                  input_multiple=_multiple(opts, OracleModel.input_multiple), device=device,
                                   decoder=codec.decoder_config(**decoder_opts), **geometry)
             return predictor, oracle, {"oracle": True}
         from models.precision import InferenceModel
@@ -268,7 +273,7 @@ def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torc
             opts.long_edge or net.codec.long_edge))
         network, codec = _sub_skeleton(backend_net, net.codec, opts.skeleton, ck["path"] or "the model")
         predictor = Predictor(network, codec, normalize=runner.model.normalize,
-                              input_multiple=opts.multiple or int(getattr(net, "input_multiple", 32)),
+                              input_multiple=_multiple(opts, int(getattr(net, "input_multiple", 32))),
                               device=device, decoder=codec.decoder_config(**decoder_opts), **geometry)
         return predictor, None, ck
     except InputError:
@@ -284,6 +289,10 @@ def _records(gt: KeypointDataset, opts: EvalOptions) -> list[dict[str, Any]]:
         if not any(v is not None for v in split.values()):
             raise InputError(f"annotation file {opts.annotations} has no 'split' field; --split {opts.split} "
                              "cannot select images")
+        if opts.split not in split.values():
+            names = ", ".join(sorted({str(v) for v in split.values() if v is not None}))
+            raise InputError(f"annotation file {opts.annotations} has no image of --split {opts.split} "
+                             f"(its splits: {names})")
         images = [img for img in images if split[img.id] == opts.split]
     images = images if opts.limit is None else images[:opts.limit]
     return [{"id": img.id, "file_name": img.file_name, "width": img.width, "height": img.height} for img in images]

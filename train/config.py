@@ -244,6 +244,13 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (PyYAML's own text spans several, with a caret)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"optim.lr=2e-4"`` -> ``("optim.lr", 2e-4)``; the value is parsed as YAML (``[1, 2]``, ``true``, ...)."""
     if "=" not in text:
@@ -253,7 +260,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise InputError(f"override {key}: cannot parse value {raw!r}: {exc}") from None
+        raise InputError(f"override {key}: cannot parse value {raw!r}: {_yaml_problem(exc)}") from None
     return key, value
 
 
@@ -283,9 +290,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             elif not last:
                 if typ is dict or typing.get_origin(typ) is dict:  # free-form dict: model.kwargs.width=64
                     sub = node.setdefault(part, {})
-                    for p in parts[i + 1:-1]:
-                        sub = sub.setdefault(p, {})
-                    sub[parts[-1]] = value
+                    for j in range(i + 1, len(parts)):  # sub is the value at parts[:j]
+                        if not isinstance(sub, dict):
+                            raise InputError(f"override {key}: {'.'.join(parts[:j])} is not a mapping")
+                        if j < len(parts) - 1:
+                            sub = sub.setdefault(parts[j], {})
+                        else:
+                            sub[parts[j]] = value
                     break
                 raise InputError(f"override {key}: {'.'.join(parts[:i + 1])} is not a section")
             else:
@@ -346,21 +357,29 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """One YAML config as a dict; a top-level ``base: FILE`` (relative to this file) is read first and this file's
     keys are merged over it, section by section."""
     if not path.is_file():
-        raise InputError(f"config file {path} does not exist")
+        raise InputError(f"config file {path} is a folder, not a YAML file" if path.is_dir()
+                         else f"config file {path} does not exist")
     if path.resolve() in seen:
         raise InputError(f"config file {path} is its own base (cycle: {' -> '.join(str(s) for s in seen)})")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise InputError(f"config file {path} is not valid YAML: {exc}") from None
+        raise InputError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise InputError(f"config file {path} must hold a mapping of sections")
     base = data.pop("base", None)
+    try:  # keys and types checked per file: an error names the file that holds the key, not the one above it
+        _build(TrainConfig, data, "")
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     if base is None:
         return data
     if not isinstance(base, str) or not base:
         raise InputError(f"config file {path}: base must be a file name, not {base!r}")
-    return _merged(_read_yaml(path.parent / base, (*seen, path.resolve())), data)
+    base_path = path.parent / base
+    if not base_path.exists():
+        raise InputError(f"config file {path}: base {base_path} does not exist")
+    return _merged(_read_yaml(base_path, (*seen, path.resolve())), data)
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

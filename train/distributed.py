@@ -55,11 +55,31 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"torchrun environment: {name} must be an integer, got {text!r}") from None
+
+
 def env_world() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from the torchrun environment (0, 0, 1 when absent)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    """(rank, local_rank, world_size) from the torchrun environment (0, 0, 1 when absent); ``InputError`` when it
+    is partial (``RANK`` without ``WORLD_SIZE`` or the reverse) or malformed."""
+    given = [name for name in ("RANK", "WORLD_SIZE") if name in os.environ]
+    if len(given) == 1:
+        other = "WORLD_SIZE" if given[0] == "RANK" else "RANK"
+        raise InputError(f"torchrun environment: {given[0]} is set but {other} is not (launch with torchrun, or "
+                         f"unset {given[0]} for one process)")
+    world = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local = _env_int("LOCAL_RANK", rank)
+    if world < 1:
+        raise InputError(f"torchrun environment: WORLD_SIZE must be at least 1, got {world}")
+    if not 0 <= rank < world:
+        raise InputError(f"torchrun environment: RANK {rank} is not in [0, {world})")
     return rank, local, world
 
 
@@ -69,6 +89,10 @@ def init_distributed(device_name: str = "auto", timeout_s: float = 1800.0) -> Di
     device = resolve_device(device_name, local_rank)
     if world <= 1:
         return DistInfo(device=device)
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing and not dist.is_initialized():
+        raise InputError(f"torchrun environment: WORLD_SIZE is {world} but {' and '.join(missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} not set (launch with torchrun)")
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -146,7 +146,7 @@ class Trainer:
         self.device = self.info.device
         self.amp = self._resolve_amp()
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.amp)
-        self.run_dir = self._make_run_dir(run_dir, resume)
+        self.run_dir = self._resolve_run_dir(run_dir, resume)
 
         self.contract = PoseContract(get_spec(cfg.data.dataset), skeleton_name=cfg.model.skeleton,
                                      with_scale=cfg.model.with_scale)
@@ -184,14 +184,16 @@ class Trainer:
         self._nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)  # read at log time
         self.last_losses: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
+        self._create_run_dir()
         if resume is not None:
             self.load(S.latest_checkpoint(self.run_dir))
+        self._val_gt: Path | None = None
+        self._check_validation_set()
         main = self.info.is_main
         if main:  # only now: a resume that fails leaves the run's config as it was
             write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
         self.log = JsonLog(self.run_dir / "log.jsonl" if main else None,
                            self.run_dir / "tensorboard" if main and cfg.run.tensorboard else None)
-        self._val_gt: Path | None = None
         self._last_saved_step = self.step if resume is not None else -1
 
     # ------------------------------------------------------------------------------------------------ building
@@ -207,7 +209,7 @@ class Trainer:
             LOG.info("run.amp=auto: %s on this %s", amp, self.device.type)
         return amp
 
-    def _make_run_dir(self, run_dir: str | Path | None, resume: str | Path | None) -> Path:
+    def _resolve_run_dir(self, run_dir: str | Path | None, resume: str | Path | None) -> Path:
         if resume is not None:
             path = Path(resume)
         elif run_dir is not None:
@@ -215,11 +217,33 @@ class Trainer:
         else:
             name = self.cfg.run.name or time.strftime("%Y%m%d-%H%M%S")
             path = Path(self.cfg.run.output_dir) / name
-        path = Path(D.broadcast_object(str(path), self.info))
+        problem = self._run_dir_problem(path, resume is not None) if self.info.is_main else None
+        where, problem = D.broadcast_object((str(path), problem), self.info)  # every process fails alike
+        if problem:
+            raise InputError(problem)
+        return Path(where)
+
+    def _create_run_dir(self) -> None:
+        """Make the run folder once the run is built: a config that fails leaves no folder behind."""
         if self.info.is_main:
-            (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         D.barrier(self.info)
-        return path
+
+    @staticmethod
+    def _run_dir_problem(path: Path, resume: bool) -> str | None:
+        """Why ``path`` cannot hold this run (None when it can): a resumed run needs its checkpoints, a new run
+        a folder without another run's (they would mix with its own, and pruning would delete the newer)."""
+        if resume:
+            try:
+                S.latest_checkpoint(path)
+            except InputError as exc:
+                return str(exc)
+            return None
+        held = S.list_checkpoints(path)
+        if held:
+            return (f"run folder {path} already holds a run ({held[-1].name}): continue it with --resume {path}, "
+                    f"or write the new run to another folder")
+        return None
 
     def _build_model(self) -> nn.Module:
         from models.factory import build_model, make_config
@@ -311,7 +335,8 @@ class Trainer:
         parts = []
         for key, ann, images, split, repeat in sources:
             if not ann.is_file():
-                raise InputError(f"{key} {ann} does not exist")
+                raise InputError(f"{key} {ann} is a folder, not an annotation file" if ann.is_dir()
+                                 else f"{key} {ann} does not exist")
             parts.append(PoseDataset(ann, images, self.contract, split=split, repeat=repeat, **common))
         self.train_annotations, self.train_images = sources[0][1], sources[0][2]
         return parts[0] if len(parts) == 1 else PoseDataset.merge(parts)
@@ -625,6 +650,9 @@ class Trainer:
 
             gt = load_keypoint_annotations(ann, self.contract.spec)
             split = {int(r["id"]): r.get("split") for r in gt.raw["images"]}
+            if d.val_split and d.val_split not in split.values():
+                names = ", ".join(sorted({str(v) for v in split.values() if v is not None})) or "none"
+                raise InputError(f"data.val_split {d.val_split!r}: no image of {ann} has it (its splits: {names})")
             pool = [img.id for img in gt.images if img.n_people > 0 and (ids is None or img.id in set(ids))
                     and (not d.val_split or split[img.id] == d.val_split)]
             if r.val_images:
@@ -632,6 +660,19 @@ class Trainer:
             self._val_gt = self.run_dir / "val_subset.json"
             write_text_atomic(self._val_gt, json.dumps(subset_coco_dict(gt.raw, pool)))
         return self._val_gt, images
+
+    def _check_validation_set(self) -> None:
+        """A validation set that cannot be read (a missing file, an unknown ``data.val_split``) fails now, on
+        every process, not after the first epoch."""
+        problem = None
+        if self.info.is_main and self.cfg.run.val_every_epochs:
+            try:
+                self.validation_set()
+            except InputError as exc:
+                problem = str(exc)
+        problem = D.broadcast_object(problem, self.info)
+        if problem:
+            raise InputError(problem)
 
     def validate(self, checkpoint: Path | None = None) -> dict[str, Any] | None:
         """COCO / CrowdPose AP of the newest checkpoint on the validation subset (rank 0; others wait)."""

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                         help="continue the newest checkpoint of this run folder exactly where it stopped")
     parser.add_argument("--run-dir", type=Path, default=None,
-                        help="write the run here (default: run.output_dir/run.name or a time stamp)")
+                        help="write the run here, a folder without another run's checkpoints (default: "
+                             "run.output_dir/run.name or a time stamp); not with --resume, which continues in RUN_DIR")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
@@ -41,8 +42,13 @@ def run(args: argparse.Namespace) -> int:
     from train.distributed import cleanup, env_world
 
     config_path = args.config
+    if args.resume is not None and args.run_dir is not None and args.run_dir.resolve() != args.resume.resolve():
+        raise InputError(f"--run-dir {args.run_dir} cannot be combined with --resume {args.resume}: a resumed run "
+                         f"continues in its own folder")
     if args.resume is not None and config_path is None:
         config_path = args.resume / "config.yaml"
+        if not args.resume.is_dir():
+            raise InputError(f"run folder {args.resume} does not exist")
         if not config_path.is_file():
             raise InputError(f"run folder {args.resume} has no config.yaml (not a gopose training run?)")
     cfg = load_config(config_path, args.overrides)

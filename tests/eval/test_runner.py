@@ -251,11 +251,23 @@ def test_image_size_differs_from_annotation(subset: Path, tmp_path: Path, capsys
 @pytest.mark.parametrize("option, message", [(["--long-edge", "0"], "--long-edge"), (["--topk", "0"], "--topk"),
                                              (["--batch-size", "0"], "--batch-size"), (["--limit", "0"], "--limit"),
                                              (["--multiple", "6"], "multiple of the network's stride (4), got 6"),
-                                             (["--multiple", "-8"], "multiple of the network's stride (4), got -8")])
+                                             (["--multiple", "-8"], "multiple of the network's stride (4), got -8"),
+                                             (["--multiple", "0"], "multiple of the network's stride (4), got 0")])
 def test_bad_options(subset: Path, tmp_path: Path, capsys, option: list[str], message: str) -> None:
     err = _cli_error(["--oracle-model", "--annotations", str(subset / "annotations.json"), "--images",
                       str(subset / "images"), "--out", str(tmp_path / "o"), *option], capsys)
     assert message in err
+
+
+def test_an_unknown_split_is_named_with_the_splits_the_file_has(subset: Path, tmp_path: Path, capsys) -> None:
+    raw = json.loads((subset / "annotations.json").read_text())
+    for i, img in enumerate(raw["images"]):
+        img["split"] = "val" if i % 2 else "train"
+    ann = tmp_path / "split.json"
+    write_json_atomic(ann, raw)
+    err = _cli_error(["--oracle-model", "--annotations", str(ann), "--images", str(subset / "images"),
+                      "--split", "vall", "--out", str(tmp_path / "o")], capsys)
+    assert "--split vall" in err and "train, val" in err and str(ann) in err
 
 
 def test_annotations_without_ids_or_counts_are_completed_and_without_area_refused_first(subset: Path,

@@ -60,6 +60,26 @@ def test_yaml_errors_name_file_and_key(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_yaml_syntax_errors_are_one_line_naming_the_file_or_key_and_the_place(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("optim:\n  lr: [1\n")
+    with pytest.raises(InputError) as err:
+        load_config(p)
+    assert "broken.yaml" in str(err.value) and "line" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(InputError) as err:
+        load_config(None, ["optim.lr=[1"])
+    assert "optim.lr" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides, where", [
+    (["model.kwargs.widths=[8, 8]", "model.kwargs.widths.first=4"], "model.kwargs.widths"),
+    (["model.kwargs.a=1", "model.kwargs.a.b=2"], "model.kwargs.a"),
+])
+def test_a_free_form_override_below_a_value_names_it(overrides, where):
+    with pytest.raises(InputError, match=f"{where} is not a mapping"):
+        load_config(None, overrides)
+
+
 def test_yaml_1e4_without_dot_is_a_float(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("optim:\n  lr: 1e-4\n")  # YAML 1.1 reads this as a string
@@ -87,6 +107,27 @@ def test_base_errors_name_the_file(tmp_path):
     orphan.write_text("base: gone.yaml\n")
     with pytest.raises(InputError, match="gone.yaml does not exist"):
         load_config(orphan)
+
+
+def test_a_missing_base_names_the_file_that_names_it(tmp_path):
+    orphan = tmp_path / "orphan.yaml"
+    orphan.write_text("base: gone.yaml\n")
+    with pytest.raises(InputError, match=r"orphan\.yaml: base .*gone\.yaml does not exist"):
+        load_config(orphan)
+
+
+def test_an_unknown_key_of_a_base_file_names_that_file(tmp_path):
+    (tmp_path / "parent.yaml").write_text("optim:\n  lrr: 1.0\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nrun:\n  seed: 1\n")
+    with pytest.raises(InputError, match=r"parent\.yaml: unknown config key optim\.lrr") as err:
+        load_config(tmp_path / "child.yaml")
+    assert "child.yaml" not in str(err.value)
+
+
+def test_a_folder_given_as_config_is_called_a_folder(tmp_path):
+    with pytest.raises(InputError, match="is a folder") as err:
+        load_config(tmp_path)
+    assert "does not exist" not in str(err.value)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))

@@ -366,6 +366,58 @@ def test_resume_of_a_missing_run_names_the_folder(tmp_path):
         Trainer(_cfg(), resume=tmp_path)
 
 
+def test_resume_of_a_folder_that_does_not_exist_says_so_and_creates_nothing(tmp_path):
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="new does not exist"):
+        Trainer(_cfg(), resume=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_new_run_is_refused_in_a_folder_that_holds_another_run(tmp_path):
+    """Its checkpoints would mix with the new run's (and pruning would delete the new ones)."""
+    from core.errors import InputError
+
+    S.checkpoint_path(tmp_path, 7).parent.mkdir()
+    S.checkpoint_path(tmp_path, 7).write_bytes(b"another run")
+    with pytest.raises(InputError, match=f"{tmp_path} already holds a run.*--resume"):
+        Trainer(_cfg(), run_dir=tmp_path)
+    assert S.checkpoint_path(tmp_path, 7).read_bytes() == b"another run"
+
+
+def test_an_unknown_validation_split_fails_before_training(tmp_path, data_dir):
+    """Not after the first epoch, and naming data.val_split rather than the run's subset file."""
+    from core.errors import InputError
+
+    subset = data_dir / "coco" / "val2017_subset"
+    raw = json.loads((subset / "annotations.json").read_text())
+    for i, img in enumerate(raw["images"]):
+        img["split"] = "val" if i % 2 else "train"
+    ann = tmp_path / "split.json"
+    ann.write_text(json.dumps(raw))
+    val = {"data.val_annotations": str(ann), "data.val_images": str(subset / "images"), "data.val_split": "vall",
+           "run.val_every_epochs": 1}
+    with pytest.raises(InputError, match=r"data\.val_split 'vall'.*train, val"):
+        Trainer(_cfg(**val), run_dir=tmp_path / "run")
+
+
+def test_a_folder_given_as_training_annotations_is_called_a_folder_and_leaves_no_run_folder(tmp_path):
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match=f"data.train_annotations {tmp_path} is a folder"):
+        Trainer(_cfg(**{"data.train_annotations": str(tmp_path)}), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_run_dir_with_resume_in_one_line(tmp_path, capsys):
+    from app.cli import main
+
+    assert main(["train", "--resume", str(tmp_path / "run"), "--run-dir", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--run-dir" in err[0] and "--resume" in err[0]
+    assert not (tmp_path / "other").exists()
+
+
 def test_crowdpose_training_and_validation_with_the_official_protocol(tmp_path, data_dir):
     """One epoch on the shared CrowdPose images (14 keypoints, 15 limbs), validated with the CrowdPose evaluator."""
     mini = data_dir / "crowdpose" / "mini"
