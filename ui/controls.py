@@ -146,9 +146,10 @@ class ModelPanel(QWidget):
         self.flip = QCheckBox("flip test", self)
         self.flip.setToolTip("Average the network's output with its mirrored input: more accurate, 2× slower")
         form.addRow("", self.flip)
-        self.threshold, self.threshold_label = self._slider("keypoint_threshold", 10, 500)
+        # every value the settings and --threshold accept: keypoint (0, 1], person [0, 1]
+        self.threshold, self.threshold_label = self._slider("keypoint_threshold", 1, SLIDER_SCALE)
         form.addRow(self.threshold_label, self.threshold)
-        self.person_threshold, self.person_label = self._slider("person_threshold", 0, 800)
+        self.person_threshold, self.person_label = self._slider("person_threshold", 0, SLIDER_SCALE)
         form.addRow(self.person_label, self.person_threshold)
         self.defaults = QPushButton("Model defaults", self)
         self.defaults.setObjectName("model_defaults")

@@ -2,6 +2,7 @@
 snapshots of the current frame and screenshots of the window, all written atomically."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -71,7 +72,7 @@ class ExportController(QObject):
             self._report(problem, "Export")
             return None
         self.settings.export_formats = ",".join(formats)
-        settings = self.panel.collect(self.settings)
+        settings = dataclasses.replace(self.panel.collect(self.settings))  # a snapshot: the panel may change
         model, threads, builtin = self.models.name, self.models.threads, self.models.builtin
         dialog = QProgressDialog(f"Exporting {Path(input_path).name}…", "Cancel", 0, 0, self._window)
         dialog.setWindowTitle("Export annotations")

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+import sys
+from types import TracebackType
 from typing import Any, Callable
 
 from PyQt5.QtCore import QObject, Qt, pyqtSignal
 from PyQt5.QtWidgets import QMessageBox, QWidget
 
-from ui.workers import Task
+from ui.workers import Task, describe_error
 
 LOG = logging.getLogger(__name__)
 
@@ -36,6 +38,38 @@ class ErrorDialogs(QObject):
         box.open()
         self.shown.emit(message)
         return box
+
+
+class UnexpectedErrors(QObject):
+    """While installed (``sys.excepthook``), an exception that no code caught in a Qt callback (a slot, a timer,
+    an event handler; a bug) is logged with its traceback and shown with ``show(message, title)``, and the window
+    keeps running; without it PyQt5 aborts the whole process. ``count``: how many were caught (``gopose gui``
+    exits 1 when there was any). Only the command installs it: in tests pytest-qt keeps failing on them."""
+
+    caught = pyqtSignal(str)  # queued to this object's (the GUI) thread when raised in another one
+
+    def __init__(self, show: Callable[[str, str], Any], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.count = 0
+        self._previous: Callable | None = None
+        self.caught.connect(lambda message: show(message, "Unexpected error"))
+
+    def install(self) -> "UnexpectedErrors":
+        self._previous, sys.excepthook = sys.excepthook, self._hook
+        return self
+
+    def uninstall(self) -> None:
+        if self._previous is not None and sys.excepthook == self._hook:
+            sys.excepthook = self._previous
+        self._previous = None
+
+    def _hook(self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        self.count += 1
+        LOG.error("unexpected error (the window keeps running)", exc_info=(kind, exc, tb))
+        try:
+            self.caught.emit(f"Unexpected error: {describe_error(exc)}\n\nThe details are in the log.")
+        except BaseException:  # noqa: BLE001 - showing it failed too: the log has both, the window runs on
+            LOG.exception("cannot show the unexpected error")
 
 
 def release(result: Any) -> None:

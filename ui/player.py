@@ -15,7 +15,7 @@ from ui.playback import PlaybackSource
 from ui.settings import SettingsStore, ViewerSettings
 from ui.status import DisplayStats, StatusPanel
 from ui.video_view import VideoView
-from ui.workers import FrameMailbox, LiveRunner
+from ui.workers import FrameMailbox, LiveRunner, Task
 
 
 class PlayerController(QObject):
@@ -28,7 +28,7 @@ class PlayerController(QObject):
     source_changed = pyqtSignal(str)       # the source now playing ("" after closing it)
     displayed = pyqtSignal(object, object)
     stream_ended = pyqtSignal()
-    _end_from_player = pyqtSignal()        # emitted by the player thread; queued to the GUI thread
+    _end_from_player = pyqtSignal(object)  # (the source that ended) emitted by the player thread; queued
 
     def __init__(self, view: VideoView, status: StatusPanel, settings: ViewerSettings, store: SettingsStore,
                  models: ModelController, tasks: TaskHost, report: Callable[[str, str], Any],
@@ -42,6 +42,7 @@ class PlayerController(QObject):
         self.runner: LiveRunner | None = None
         self.stats = DisplayStats()
         self._generation = 0
+        self._source_generation = 0        # the first runner generation of the current source: older are dropped
         self._opening = 0                  # the latest open request: only its source is played
         self._end_pending = False          # the end was read; stream_ended waits for its last frame to show
         self._shown_index: int | None = None  # the index of the frame on screen
@@ -53,15 +54,19 @@ class PlayerController(QObject):
         models.changed.connect(self._on_model_changed)
 
     # -- sources ----------------------------------------------------------------------------------------------
-    def open_source(self, spec: str, width: int | None = None, height: int | None = None) -> None:
-        """Open a file, URL or ``webcam:N`` in a worker; the current source keeps playing until it is ready."""
+    def open_source(self, spec: str, width: int | None = None, height: int | None = None) -> Task:
+        """Open a file, URL or ``webcam:N`` in a worker (the task returned); the current source keeps playing until
+        it is ready."""
         self._message(f"Opening {spec}…", 5000)
         self._opening += 1
         request = self._opening
-        self._tasks.start(lambda _r: backend.open_source(spec, width, height), "open-source",
-                          lambda src, s=spec: self._on_opened(s, src, request),
-                          lambda msg: self._report(msg, "Cannot open the source") if request == self._opening
-                          else None)
+
+        def failed(message: str) -> None:
+            if request == self._opening:  # else a later request replaced this one
+                self._report(message, "Cannot open the source")
+
+        return self._tasks.start(lambda _r: backend.open_source(spec, width, height), "open-source",
+                                 lambda src, s=spec: self._on_opened(s, src, request), failed)
 
     def _on_opened(self, spec: str, source: Any, request: int) -> None:
         if request != self._opening:  # a source opened later already replaced it, or will
@@ -70,13 +75,15 @@ class PlayerController(QObject):
         self._message("", 0)
         self._stop_runner(close_source=True)
         self.source, self.source_spec, self._shown_index = source, spec, None
-        self.playback = PlaybackSource(source, speed=self.settings.speed, on_end=self._end_from_player.emit)
+        self.playback = PlaybackSource(source, speed=self.settings.speed,
+                                       on_end=lambda: self._end_from_player.emit(source))
         self.status.reset(spec)
         self.status.set_resolution(*source.size)
         self.stats.reset()
         self.view.clear()
         self.store.add_recent(spec)
         self.restart_runner()
+        self._source_generation = self._generation  # a late frame of the previous source is never shown
         self.source_changed.emit(spec)
 
     def close_source(self) -> None:
@@ -134,11 +141,13 @@ class PlayerController(QObject):
 
             self._tasks.start(close, "close-source", lambda _r: None)
 
-    def _on_end_read(self) -> None:
-        """The reader reached the end: ``stream_ended`` once the last frame it delivered is shown (it may still be
-        in the network)."""
+    def _on_end_read(self, source: Any) -> None:
+        """The reader of ``source`` reached its end: ``stream_ended`` once the last frame it delivered is shown (it
+        may still be in the network); nothing when another source replaced it meanwhile."""
         playback = self.playback
-        if playback is None or playback.last_index is None or (self._shown_index or 0) >= playback.last_index:
+        if playback is None or playback.inner is not source:
+            return
+        if playback.last_index is None or (self._shown_index or 0) >= playback.last_index:
             self.stream_ended.emit()
         else:
             self._end_pending = True
@@ -153,7 +162,9 @@ class PlayerController(QObject):
         item = self.mailbox.take()
         if item is None or self.playback is None:  # nothing new, or a frame of the source closed since
             return
-        frame, result, _posted = item
+        frame, result, _posted, generation = item
+        if generation < self._source_generation:  # a late frame of the source replaced since
+            return
         poses = getattr(result, "poses", None)
         self.view.set_frame(frame.image, poses)
         runner = self.runner

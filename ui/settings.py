@@ -79,6 +79,8 @@ def _read(raw: Any, default: Any, parse: Callable[[Any], Any] | None) -> Any:
         return parse(raw)
     if isinstance(default, bool):
         return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+    if isinstance(default, str) and isinstance(raw, list):  # Qt reads a hand-written unquoted "a,b" as a list
+        return ",".join(str(part).strip() for part in raw)
     return type(default)(raw)
 
 

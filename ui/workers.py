@@ -75,8 +75,8 @@ class Task(QObject):
 class FrameMailbox(QObject):
     """Holds only the newest (frame, result) for the GUI: a slow GUI sees fewer frames, never a growing queue.
 
-    Producers (any thread) call ``post``; ``available`` is emitted once per batch of posts, and the GUI slot
-    calls ``take``. ``delivered_at`` maps a frame index to the wall time its source released it (latency).
+    Producers (any thread) call ``post`` with the generation of the runner that made the item; ``available`` is
+    emitted once per batch of posts, and the GUI slot calls ``take`` (``(frame, result, posted, generation)``).
     """
 
     available = pyqtSignal()
@@ -86,16 +86,16 @@ class FrameMailbox(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._lock = threading.Lock()
-        self._latest: tuple[Any, Any, float] | None = None
+        self._latest: tuple[Any, Any, float, int] | None = None
         self._pending = False
         self.posted = 0
         self.results = 0
         self.last_result_at: list[float] = []
 
-    def post(self, frame: Any, result: Any) -> None:
+    def post(self, frame: Any, result: Any, generation: int) -> None:
         now = time.monotonic()
         with self._lock:
-            self._latest = (frame, result, now)
+            self._latest = (frame, result, now, generation)
             self.posted += 1
             if result is not None:
                 self.results += 1
@@ -110,7 +110,7 @@ class FrameMailbox(QObject):
         with self._lock:
             return self._latest is not None
 
-    def take(self) -> tuple[Any, Any, float] | None:
+    def take(self) -> tuple[Any, Any, float, int] | None:
         with self._lock:
             item, self._latest = self._latest, None
             self._pending = False
@@ -163,6 +163,10 @@ class LiveRunner:
                     self.delivered_at.popitem(last=False)
             yield frame
 
+    def post(self, frame: Any, result: Any) -> None:
+        """Hand a frame (and its result) to the GUI, tagged with this runner's generation."""
+        self.mailbox.post(frame, result, self.generation)
+
     def delivered_time(self, index: int) -> float | None:
         """Wall time (monotonic) at which the player released frame ``index`` (for the latency)."""
         with self._lock:
@@ -180,7 +184,7 @@ class LiveRunner:
                 for frame in self._frames():
                     if self._stop.is_set():
                         break
-                    self.mailbox.post(frame, None)
+                    self.post(frame, None)
             else:
                 self._run_pipeline()
         except BaseException as exc:  # noqa: BLE001 - shown as a dialog, the window keeps running
@@ -199,7 +203,7 @@ class LiveRunner:
         source = _IterSource(self.playback, self._frames)
         self.pipeline = Pipeline(source, self.estimator, [], policy="live", tracker=Tracker(spec),
                                  smoother=PoseSmoother() if self.smoothing else None,
-                                 on_result=self.mailbox.post, on_error=errors.append)
+                                 on_result=self.post, on_error=errors.append)
         if self._stop.is_set():
             return
         self.pipeline.start()

@@ -2,8 +2,9 @@
 
 Scripted runs: ``--quit-after-frames N`` plays N frames (N frames with poses when a model is loaded) and exits;
 ``--screenshot OUT.png`` saves a picture of the whole window first; ``--record OUT.mp4`` records the annotated
-video from the start. Exit codes: 0 on success; 1 when an error dialog appeared during a scripted run; 2 for bad
-options or no display; 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM) after an interrupt, which
+video from the start. Exit codes: 0 on success; 1 when an error dialog appeared during a scripted run, or an
+unexpected error (a bug, logged with its traceback and shown as a dialog: the window keeps running) in any run; 2
+for bad options or no display; 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM) after an interrupt, which
 closes the window cleanly (a recording is finished into a playable file); a second interrupt exits at once.
 """
 from __future__ import annotations
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from PyQt5.QtCore import QSettings, QTimer
     from PyQt5.QtWidgets import QApplication
 
+    from ui.feedback import UnexpectedErrors
     from ui.interrupts import SignalBridge
     from ui.main_window import MainWindow
     from ui.settings import SettingsStore
@@ -143,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     interrupts = _Interrupts(app)
     store = SettingsStore(QSettings(args.settings, QSettings.IniFormat) if args.settings else None)
     window = MainWindow(store, threads=args.threads)
+    unexpected = UnexpectedErrors(window.show_error, window).install()  # a bug in a callback: a dialog, no abort
     interrupts.window = window
     bridge = SignalBridge(app).install()
     bridge.received.connect(interrupts.on_signal)
@@ -172,9 +175,11 @@ def run(args: argparse.Namespace) -> int:
         code = app.exec_()
     finally:
         bridge.uninstall()
+        unexpected.uninstall()
     if interrupts.signum:
         return 128 + interrupts.signum
-    return script.code if script is not None else code
+    code = script.code if script is not None else code
+    return code or (1 if unexpected.count else 0)
 
 
 def _record_when_ready(window, path: str) -> None:

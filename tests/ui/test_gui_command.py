@@ -233,3 +233,20 @@ def test_bad_numbers_and_folders_for_files_exit_2_before_the_window_opens(argv, 
     assert cli_main(["gui", *[a.format(**names) for a in argv], *script]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment.format(**names) in err and len(err.splitlines()) == 1
+
+
+def test_an_unexpected_error_in_a_scripted_run_is_shown_and_exits_1(tmp_path, data_dir):
+    """A Qt callback that raises during ``gopose gui --quit-after-frames`` (the real command, in its own process):
+    logged with its traceback, shown as an error dialog, and the run exits 1 (before: PyQt5 aborted the process
+    with SIGABRT)."""
+    code = ("import sys\n"
+            "from PyQt5.QtCore import QTimer\nfrom PyQt5.QtWidgets import QApplication\n"
+            "app = QApplication(sys.argv[:1])\n"
+            "QTimer.singleShot(0, lambda: 1 / 0)  # fails inside the window's event loop\n"
+            "from app.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    cmd = [sys.executable, "-c", code, "gui", "--source", str(data_dir / "videos" / "street_5frames_960x540.mp4"),
+           "--quit-after-frames", "3", "--backend", "torch", "--settings", str(tmp_path / "s.ini"), "--timeout", "60"]
+    proc = subprocess.run(cmd, cwd=str(ROOT), env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" in proc.stderr and "ZeroDivisionError: division by zero" in proc.stderr

@@ -80,7 +80,7 @@ def test_closing_the_source_clears_the_status_numbers(qtbot, make_window, video)
     window.act_play.trigger()  # pause
     _wait_idle(qtbot, window)
     two = Poses(np.tile(np.array([[[100.0, 80.0, 0.9]]], np.float32), (2, 17, 1)), np.array([0.9, 0.8]))
-    window.player.mailbox.post(shown[-1], FrameResult(two, {}, (480, 360)))  # what the live pipeline delivers
+    window.runner.post(shown[-1], FrameResult(two, {}, (480, 360)))  # what the live pipeline delivers
     qtbot.waitUntil(lambda: window.results_displayed == 1, timeout=WAIT)
     window.refresh_status()
     assert window.status.text("people") == "people 2" and window.status.text("latency").endswith(" ms")
@@ -103,6 +103,52 @@ def test_a_frame_delivered_before_closing_the_source_is_not_shown_after(qtbot, m
     window.close_source()
     qtbot.wait(100)
     assert window.view.frame is None and window.playback is None
+
+
+def _wait_posted(window) -> None:
+    """Wait until a frame waits for the GUI in the mailbox (no events processed here)."""
+    end = time.monotonic() + 30
+    while not window.player.mailbox.pending:
+        assert time.monotonic() < end
+        time.sleep(0.005)
+
+
+def test_a_frame_of_the_previous_source_is_not_shown_after_another_opened(qtbot, make_window, video, short_video):
+    """The old runner may still deliver a frame (e.g. one in the network) after the new source opened: it is
+    dropped, not flashed on screen (nor recorded) over the new source."""
+    window = make_window()
+    _open(qtbot, window, video)
+    window.act_play.trigger()  # pause
+    _wait_idle(qtbot, window)
+    assert window.player.open_source(short_video).join(30)  # open; the GUI learns it with the next events
+    window.act_step.trigger()  # meanwhile the old source delivers one more frame
+    _wait_posted(window)
+    shown = []
+    window.player.source_changed.connect(
+        lambda _s: window.player.displayed.connect(lambda frame, _p: shown.append(frame.image.shape)))
+    qtbot.waitUntil(lambda: len(shown) >= 2, timeout=WAIT)
+    assert set(shown) == {(540, 960, 3)}
+
+
+def test_the_end_of_the_previous_source_does_not_end_the_next_one(qtbot, make_window, video, short_video):
+    """The old file reaching its end just as another source opens is not the new source's end (a scripted run
+    would quit on it)."""
+    window = make_window()
+    _open(qtbot, window, short_video, frames=1)
+    window.act_play.trigger()  # pause
+    _wait_idle(qtbot, window)
+    old = window.playback
+    assert window.player.open_source(video).join(30)
+    window.act_play.trigger()  # the old file plays on to its end before the GUI learns of the new source
+    end = time.monotonic() + 30
+    while not old.at_end:
+        assert time.monotonic() < end
+        time.sleep(0.005)
+    time.sleep(0.05)  # its end is announced right after
+    ends = []
+    window.source_ready.connect(lambda _s: window.end_reached.connect(lambda: ends.append(window.source_spec)))
+    qtbot.waitUntil(lambda: window.source_spec == video and window.frames_displayed >= 3, timeout=WAIT)
+    assert ends == []
 
 
 def test_closing_the_window_while_a_source_opens_starts_nothing_after(qtbot, make_window, video):
@@ -158,6 +204,27 @@ def test_bad_file_shows_an_error_dialog_and_the_window_survives(qtbot, make_wind
     assert "missing.mp4" in window.errors[1]
     _open(qtbot, window, video)  # still works
     assert window.isVisible()
+
+
+def test_an_unexpected_error_in_a_slot_shows_a_dialog_and_the_window_keeps_playing(qtbot, make_window, video,
+                                                                                    caplog):
+    """With the hook ``gopose gui`` installs, a slot that raises (a bug) is logged with its traceback and shown in
+    a dialog, and the window keeps playing (before: PyQt5 aborted the whole process)."""
+    from ui.feedback import UnexpectedErrors
+
+    window = make_window()
+    hook = UnexpectedErrors(window.show_error, window).install()
+    try:
+        window.source_ready.connect(lambda _spec: 1 / 0)  # a real signal of the window, a slot with a bug
+        _open(qtbot, window, video)
+        qtbot.waitUntil(lambda: len(window.errors) == 1, timeout=WAIT)
+        _open(qtbot, window, video)  # still playing, and the next failure is shown too
+        qtbot.waitUntil(lambda: len(window.errors) == 2, timeout=WAIT)
+    finally:
+        hook.uninstall()
+    assert hook.count == 2 and "ZeroDivisionError: division by zero" in window.errors[0]
+    assert window.dialogs and "ZeroDivisionError" in window.dialogs[-1].text()
+    assert "Traceback" in caplog.text and "1 / 0" in caplog.text
 
 
 def test_snapshot_and_recording(qtbot, make_window, tmp_path, video):
@@ -346,6 +413,26 @@ def test_export_writes_the_same_files_as_the_cli(qtbot, make_window, tmp_path, s
     assert sorted(p.name for p in gui_out.iterdir()) == [
         "street_5frames_960x540.coco.json", "street_5frames_960x540.csv", "street_5frames_960x540.jsonl"]
     _same_outputs(gui_out, cli_out)
+
+
+def test_an_export_keeps_the_settings_it_started_with(qtbot, make_window, tmp_path, short_video):
+    """Turning smoothing off in the panel while an export loads its model does not change that export: it writes
+    what an export with smoothing on writes (before: it read the window's live settings, after loading)."""
+    from app.model_store import builtin_model_path
+
+    window = make_window(builtin_model=builtin_model_path())  # a trained model: its poses show the smoothing
+    window.settings.backend = "torch"  # not "auto": no runtime measured
+    window.panel.apply(window.settings)
+    window.load_model("default")
+    qtbot.waitUntil(lambda: window.estimator is not None, timeout=WAIT)
+    changed, kept = tmp_path / "changed", tmp_path / "kept"
+    for out, change in ((changed, True), (kept, False)):
+        window.panel.smoothing.setChecked(True)
+        with qtbot.waitSignal(window.export_finished, timeout=WAIT) as blocker:
+            window.start_export(short_video, str(out), ["jsonl"])
+            window.panel.smoothing.setChecked(not change)  # the user changes the panel while the export runs
+        assert blocker.args[0] is not None, window.errors
+    _same_outputs(changed, kept)
 
 
 def test_export_cancel_leaves_no_files(qtbot, make_window, tmp_path, video, realtime_checkpoint):

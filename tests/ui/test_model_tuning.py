@@ -172,3 +172,23 @@ def test_the_runtime_chosen_in_the_panel_rebuilds_the_model_on_it_and_is_remembe
     assert window.estimator.backend == "onnx" and window.settings.backend == "onnx"
     window.save_settings()
     assert window.store.load().backend == "onnx"
+
+
+@pytest.mark.parametrize("keypoint, person", [(0.7, 0.9), (1.0, 0.0), (0.006, 0.85)])
+def test_threshold_sliders_cover_every_accepted_value(qtbot, keypoint, person):
+    """Any threshold the settings and ``--threshold`` accept sits where the slider shows it, and one step moves it
+    one step (before: 0.7 sat at the slider's end, 0.5, and a step down set 0.495)."""
+    from ui.controls import ModelPanel
+
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    panel.apply(ViewerSettings(keypoint_threshold=keypoint, person_threshold=person))
+    assert (panel.threshold.value() / 1000, panel.person_threshold.value() / 1000) == (keypoint, person)
+    changed = []
+    panel.decoder_changed.connect(changed.append)
+    panel.threshold.triggerAction(panel.threshold.SliderSingleStepSub)
+    panel.person_threshold.triggerAction(panel.person_threshold.SliderSingleStepAdd)
+    step = panel.threshold.singleStep() / 1000
+    assert changed == [{"threshold": pytest.approx(keypoint - step)}, {"person_threshold": pytest.approx(person + step)}]
+    panel.apply(ViewerSettings(keypoint_threshold=0.001, person_threshold=1.0))  # the ends of both ranges
+    assert (panel.threshold.value(), panel.person_threshold.value()) == (1, 1000)

@@ -201,3 +201,12 @@ def test_fit_rect_and_rate_meter():
         meter.tick(100.0 + i * 0.1)
     assert meter.rate(101.0) == pytest.approx(10.0)
     assert meter.rate(110.0) == 0.0
+
+
+def test_hand_edited_values_with_unquoted_commas_are_read_whole(tmp_path):
+    """Qt reads an unquoted ``a,b`` in an INI file as a list: a text setting gets its text back (before: the
+    string "['coco', 'jsonl']", which lost the export formats)."""
+    path = tmp_path / "s.ini"
+    path.write_text("[viewer]\nsettings_version=2\nexport_formats=coco,jsonl\nlast_dir=/tmp/a, b\n", encoding="utf-8")
+    s = SettingsStore(QSettings(str(path), QSettings.IniFormat)).load()
+    assert s.export_formats == "coco,jsonl" and s.last_dir == "/tmp/a,b"
