@@ -45,6 +45,7 @@ class ExportController(QObject):
         self._window, self.player, self.models, self.panel, self.settings = window, player, models, panel, settings
         self._report, self._message = report, message
         self.task: Task | None = None
+        self.busy = False  # from start until the outcome is delivered (the worker thread may end a moment later)
         self.progress_dialog: QProgressDialog | None = None
 
     # -- annotation export ------------------------------------------------------------------------------------
@@ -61,7 +62,7 @@ class ExportController(QObject):
 
     def start(self, input_path: str, out_dir: str, formats: list[str]) -> Task | None:
         """Export annotations of a file with the engine's exporter (same files as ``gopose annotate``)."""
-        if self.task is not None and self.task.running:
+        if self.busy:
             self._report("An export is already running.", "Export")
             return None
         if not self.models.name:
@@ -90,7 +91,7 @@ class ExportController(QObject):
         task.progress.connect(self._on_progress)
         task.succeeded.connect(self._on_done)
         task.failed.connect(self._on_failed)
-        self.task = task
+        self.task, self.busy = task, True
         dialog.open()
         task.start()
         return task
@@ -112,11 +113,13 @@ class ExportController(QObject):
     def _on_done(self, result: Any) -> None:
         cancelled = bool(getattr(result, "cancelled", False)
                          or (self.task is not None and self.task.cancel_event.is_set()))
+        self.busy = False
         self._close_progress()
         self._message("Export cancelled" if cancelled else "Export finished", 5000)
         self.finished.emit(None if cancelled else result)
 
     def _on_failed(self, message: str) -> None:
+        self.busy = False
         self._close_progress()
         self._report(message, "Export failed")
         self.finished.emit(None)
