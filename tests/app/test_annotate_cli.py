@@ -160,7 +160,7 @@ def test_ctrl_c_leaves_no_output(ped_video: Path, checkpoint: Path, tmp_path: Pa
     out = tmp_path / "out"
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen([sys.executable, str(root / "main.py"), "annotate", str(ped_video), "--model",
-                             str(checkpoint), "--out", str(out), "--long-edge", "512", "--flip"],
+                             str(checkpoint), "--out", str(out), "--long-edge", "512", "--flip", "--backend", "torch"],
                             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # as in a terminal: a runner started in the background (`cmd &`) ignores SIGINT, and
                             # its children inherit that, so restore the default Ctrl-C handling for the child

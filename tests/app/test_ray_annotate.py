@@ -133,6 +133,7 @@ def test_ray_run_equals_the_single_process_run(ray_address: str, clips: list[Pat
     assert_same_outputs(out, reference.out)
 
 
+@pytest.mark.slow  # ~13 s: a worker SIGKILLed mid-input on a real local cluster
 def test_killed_worker_has_its_input_retried(ray_address: str, clips: list[Path], checkpoint: Path,
                                             reference: Run, tmp_path: Path) -> None:
     """SIGKILL the worker process writing the longest input (found by its temporary files): Ray restarts the

@@ -194,6 +194,7 @@ def test_numpy_input_and_upsample_mode_agree_on_clean_maps():
     assert match(a.keypoints[0], gt) < 0.25 and match(b.keypoints[0], gt) < 1.0
 
 
+@pytest.mark.slow  # ~7 s: ours against the paper's upsampling decoder on damaged real maps
 def test_not_less_accurate_than_upsampling_on_damaged_real_maps(coco_538):
     """On encoded COCO ground truth damaged like a network's output (blur, lower peaks, noise), the stride-4
     decoder is at least as accurate as the paper's upsample-then-peaks way."""
@@ -222,6 +223,7 @@ def test_plateaus_give_one_candidate_and_no_duplicate_single_people():
     assert len(poses) == 1 and (poses.keypoints[0][:, 2] > 0).all()
 
 
+@pytest.mark.slow  # ~5 s: the limb-score normalisation study on real annotations
 def test_limb_score_does_not_reward_distant_ends_at_realistic_offset_noise(data_dir):
     """On the 60 most crowded COCO images with 6 px offset noise, dividing d by the predicted limb length beats
     dividing it by the distance between the candidates (which favours far, wrong ends) by a clear margin."""

@@ -127,6 +127,7 @@ def test_weight_average_is_what_checkpoints_store_and_resumes_exactly(tmp_path):
     _assert_same(again["extra"]["train_state"]["trained_weights"], trained)
 
 
+@pytest.mark.slow  # ~11 s: a real training process SIGKILLed; the in-process stop/crash resumes run by default
 def test_sigkilled_process_resumes_exactly(tmp_path, data_dir):
     """A real ``python -m train`` process killed with SIGKILL mid-run; ``--resume`` continues exactly."""
     reference = tmp_path / "reference"

@@ -61,7 +61,7 @@ def test_scripted_run_reports_a_bad_source(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 1000)
     cmd = [sys.executable, str(ROOT / "main.py"), "gui", "--source", str(bad), "--quit-after-frames", "3",
-           "--settings", str(tmp_path / "s.ini"), "--timeout", "60"]
+           "--settings", str(tmp_path / "s.ini"), "--timeout", "60", "--backend", "torch"]
     proc = subprocess.run(cmd, env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 1
@@ -148,7 +148,7 @@ def test_interrupt_closes_cleanly_and_finishes_the_recording(tmp_path, data_dir,
     out = tmp_path / "rec.mp4"
     cmd = [sys.executable, str(ROOT / "main.py"), "-v", "gui", "--source",
            str(data_dir / "videos" / "pedestrians_480x360.mp4"), "--record", str(out),
-           "--settings", str(tmp_path / "s.ini")]
+           "--settings", str(tmp_path / "s.ini"), "--backend", "torch"]
     proc = subprocess.Popen(cmd, env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
