@@ -9,12 +9,12 @@ import json
 import sys
 from typing import Callable
 
-from app.commands.options import seconds
+from app.commands.options import folder, seconds
 from core.errors import InputError
 
 
 def _add_store_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default=None, metavar="DIR",
+    p.add_argument("--store", type=folder, default=None, metavar="DIR",
                    help="model folder (default: $GOPOSE_HOME/models or ~/.local/share/gopose/models)")
 
 

@@ -54,6 +54,13 @@ def at_least(minimum: int):
     return parse
 
 
+def folder(text: str) -> str:
+    """A folder option's value: a folder, or a path where one can be made (not an existing file)."""
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return text
+
+
 def check_output_file(option: str, path: str | os.PathLike | None) -> None:
     """``InputError`` when the file an option names to write is a folder."""
     if path and os.path.isdir(path):

@@ -329,3 +329,15 @@ def test_files_that_are_not_checkpoints(kind: str, tmp_path: Path, capsys) -> No
     assert main(["models", "add", str(path), "--store", str(tmp_path / "store")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "store").exists() or os.listdir(tmp_path / "store") == []
+
+
+@pytest.mark.parametrize("command", [["list"], ["default", "x"], ["add", "x.pt"]])
+def test_a_store_that_is_a_file_is_one_line(tmp_path, capsys, command) -> None:
+    """``--store FILE`` listed 0 models as if the folder were empty; now the parser names the file."""
+    from app.cli import main
+
+    afile = tmp_path / "models.txt"
+    afile.write_text("not a folder")
+    assert main(["models", *command, "--store", str(afile)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"argument --store: {afile} is a file, not a folder" in err
