@@ -88,7 +88,9 @@ class Poses:
         return keypoint_boxes(self.keypoints)
 
     def select(self, index: np.ndarray) -> "Poses":
-        """A subset of people (boolean mask or integer index), keeping metadata."""
+        """A subset of people (boolean mask, integer array or a single integer), keeping metadata."""
+        if np.ndim(index) == 0:
+            index = [int(index)]
         return Poses(self.keypoints[index], self.scores[index], self.track_ids[index], dict(self.meta))
 
     def map_points(self, fn) -> "Poses":

@@ -130,7 +130,8 @@ def load_keypoint_annotations(path: str | Path | dict, spec: KeypointSpec,
     ``require_annotations=False`` accepts an image-list file without ``annotations`` (COCO test-dev's
     ``image_info_test-dev2017.json``): every image then has no people.
     Raises ``InputError`` naming the file for a missing or non-JSON file, missing ``images`` /
-    ``annotations`` / ``keypoints`` fields, or keypoints of another length than ``spec`` expects.
+    ``annotations`` / ``keypoints`` fields, keypoints of another length than ``spec`` expects, a repeated
+    image id, or a field of the wrong type (the message names the image or annotation).
     """
     if isinstance(path, dict):
         raw, file = path, None
@@ -163,6 +164,7 @@ def load_keypoint_annotations(path: str | Path | dict, spec: KeypointSpec,
 
 def _parse_images(items: list, name: str) -> list[dict[str, Any]]:
     out = []
+    seen: set[int] = set()
     for i, img in enumerate(items):
         if not isinstance(img, dict):
             raise InputError(f"annotation file {name}: images[{i}] is not an object")
@@ -173,7 +175,12 @@ def _parse_images(items: list, name: str) -> list[dict[str, Any]]:
             raise InputError(f"annotation file {name}: images[{i}] has no {exc.args[0]!r} field") from None
         except (TypeError, ValueError):
             raise InputError(f"annotation file {name}: images[{i}] has a non-integer id, width or height") from None
+        if image_id in seen:
+            raise InputError(f"annotation file {name}: images[{i}] repeats image id {image_id}")
+        seen.add(image_id)
         ci = img.get("crowdIndex")
+        if ci is not None and not _is_number(ci):
+            raise InputError(f"annotation file {name}: image {image_id} has a non-numeric crowdIndex {ci!r}")
         out.append({"id": image_id, "file_name": str(img.get("file_name", f"{image_id:012d}.jpg")),
                     "width": width, "height": height, "crowd_index": None if ci is None else float(ci)})
     return out
@@ -198,6 +205,9 @@ def _parse_annotations(anns: list, spec: KeypointSpec, name: str, image_ids: set
         if kp is None:
             raise InputError(f"annotation file {name}: annotation {a.get('id', i)} has no 'keypoints' field "
                              "(not a person-keypoints file?)")
+        if not isinstance(kp, list):
+            raise InputError(f"annotation file {name}: annotation {a.get('id', i)}: 'keypoints' must be a list of "
+                             f"{3 * k} numbers, got a {type(kp).__name__}")
         if len(kp) != 3 * k:
             raise InputError(
                 f"annotation file {name}: annotation {a.get('id', i)} has {len(kp) // 3} keypoints, the {spec.name} "
@@ -217,18 +227,18 @@ def _parse_annotations(anns: list, spec: KeypointSpec, name: str, image_ids: set
         bbox_arr = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
         area_arr = np.asarray(areas, dtype=np.float64)
         img_arr = np.asarray(img_ids, dtype=np.int64)
+        nk_arr = np.asarray(nk, dtype=np.int64)
+        ann_arr = np.asarray(ann_ids, dtype=np.int64)
+        crowd_arr = np.asarray(crowd, dtype=np.int64).astype(bool)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"annotation file {name}: malformed numbers in keypoints, bbox, area or image_id "
-                         f"({exc})") from None
+        _raise_malformed(anns, name)
+        raise InputError(f"annotation file {name}: malformed numbers in the annotations ({exc})") from None
     unknown = set(np.unique(img_arr).tolist()) - image_ids
     if unknown:
         raise InputError(f"annotation file {name}: annotations refer to image ids not in 'images' "
                          f"(e.g. {sorted(unknown)[:3]})")
     # the file's num_keypoints where given (pycocotools ignores rows with 0), else counted from v > 0
-    nkp = np.asarray(nk, dtype=np.int64)
-    nkp = np.where(nkp < 0, np.count_nonzero(kp_arr[:, :, 2] > 0, axis=1), nkp)
-    crowd_arr = np.asarray(crowd).astype(bool)
-    ann_arr = np.asarray(ann_ids, dtype=np.int64)
+    nkp = np.where(nk_arr < 0, np.count_nonzero(kp_arr[:, :, 2] > 0, axis=1), nk_arr)
     order = np.argsort(img_arr, kind="stable")
     sorted_ids = img_arr[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
@@ -240,3 +250,36 @@ def _parse_annotations(anns: list, spec: KeypointSpec, name: str, image_ids: set
                                       "iscrowd": crowd_arr[idx], "num_keypoints": nkp[idx],
                                       "annotation_ids": ann_arr[idx]}
     return groups
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return _is_number(value) and float(value).is_integer()
+
+
+def _field_problem(a: dict) -> str | None:
+    """What is wrong with one annotation's numeric fields (None when they all convert)."""
+    if not _is_integer(a["image_id"]):
+        return f"'image_id' must be an integer, got {a['image_id']!r}"
+    for key in ("id", "num_keypoints", "iscrowd"):
+        if key in a and not _is_integer(a[key]):
+            return f"{key!r} must be an integer, got {a[key]!r}"
+    if "area" in a and not _is_number(a["area"]):
+        return f"'area' must be a number, got {a['area']!r}"
+    if a.get("bbox") and not (isinstance(a["bbox"], list) and len(a["bbox"]) == 4
+                              and all(_is_number(v) for v in a["bbox"])):
+        return f"'bbox' must be a list of 4 numbers, got {a['bbox']!r}"
+    if not all(_is_number(v) for v in a["keypoints"]):
+        return "'keypoints' must hold only numbers"
+    return None
+
+
+def _raise_malformed(anns: list, name: str) -> None:
+    """Raise an ``InputError`` naming the first annotation whose numbers do not convert."""
+    for i, a in enumerate(anns):
+        problem = _field_problem(a)
+        if problem is not None:
+            raise InputError(f"annotation file {name}: annotation {a.get('id', i)}: {problem}")

@@ -84,3 +84,33 @@ def test_wrong_keypoint_count_for_spec(data_dir: Path) -> None:
     with pytest.raises(InputError, match="14 keypoints, the coco spec needs 17") as info:
         load_keypoint_annotations(path, COCO)
     assert str(path) in str(info.value)
+
+
+_IMG = {"id": 1, "width": 5, "height": 5}
+_KP = [1, 1, 2] * 17
+
+
+@pytest.mark.parametrize("images, ann, message", [
+    ([_IMG, dict(_IMG)], {}, "images\\[1\\] repeats image id 1"),
+    ([dict(_IMG, crowdIndex="x")], {}, "image 1 has a non-numeric crowdIndex"),
+    ([_IMG], {"keypoints": 5}, "annotation 9: 'keypoints' must be a list of 51 numbers"),
+    ([_IMG], {"keypoints": ["a"] + _KP[1:]}, "annotation 9: 'keypoints' must hold only numbers"),
+    ([_IMG], {"num_keypoints": "x"}, "annotation 9: 'num_keypoints' must be an integer"),
+    ([_IMG], {"iscrowd": None}, "annotation 9: 'iscrowd' must be an integer"),
+    ([_IMG], {"id": "x"}, "annotation x: 'id' must be an integer"),
+    ([_IMG], {"bbox": [1, 2, 3]}, "annotation 9: 'bbox' must be a list of 4 numbers"),
+    ([_IMG], {"area": "big"}, "annotation 9: 'area' must be a number"),
+    ([_IMG], {"image_id": None}, "annotation 9: 'image_id' must be an integer"),
+])
+def test_malformed_fields_name_file_and_annotation(tmp_path: Path, images: list, ann: dict, message: str) -> None:
+    anns = [{"id": 8, "image_id": 1, "keypoints": _KP}, dict({"id": 9, "image_id": 1, "keypoints": _KP}, **ann)]
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps({"images": images, "annotations": anns}))
+    with pytest.raises(InputError, match=message) as info:
+        load_keypoint_annotations(p, COCO)
+    assert str(p) in str(info.value)
+
+
+def test_iscrowd_given_as_string_zero_is_not_crowd() -> None:
+    raw = {"images": [_IMG], "annotations": [{"id": 9, "image_id": 1, "keypoints": _KP, "iscrowd": "0"}]}
+    assert load_keypoint_annotations(raw, COCO)[0].iscrowd.tolist() == [False]
