@@ -29,7 +29,7 @@ MODES = ("throughput", "live", "rss")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from app.commands.options import at_least
+    from app.commands.options import at_least, positive
     from eval.shared_data import shared_path
 
     parser.add_argument("--video", default=str(shared_path("videos/pedestrians_480x360.mp4")))
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames of the looped RSS run (10000 in CI)")
     parser.add_argument("--rss-every", type=int, default=250,
                         help="RSS sample interval in frames (the first sample is the warm-up level)")
-    parser.add_argument("--live-speed", type=float, default=3.0, help="replay speed-up of the live run")
+    parser.add_argument("--live-speed", type=positive, default=3.0, help="replay speed-up of the live run")
     parser.add_argument("--live-frames", type=at_least(1), default=300, help="source frames of the live run")
     parser.add_argument("--batch-size", type=at_least(1), default=1)
     parser.add_argument("--backend", default="auto", choices=_backends(),
@@ -212,8 +212,6 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise InputError(f"--mode {args.mode!r}: choose one or more of {', '.join(MODES)}")
-    if not args.live_speed > 0:
-        raise InputError(f"--live-speed must be > 0, got {args.live_speed}")
     if args.rss_every < 1:
         raise InputError(f"--rss-every must be at least 1 frame, got {args.rss_every}")
     est, model_name = _estimator(args)

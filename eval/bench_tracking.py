@@ -31,7 +31,7 @@ HELP = "tracking: id switches (jumps + fragmentations), track counts and lengths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from app.commands.options import at_least
+    from app.commands.options import at_least, positive
     from eval.shared_data import shared_path
     from models.backends import CHOICES
 
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=at_least(1), default=None, help="limit the frames (default: the whole video)")
     parser.add_argument("--min-score", type=float, default=0.0, help="the current tracker's person-score gate")
     parser.add_argument("--gap", type=at_least(1), default=10, help="frames k of the fragmentation window")
-    parser.add_argument("--radius", type=float, default=0.5, help="distance r, in box sizes, of jumps and fragments")
+    parser.add_argument("--radius", type=positive, default=0.5, help="distance r, in box sizes, of jumps and fragments")
     parser.add_argument("--no-legacy", action="store_true", help="skip the first release's matching")
 
 
@@ -174,10 +174,6 @@ ROWS = (("tracks created", "tracks_created"), ("confirmed tracks (ids)", "tracks
 
 def run(args: argparse.Namespace) -> int:
     from app.tracking import Tracker
-    from core.errors import InputError
-
-    if not args.radius > 0:
-        raise InputError(f"--radius must be > 0 box sizes, got {args.radius:g}")
 
     poses, model_name, device, spec = _detect(args)
     current = _evaluate(Tracker(spec, min_score=args.min_score), poses, args)

@@ -178,9 +178,7 @@ def _export_int8(model, args: argparse.Namespace) -> None:
             raise InputError(f"--force: no calibration images to rebuild the INT8 model with in "
                              f"{', '.join(map(str, args.calibration)) or 'the default folders'}")
         store.discard(net, size, "--force")
-        path = store.ensure(net, size, lambda: images)
-    else:
-        path = store.ensure(net, size, lambda: default_images(args.calibration, limit))
+    path = store.ensure(net, size, lambda: images if args.force else default_images(args.calibration, limit))
     print(f"INT8 model of {args.file} at {size}x{size}: {path} (metadata {path.parent / 'meta.json'})")
 
 

@@ -140,9 +140,10 @@ def compare_runners(runners: list, x: torch.Tensor, repeats: int = 5, warmup: in
     times: list[list[float]] = [[] for _ in runners]
     failed: set[int] = set()
 
-    def run(i: int) -> None:
+    def run(i: int) -> float | None:
+        """Milliseconds of one call of runner ``i``; None once it failed."""
         if i in failed:
-            return
+            return None
         t0 = time.perf_counter()
         try:
             runners[i](x)
@@ -150,18 +151,19 @@ def compare_runners(runners: list, x: torch.Tensor, repeats: int = 5, warmup: in
             LOG.warning("backend %s failed on a %s input and is not a candidate: %s",
                         getattr(runners[i], "backend", i), tuple(x.shape), exc)
             failed.add(i)
-            return
-        times[i].append((time.perf_counter() - t0) * 1000)
+            return None
+        return (time.perf_counter() - t0) * 1000
 
     def work() -> None:
         with torch.inference_mode():
             for i in range(len(runners)):
                 for _ in range(warmup):
                     run(i)
-                times[i].clear()
             for _ in range(repeats):
                 for i in range(len(runners)):
-                    run(i)
+                    ms = run(i)
+                    if ms is not None:
+                        times[i].append(ms)
 
     t = threading.Thread(target=work, name="gopose-backend-timing")
     t.start()
