@@ -131,7 +131,8 @@ def load_keypoint_annotations(path: str | Path | dict, spec: KeypointSpec,
     ``image_info_test-dev2017.json``): every image then has no people.
     Raises ``InputError`` naming the file for a missing or non-JSON file, missing ``images`` /
     ``annotations`` / ``keypoints`` fields, keypoints of another length than ``spec`` expects, a repeated
-    image id, or a field of the wrong type (the message names the image or annotation).
+    image or annotation id, or a field of the wrong type or a fractional id or count (the message names the image
+    or annotation).
     """
     if isinstance(path, dict):
         raw, file = path, None
@@ -169,8 +170,8 @@ def _parse_images(items: list, name: str) -> list[dict[str, Any]]:
         if not isinstance(img, dict):
             raise InputError(f"annotation file {name}: images[{i}] is not an object")
         try:
-            image_id = int(img["id"])
-            width, height = int(img["width"]), int(img["height"])
+            image_id = _integer(img["id"])
+            width, height = _integer(img["width"]), _integer(img["height"])
         except KeyError as exc:
             raise InputError(f"annotation file {name}: images[{i}] has no {exc.args[0]!r} field") from None
         except (TypeError, ValueError):
@@ -226,13 +227,17 @@ def _parse_annotations(anns: list, spec: KeypointSpec, name: str, image_ids: set
         kp_arr = np.asarray(kps, dtype=np.float32).reshape(-1, k, 3)
         bbox_arr = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
         area_arr = np.asarray(areas, dtype=np.float64)
-        img_arr = np.asarray(img_ids, dtype=np.int64)
-        nk_arr = np.asarray(nk, dtype=np.int64)
-        ann_arr = np.asarray(ann_ids, dtype=np.int64)
-        crowd_arr = np.asarray(crowd, dtype=np.int64).astype(bool)
+        img_arr = _int_array(img_ids)
+        nk_arr = _int_array(nk)
+        ann_arr = _int_array(ann_ids)
+        crowd_arr = _int_array(crowd).astype(bool)
     except (TypeError, ValueError) as exc:
         _raise_malformed(anns, name)
         raise InputError(f"annotation file {name}: malformed numbers in the annotations ({exc})") from None
+    ids, counts = np.unique(ann_arr, return_counts=True)
+    if np.any(counts > 1):  # pycocotools indexes annotations by id: one would silently replace the other
+        raise InputError(f"annotation file {name}: annotation id {int(ids[np.argmax(counts > 1)])} is repeated "
+                         "(annotation ids must be unique)")
     unknown = set(np.unique(img_arr).tolist()) - image_ids
     if unknown:
         raise InputError(f"annotation file {name}: annotations refer to image ids not in 'images' "
@@ -250,6 +255,21 @@ def _parse_annotations(anns: list, spec: KeypointSpec, name: str, image_ids: set
                                       "iscrowd": crowd_arr[idx], "num_keypoints": nkp[idx],
                                       "annotation_ids": ann_arr[idx]}
     return groups
+
+
+def _integer(value: Any) -> int:
+    """``int(value)``, but a ``ValueError`` for a fractional number (``int(1.5)`` would silently give 1)."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
+
+
+def _int_array(values: list) -> np.ndarray:
+    """``values`` as int64, with a ``ValueError`` when one is fractional (NumPy would truncate it)."""
+    exact = np.asarray(values, dtype=np.float64)
+    if not np.array_equal(exact, np.trunc(exact)):
+        raise ValueError("a fractional number where an integer is expected")
+    return np.asarray(values, dtype=np.int64)
 
 
 def _is_number(value: Any) -> bool:

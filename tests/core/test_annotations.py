@@ -101,6 +101,12 @@ _KP = [1, 1, 2] * 17
     ([_IMG], {"bbox": [1, 2, 3]}, "annotation 9: 'bbox' must be a list of 4 numbers"),
     ([_IMG], {"area": "big"}, "annotation 9: 'area' must be a number"),
     ([_IMG], {"image_id": None}, "annotation 9: 'image_id' must be an integer"),
+    ([_IMG], {"image_id": 1.5}, "annotation 9: 'image_id' must be an integer, got 1.5"),
+    ([_IMG], {"id": 9.5}, "annotation 9.5: 'id' must be an integer"),
+    ([_IMG], {"num_keypoints": 2.5}, "annotation 9: 'num_keypoints' must be an integer"),
+    ([_IMG], {"id": 8}, "annotation id 8 is repeated"),
+    ([dict(_IMG, id=1.5)], {}, "images\\[0\\] has a non-integer id, width or height"),
+    ([dict(_IMG, width=5.5)], {}, "images\\[0\\] has a non-integer id, width or height"),
 ])
 def test_malformed_fields_name_file_and_annotation(tmp_path: Path, images: list, ann: dict, message: str) -> None:
     anns = [{"id": 8, "image_id": 1, "keypoints": _KP}, dict({"id": 9, "image_id": 1, "keypoints": _KP}, **ann)]
