@@ -270,3 +270,13 @@ def test_default_model_stage19_trains_stage14s_recipe_at_the_shipped_input_size(
     assert replace(stage19.data, input_size=256) == stage14.data
     assert (stage19.model.kwargs, stage19.optim, stage19.schedule, stage19.augmentation, stage19.loss) == (
         stage14.model.kwargs, stage14.optim, stage14.schedule, stage14.augmentation, stage14.loss)
+
+
+def test_default_model_stage20_is_stage14s_recipe_from_stage14s_file():
+    stage14 = load_config(CONFIGS / "default_model_stage14.yaml")
+    stage20 = load_config(CONFIGS / "default_model_stage20.yaml")
+    assert stage20.model.init_checkpoint == "../runs/default_model_stage14/default.pt"
+    assert stage20.run.name == "default_model_stage20"
+    assert (stage20.model.kwargs, stage20.optim, stage20.schedule, stage20.data, stage20.augmentation,
+            stage20.loss) == (stage14.model.kwargs, stage14.optim, stage14.schedule, stage14.data,
+                              stage14.augmentation, stage14.loss)
