@@ -42,7 +42,6 @@ class PlayerController(QObject):
         self.runner: LiveRunner | None = None
         self.stats = DisplayStats()
         self._generation = 0
-        self._source_generation = 0        # the first runner generation of the current source: older are dropped
         self._opening = 0                  # the latest open request: only its source is played
         self._end_pending = False          # the end was read; stream_ended waits for its last frame to show
         self._shown_index: int | None = None  # the index of the frame on screen
@@ -83,7 +82,7 @@ class PlayerController(QObject):
         self.view.clear()
         self.store.add_recent(spec)
         self.restart_runner()
-        self._source_generation = self._generation  # a late frame of the previous source is never shown
+        self.mailbox.drop_older_than(self._generation)  # a late frame of the previous source: not shown nor counted
         self.source_changed.emit(spec)
 
     def close_source(self) -> None:
@@ -162,9 +161,7 @@ class PlayerController(QObject):
         item = self.mailbox.take()
         if item is None or self.playback is None:  # nothing new, or a frame of the source closed since
             return
-        frame, result, _posted, generation = item
-        if generation < self._source_generation:  # a late frame of the source replaced since
-            return
+        frame, result, _posted, _generation = item
         poses = getattr(result, "poses", None)
         self.view.set_frame(frame.image, poses)
         runner = self.runner

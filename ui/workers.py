@@ -91,10 +91,21 @@ class FrameMailbox(QObject):
         self.posted = 0
         self.results = 0
         self.last_result_at: list[float] = []
+        self._oldest_generation = 0
+
+    def drop_older_than(self, generation: int) -> None:
+        """Ignore posts of runners older than ``generation`` from now on (late frames of a replaced source:
+        not shown, not counted in the status bar's rates), and any such item still waiting."""
+        with self._lock:
+            self._oldest_generation = generation
+            if self._latest is not None and self._latest[3] < generation:
+                self._latest = None
 
     def post(self, frame: Any, result: Any, generation: int) -> None:
         now = time.monotonic()
         with self._lock:
+            if generation < self._oldest_generation:
+                return
             self._latest = (frame, result, now, generation)
             self.posted += 1
             if result is not None:

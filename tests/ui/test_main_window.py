@@ -14,6 +14,7 @@ from PyQt5.QtWidgets import QPushButton, QSlider
 from app.sources import open_source
 from core.io.files import temp_owner
 from core.poses import Poses
+from ui.workers import FrameMailbox
 
 pytestmark = pytest.mark.gui
 
@@ -609,3 +610,14 @@ def test_banner_reports_a_file_that_is_not_a_checkpoint(qtbot, make_window, mode
     assert "PoseNet_77_epoch.pth" in window.errors[0]
     assert window.estimator is None and window.banner.isVisible()
     assert window.panel.model.findData("PoseNet_77_epoch") < 0
+
+
+def test_mailbox_drops_and_does_not_count_posts_of_older_runners(qtbot):
+    mailbox = FrameMailbox()
+    mailbox.post("old", "result", 1)
+    mailbox.drop_older_than(2)  # a new source: the old runner's waiting frame goes too
+    assert not mailbox.pending
+    mailbox.post("late", "result", 1)
+    assert (mailbox.pending, mailbox.posted, mailbox.results) == (False, 1, 1)
+    mailbox.post("new", "result", 2)
+    assert mailbox.take()[0] == "new" and (mailbox.posted, mailbox.results) == (2, 2)
