@@ -349,10 +349,10 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
 
         bar = tqdm(total=n, unit="img", desc="eval", leave=False)
     t_start = time.perf_counter()
-    t_first, n_first = None, 0
+    t_first = None
     for samples in loader:
         if t_first is None:  # steady-state throughput starts once the workers deliver
-            t_first, n_first = time.perf_counter(), len(samples)
+            t_first = time.perf_counter()
         bad = next((s["error"] for s in samples if "error" in s), None)
         if bad:
             raise InputError(bad)
@@ -397,7 +397,7 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
         "total_ms_median": float(np.median(pre_ms + net_ms + dec_ms)),
         "wall_s": wall,
         "startup_s": (t_first or t_start) - t_start,
-        "images_per_s": _throughput(n, n_first, wall, (t_first or t_start) - t_start),
+        "images_per_s": _throughput(n, wall, (t_first or t_start) - t_start),
         "note": "per-image shares of each batch; preprocess = decode+letterbox in a worker + normalisation",
     }
     summary = {
@@ -432,11 +432,12 @@ def _perfect_grouping(maps: Maps, samples: list[dict[str, Any]], gt: KeypointDat
     return out
 
 
-def _throughput(n: int, n_first: int, wall: float, startup: float) -> float:
-    """Images per second after the first batch arrived (worker start-up excluded), or overall for one batch."""
+def _throughput(n: int, wall: float, startup: float) -> float:
+    """Images per second from the first batch's arrival on (worker start-up excluded): all ``n`` images, the
+    first batch's too, are processed in that time."""
     steady = wall - startup
-    if n > n_first and steady > 0:
-        return (n - n_first) / steady
+    if steady > 0:
+        return n / steady
     return n / wall if wall > 0 else math.inf
 
 

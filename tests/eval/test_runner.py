@@ -289,3 +289,11 @@ def test_annotations_without_ids_or_counts_are_completed_and_without_area_refuse
         run_evaluation(EvalOptions(annotations=bare, images=tmp_path / "no images here", out=tmp_path / "none",
                                    oracle_model=True, workers=0))
     assert not (tmp_path / "none").exists()
+
+
+def test_throughput_counts_every_image_processed_after_the_first_batch_arrived():
+    from eval.runner import _throughput
+
+    # 3 s of worker start-up, then two batches of 5 images processed in 1 s each: 5 images/s, not 2.5
+    assert _throughput(10, wall=5.0, startup=3.0) == 5.0
+    assert _throughput(4, wall=2.0, startup=0.0) == 2.0
