@@ -99,7 +99,7 @@ class PlayerController(QObject):
         """(Re)start frame delivery with the current source, model and smoothing; ``old_estimator`` (replaced)
         is closed once the previous runner has stopped."""
         previous = self.runner
-        self._end_pending = False
+        end_pending, self._end_pending = self._end_pending, False
         if self.playback is None:
             self.models.close_later(old_estimator, previous)
             return
@@ -111,6 +111,8 @@ class PlayerController(QObject):
             previous.stop()
         self.runner.start()
         self.models.close_later(old_estimator, previous)
+        if end_pending and previous is not None:  # the same source's end was read; its last frame, held by the
+            self.stream_ended.emit()             # stopped runner, may never be shown: the end is not lost
 
     @property
     def running(self) -> bool:

@@ -621,3 +621,18 @@ def test_mailbox_drops_and_does_not_count_posts_of_older_runners(qtbot):
     assert (mailbox.pending, mailbox.posted, mailbox.results) == (False, 1, 1)
     mailbox.post("new", "result", 2)
     assert mailbox.take()[0] == "new" and (mailbox.posted, mailbox.results) == (2, 2)
+
+
+def test_the_end_is_not_lost_when_the_runner_restarts_while_the_last_frame_is_pending(qtbot, make_window,
+                                                                                   short_video):
+    """A model or smoothing change restarts the runner; if the end of the file was read while its last frame was
+    still in the stopped runner, ``stream_ended`` still comes (the transport and recordings wait for it)."""
+    window = make_window()
+    _open(qtbot, window, short_video, frames=1)
+    window.act_play.trigger()  # pause
+    _wait_idle(qtbot, window)
+    ended: list[bool] = []
+    window.player.stream_ended.connect(lambda: ended.append(True))
+    window.player._end_pending = True  # the state between reading the end and showing the last frame
+    window.player.restart_runner()
+    assert ended == [True]
