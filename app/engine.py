@@ -25,7 +25,7 @@ from core.errors import InputError
 from core.poses import Poses
 from app.model_store import NoModelError, resolve_model, store_dir
 from models.backends import CHOICES as BACKENDS
-from models.precision import InferenceModel
+from models.precision import InferenceModel, check_cuda_index
 from models.predictor import Maps, Predictor
 
 LOG = logging.getLogger(__name__)
@@ -87,7 +87,9 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but CUDA is not available on this machine (use --device cpu)")
-    return torch.device(device)
+    resolved = torch.device(device)
+    check_cuda_index(resolved, "device")
+    return resolved
 
 
 def _autocast_precision(precision: str, device: torch.device) -> str:

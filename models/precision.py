@@ -1,4 +1,5 @@
-"""Inference precision and layout helpers: BN folding, autocast fp16/bf16 on CUDA, channels-last.
+"""Inference precision, device and layout helpers: BN folding, autocast fp16/bf16 on CUDA, channels-last,
+the check of a ``cuda:N`` index.
 
 Policy (measured, see docs/performance.md): fp32 on CPU by default (bf16 autocast is available and faster on
 CPUs with AMX/AVX512-BF16, but not the default until its accuracy is validated), fp16 autocast on CUDA by
@@ -63,6 +64,15 @@ def resolve_precision(device: torch.device | str, precision: str = "auto") -> st
     if precision == "bf16" and not native_bf16(device):
         LOG.warning("bf16 on a %s without bf16 instructions is emulated and several times slower than fp32", kind)
     return precision
+
+
+def check_cuda_index(device: torch.device, what: str) -> None:
+    """An ``InputError`` naming ``device`` when it is ``cuda:N`` beyond the machine's GPUs (torch would fail
+    later, inside the first operation, with a CUDA traceback)."""
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise InputError(f"{what} {device} requested but this machine has {count} CUDA device"
+                         f"{'' if count == 1 else 's'} (cuda:0 to cuda:{count - 1})")
 
 
 def native_bf16(device: torch.device | str) -> bool:

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from core.errors import InputError
+from models.precision import check_cuda_index
 
 LOG = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ class DistInfo:
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else CPU; explicit names are checked."""
     if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        device = torch.device(f"cuda:{local_rank}")
+        check_cuda_index(device, "run.device auto (one GPU per process)")
+        return device
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -52,6 +57,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             raise InputError(f"run.device {name} requested but CUDA is not available")
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")
+        check_cuda_index(device, "run.device")
     return device
 
 

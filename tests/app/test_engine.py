@@ -91,6 +91,26 @@ def test_cuda_requested_without_cuda(estimator) -> None:
         PoseEstimator(estimator.model, EngineConfig(device="cuda"))
 
 
+def test_cuda_index_beyond_the_machines_gpus_is_an_input_error(monkeypatch) -> None:
+    """``cuda:N`` past the last GPU failed inside torch's first operation with a CUDA traceback. (The GPU count is
+    the one thing faked here: this machine has none.)"""
+    from app.engine import resolve_device
+    from train.distributed import resolve_device as resolve_training_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(InputError, match=r"device cuda:2 requested but this machine has 2 CUDA devices \(cuda:0 to cuda:1\)"):
+        resolve_device("cuda:2")
+    assert resolve_training_device("cuda", local_rank=1) == torch.device("cuda:1")
+    with pytest.raises(InputError, match="run.device cuda:3 requested but this machine has 2 CUDA devices"):
+        resolve_training_device("cuda:3")
+    with pytest.raises(InputError, match="run.device cuda:2 requested"):  # torchrun with more processes than GPUs
+        resolve_training_device("cuda", local_rank=2)
+    with pytest.raises(InputError, match=r"run.device auto \(one GPU per process\) cuda:2 requested"):
+        resolve_training_device("auto", local_rank=2)
+
+
 def test_cpu_ignores_amp_and_auto_picks_cpu(estimator, frames) -> None:
     est = PoseEstimator(estimator.model, EngineConfig(device="auto", precision="fp16", long_edge=128))
     assert est.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
