@@ -15,13 +15,16 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from core.contract import PoseContract
+from core.contract import PoseContract, checked, checked_mapping
 from core.decoder import DecoderConfig, decode
 from core.encoder import DEFAULT_SIGMA, DEFAULT_WINDOW, TargetEncoder
+from core.errors import InputError
 from core.poses import Poses
 
 #: decoder fields a checkpoint's codec may set (``sigma`` always comes from the codec itself)
 _DECODER_FIELDS = tuple(f.name for f in dataclasses.fields(DecoderConfig) if f.name != "sigma")
+#: the fields ``Codec.to_dict`` writes
+_CODEC_FIELDS = ("contract", "sigma", "window", "min_heat", "decoder", "long_edge")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Codec:
     long_edge: int = 512
 
     def __post_init__(self) -> None:
-        if self.sigma <= 0 or self.window < 1 or not 0 < self.min_heat < 1 or self.long_edge < 32:
+        if not 0 < self.sigma < float("inf") or self.window < 1 or not 0 < self.min_heat < 1 or self.long_edge < 32:
             raise ValueError(f"invalid codec: sigma={self.sigma}, window={self.window}, min_heat={self.min_heat}, "
                              f"long_edge={self.long_edge}")
         if self.decoder.sigma != self.sigma:  # the decoder localises peaks with the Gaussian the encoder drew
@@ -83,21 +86,27 @@ class Codec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], contract: PoseContract | None = None) -> "Codec":
-        """Rebuild a stored codec (``contract`` replaces the stored one when given); unknown decoder keys are an
-        error, missing ones keep their defaults."""
-        decoder = dict(data.get("decoder") or {})
-        unknown = sorted(set(decoder) - set(_DECODER_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown decoder setting {unknown[0]!r} in codec")
-        return cls(contract=contract or PoseContract.from_dict(data["contract"]),
-                   sigma=float(data.get("sigma", DEFAULT_SIGMA)), window=int(data.get("window", DEFAULT_WINDOW)),
-                   min_heat=float(data.get("min_heat", 0.01)), decoder=DecoderConfig(**decoder),
-                   long_edge=int(data.get("long_edge", 512)))
+        """Rebuild a stored codec (``contract`` replaces the stored one when given); an unknown field, a decoder
+        setting or field of the wrong type is an ``InputError`` naming it, missing ones keep their defaults."""
+        data = checked_mapping(data, "codec", _CODEC_FIELDS)
+        decoder = checked_mapping(data.get("decoder") or {}, "codec field 'decoder'", _DECODER_FIELDS)
+        if contract is None:
+            if "contract" not in data:
+                raise InputError("codec has no 'contract' field")
+            contract = PoseContract.from_dict(data["contract"])
+
+        def field(key: str, kind: type, default: Any) -> Any:
+            return checked(data.get(key, default), kind, f"codec field {key!r}")
+
+        return cls(contract=contract, sigma=field("sigma", float, DEFAULT_SIGMA),
+                   window=field("window", int, DEFAULT_WINDOW), min_heat=field("min_heat", float, 0.01),
+                   decoder=DecoderConfig(**decoder), long_edge=field("long_edge", int, 512))
 
     @classmethod
     def from_train_config(cls, contract: PoseContract, train_config: Mapping[str, Any] | None) -> "Codec":
         """The codec of a checkpoint written before codecs were stored: sigma and window from its training
         config where it has one, the defaults otherwise."""
-        data = (train_config or {}).get("data") or {}
-        return cls(contract, sigma=float(data.get("target_sigma", DEFAULT_SIGMA)),
-                   window=int(data.get("target_window", DEFAULT_WINDOW)))
+        config = checked_mapping(train_config or {}, "train_config")
+        data = checked_mapping(config.get("data") or {}, "train_config field 'data'")
+        return cls(contract, sigma=checked(data.get("target_sigma", DEFAULT_SIGMA), float, "data.target_sigma"),
+                   window=checked(data.get("target_window", DEFAULT_WINDOW), int, "data.target_window"))

@@ -1,13 +1,47 @@
 """The output contract of a pose network: one object the network, encoder, decoder and checkpoint share."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
+from core.errors import InputError
 from core.keypoints import KeypointSpec, Skeleton, get_spec
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def checked(value: Any, kind: type, name: str) -> Any:
+    """``value`` as a ``kind`` (bool, int, float or str), or an ``InputError`` naming ``name``: a stored or
+    overridden setting of the wrong type is never silently converted (``bool("false")`` is True, ``int(4.7)`` 4).
+    Integers are accepted for floats and integral floats for integers; NaN is no number."""
+    if kind is bool:
+        ok = isinstance(value, (bool, np.bool_))
+    elif isinstance(value, (bool, np.bool_)):
+        ok = False
+    elif kind is int:
+        ok = isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
+    elif kind is float:
+        ok = isinstance(value, numbers.Real) and not math.isnan(value)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise InputError(f"{name} must be {_KINDS.get(kind, kind.__name__)}, got {type(value).__name__} {value!r}")
+    return kind(value)
+
+
+def checked_mapping(data: Any, name: str, known: Any = None) -> Mapping[str, Any]:
+    """``data`` if it is a mapping with only ``known`` keys (any keys when None), else an ``InputError``."""
+    if not isinstance(data, Mapping):
+        raise InputError(f"{name} must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(known)) if known is not None else []
+    if unknown:
+        raise InputError(f"unknown {name} field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return data
 
 
 @dataclass(frozen=True)
@@ -85,6 +119,15 @@ class PoseContract:
                 "with_scale": self.with_scale}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PoseContract":
-        return cls(spec=get_spec(data["spec"]), skeleton_name=data.get("skeleton", "default"),
-                   stride=int(data.get("stride", 4)), with_scale=bool(data.get("with_scale", False)))
+    def from_dict(cls, data: Mapping[str, Any]) -> "PoseContract":
+        """The contract ``to_dict`` stored; a missing ``spec``, an unknown field or one of the wrong type is an
+        ``InputError`` naming the field."""
+        data = checked_mapping(data, "contract", ("spec", "skeleton", "stride", "with_scale"))
+        if "spec" not in data:
+            raise InputError("contract has no 'spec' field")
+
+        def field(key: str, kind: type, default: Any) -> Any:
+            return checked(data.get(key, default), kind, f"contract field {key!r}")
+
+        return cls(spec=get_spec(field("spec", str, None)), skeleton_name=field("skeleton", str, "default"),
+                   stride=field("stride", int, 4), with_scale=field("with_scale", bool, False))

@@ -17,16 +17,19 @@ comparisons; the grouping is the same.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.contract import PoseContract
+from core.contract import PoseContract, checked
 from core.encoder import DEFAULT_SIGMA
 from core.poses import Poses
+
+
+_FIELD_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,14 @@ class DecoderConfig:
     single_radius: float = 8.0       # no single-keypoint person within this many px of a same-type keypoint
 
     def __post_init__(self) -> None:
-        if self.topk < 1 or self.threshold <= 0 or self.dist_max <= 0 or self.nms_kernel % 2 == 0:
+        for f in fields(self):  # a stored or overridden setting of the wrong type names itself; 32.0 becomes 32
+            value = checked(getattr(self, f.name), _FIELD_KINDS[f.type], f"decoder setting {f.name!r}")
+            object.__setattr__(self, f.name, value)
+        if self.topk < 1 or self.threshold <= 0 or self.dist_max <= 0 or self.nms_kernel < 1 \
+                or self.nms_kernel % 2 == 0:
             raise ValueError(f"invalid decoder settings: {self}")
+        if self.max_people < 0:  # a negative slice bound would silently drop the last people
+            raise ValueError(f"decoder setting 'max_people' must be >= 0, got {self.max_people}")
         if self.person_score not in ("coverage", "mean", "linked"):
             raise ValueError(f"person_score must be 'coverage', 'mean' or 'linked', got {self.person_score!r}")
         if self.peak_mode not in ("stride4", "upsample"):
@@ -332,6 +341,8 @@ def decode(heatmaps, offsets, contract: PoseContract, config: DecoderConfig | No
     heatmaps, offsets = _as_tensor(heatmaps), _as_tensor(offsets)
     scales = _as_tensor(scales) if scales is not None else None
     _check_shapes(heatmaps, offsets, contract, scales)
+    if heatmaps.shape[0] == 0:
+        return []
     cand = _candidates(heatmaps, offsets, contract, cfg, scales)
     return [_group(cand.xy[i], cand.score[i], cand.limb_score[i], contract, cfg) for i in range(len(cand.xy))]
 

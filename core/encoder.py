@@ -90,7 +90,7 @@ class TargetEncoder:
         c = self.contract
         K, L = c.n_keypoints, c.n_limbs
         w, h = self.output_size(input_size)
-        kps = np.asarray(keypoints, np.float32).reshape(-1, K, 3)
+        kps = self._people(keypoints, K)
         W, H = input_size
         valid = (kps[:, :, 2] > 0) & (kps[:, :, 0] >= -0.5) & (kps[:, :, 0] < W - 0.5) \
             & (kps[:, :, 1] >= -0.5) & (kps[:, :, 1] < H - 0.5) & np.isfinite(kps[:, :, :2]).all(-1)
@@ -110,6 +110,19 @@ class TargetEncoder:
         keypoint_ignore = self._keypoint_ignore(keypoint_ignore_boxes, K, w, h)
         return Targets(heatmaps, offsets, offset_mask, person_scale, kp_scale, kp_scale_mask, ignore,
                        keypoint_ignore)
+
+    def _people(self, keypoints: np.ndarray, K: int) -> np.ndarray:
+        """``keypoints`` as ``(P, K, 3)`` float32 (one person may come as ``(K, 3)``); another shape is an error,
+        never a reshape (17 people of a 14-keypoint spec have as many values as 14 people of a 17-keypoint one)."""
+        kps = np.asarray(keypoints, np.float32)
+        if kps.size == 0:
+            return kps.reshape(0, K, 3)
+        if kps.ndim == 2:
+            kps = kps[None]
+        if kps.ndim != 3 or kps.shape[1:] != (K, 3):
+            raise ValueError(f"keypoints must be (persons, {K}, 3) for spec {self.contract.spec.name!r}, "
+                             f"got {kps.shape}")
+        return kps
 
     # -- heatmaps -------------------------------------------------------------------------------------------
     def _heatmaps(self, kps: np.ndarray, valid: np.ndarray, K: int, w: int, h: int) -> np.ndarray:

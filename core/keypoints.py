@@ -74,17 +74,18 @@ CROWDPOSE_SKELETON_DENSE: Skeleton = CROWDPOSE_SKELETON_15 + (
 )
 
 
+def _mirror_name(name: str) -> str:
+    """The name of a keypoint's mirror image (left <-> right, others unchanged)."""
+    if name.startswith("left_"):
+        return "right_" + name[5:]
+    if name.startswith("right_"):
+        return "left_" + name[6:]
+    return name
+
+
 def _flip_permutation(names: tuple[str, ...]) -> tuple[int, ...]:
     """Index of each keypoint's mirror image (left <-> right, others unchanged)."""
-    perm = []
-    for name in names:
-        if name.startswith("left_"):
-            perm.append(names.index("right_" + name[5:]))
-        elif name.startswith("right_"):
-            perm.append(names.index("left_" + name[6:]))
-        else:
-            perm.append(names.index(name))
-    return tuple(perm)
+    return tuple(names.index(_mirror_name(name)) for name in names)
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,16 @@ class KeypointSpec:
     def __post_init__(self) -> None:
         if len(self.sigmas) != len(self.keypoints):
             raise ValueError(f"spec {self.name!r}: {len(self.sigmas)} sigmas for {len(self.keypoints)} keypoints")
+        unpaired = [n for n in self.keypoints if _mirror_name(n) not in self.keypoints]
+        if unpaired:
+            raise ValueError(f"spec {self.name!r}: keypoint {unpaired[0]!r} has no {_mirror_name(unpaired[0])!r} "
+                             "(the flip test needs both)")
         for sk_name, skeleton in self.skeletons.items():
-            for a, b in skeleton:
+            for i, (a, b) in enumerate(skeleton):
                 if not (0 <= a < self.n_keypoints and 0 <= b < self.n_keypoints) or a == b:
                     raise ValueError(f"spec {self.name!r}: skeleton {sk_name!r} has invalid limb {(a, b)}")
+                if (a, b) in skeleton[:i]:  # limb l owns offset channels 2l, 2l+1: a copy has no channels of its own
+                    raise ValueError(f"spec {self.name!r}: skeleton {sk_name!r} repeats limb {(a, b)}")
 
     @property
     def n_keypoints(self) -> int:

@@ -286,9 +286,9 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
 def _stored_codec(data: Mapping[str, Any], model: PoseNet, path: Any) -> Codec:
     """The codec a GOPose checkpoint stores; for files older than codecs, sigma and window of its training config."""
     stored = data.get("codec")
-    if stored is None:
-        return Codec.from_train_config(model.contract, data.get("train_config"))
     try:
+        if stored is None:
+            return Codec.from_train_config(model.contract, data.get("train_config"))
         codec = Codec.from_dict(stored, contract=model.contract)
         contract = PoseContract.from_dict(stored["contract"])
     except (KeyError, TypeError, ValueError) as exc:

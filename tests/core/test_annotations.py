@@ -105,6 +105,9 @@ _KP = [1, 1, 2] * 17
     ([_IMG], {"id": 9.5}, "annotation 9.5: 'id' must be an integer"),
     ([_IMG], {"num_keypoints": 2.5}, "annotation 9: 'num_keypoints' must be an integer"),
     ([_IMG], {"id": 8}, "annotation id 8 is repeated"),
+    ([_IMG], {"area": float("inf")}, "annotation 9: 'area' must hold finite numbers"),
+    ([_IMG], {"bbox": [0, 0, float("nan"), 1]}, "annotation 9: 'bbox' must hold finite numbers"),
+    ([_IMG], {"keypoints": [float("inf")] + _KP[1:]}, "annotation 9: 'keypoints' must hold finite numbers"),
     ([dict(_IMG, id=1.5)], {}, "images\\[0\\] has a non-integer id, width or height"),
     ([dict(_IMG, width=5.5)], {}, "images\\[0\\] has a non-integer id, width or height"),
 ])

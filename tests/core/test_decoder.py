@@ -177,6 +177,28 @@ def test_empty_maps_and_batches():
     assert out[0].keypoints.shape == (0, 17, 3)
 
 
+def test_an_empty_batch_decodes_to_no_images():
+    assert decode(torch.zeros(0, 17, 8, 8), torch.zeros(0, 38, 8, 8), C) == []
+    assert keypoint_candidates(torch.zeros(0, 17, 8, 8), C) == []
+
+
+@pytest.mark.parametrize("field, value", [("max_people", -1), ("nms_kernel", -1), ("topk", "32"), ("topk", 2.5),
+                                          ("threshold", None), ("threshold", float("nan")), ("refine", "no"),
+                                          ("single_keypoints", 1), ("person_score", 1)])
+def test_invalid_decoder_settings_name_the_setting(field, value):
+    """``max_people=-1`` used to keep all but the last person; a string ``refine='no'`` was truthy; ``topk='32'``
+    was a TypeError naming nothing."""
+    with pytest.raises(ValueError, match=field):
+        DecoderConfig().with_(**{field: value})
+
+
+def test_integral_float_settings_decode_like_integers():
+    """``topk=32.0`` (a YAML or spin-box value) used to reach torch's topk as a float and fail there."""
+    cfg = DecoderConfig(topk=32.0, max_people=5.0)
+    assert (cfg.topk, cfg.max_people) == (32, 5) and type(cfg.topk) is int
+    assert len(decode(*encode([make_person(128, 128)]), C, cfg)[0]) == 1
+
+
 def test_bad_shapes_are_clear_errors():
     with pytest.raises(ValueError, match="channels"):
         decode(torch.zeros(1, 14, 8, 8), torch.zeros(1, 38, 8, 8), C)

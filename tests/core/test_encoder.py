@@ -107,6 +107,16 @@ def test_a_keypoint_with_nan_or_inf_coordinates_is_absent_and_leaves_the_scales_
         np.testing.assert_array_equal(t.heatmaps, ref.heatmaps)
 
 
+def test_keypoints_of_another_spec_are_a_clear_error():
+    """17 CrowdPose people (17 x 14 x 3 values) used to be reshaped silently into 14 COCO people."""
+    enc = TargetEncoder(C)
+    for shape in ((17, 14, 3), (1, 14, 3), (17, 2)):
+        with pytest.raises(ValueError, match=r"keypoints must be \(persons, 17, 3\)"):
+            enc.encode(np.ones(shape, np.float32), (64, 64))
+    one = enc.encode(person({0: (20.0, 20.0)}), (64, 64))        # one person as (K, 3) stays accepted
+    assert one.heatmaps[0].max() > 0.9
+
+
 def test_no_people_and_people_without_keypoints():
     enc = TargetEncoder(C)
     for kps in (np.zeros((0, 17, 3)), np.zeros((3, 17, 3))):

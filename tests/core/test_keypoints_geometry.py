@@ -4,7 +4,7 @@ import pytest
 from core.contract import PoseContract
 from core.geometry import (affine_crop_transform, compose, fixed_height_transform, hflip_transform,
                            long_edge_transform)
-from core.keypoints import COCO, CROWDPOSE, get_spec
+from core.keypoints import COCO, CROWDPOSE, KeypointSpec, get_spec
 
 
 def test_specs_sizes_and_flip():
@@ -22,6 +22,18 @@ def test_specs_sizes_and_flip():
         get_spec("mpii")
     with pytest.raises(KeyError, match="no skeleton"):
         COCO.skeleton("nope")
+
+
+def test_malformed_specs_are_refused_when_defined():
+    """A repeated limb made ``limb_flip`` / ``limb_indices`` point at only one of its copies; a left keypoint
+    without a right one failed later with "tuple.index(x): x not in tuple"."""
+    names, sigmas = ("nose", "left_eye", "right_eye"), (0.1, 0.1, 0.1)
+    with pytest.raises(ValueError, match=r"repeats limb \(0, 1\)"):
+        KeypointSpec("toy", names, sigmas, {"default": ((0, 1), (0, 2), (0, 1))})
+    with pytest.raises(ValueError, match="'left_ear' has no 'right_ear'"):
+        KeypointSpec("toy", names + ("left_ear",), sigmas + (0.1,), {"default": ((0, 1),)})
+    with pytest.raises(ValueError, match=r"invalid limb \(0, 3\)"):
+        KeypointSpec("toy", names, sigmas, {"default": ((0, 3),)})
 
 
 def test_contract_channels_and_limb_flip():

@@ -221,7 +221,8 @@ def test_every_truncation_of_a_legacy_format_file_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["no weights", "weights not a dict", "weight not a tensor", "unknown arch",
-                                    "unknown option", "bad version", "codec contract not a dict"])
+                                    "unknown option", "bad version", "codec contract not a dict",
+                                    "legacy codec sigma not a number"])
 def test_malformed_contents_of_our_format_name_the_file(tmp_path, damage):
     """A file in our format whose contents do not describe a model (another GOPose version, a hand edit): one
     CheckpointError naming the file, not a KeyError / AttributeError / an InputError without the file."""
@@ -239,6 +240,9 @@ def test_malformed_contents_of_our_format_name_the_file(tmp_path, damage):
         data["model_config"]["kwargs"]["attention_heads"] = 4
     elif damage == "bad version":
         data["format_version"] = "two"
+    elif damage == "legacy codec sigma not a number":  # a file from before codecs were stored
+        del data["codec"]
+        data["train_config"] = {"data": {"target_sigma": "six"}}
     else:
         data["codec"]["contract"] = 5
     path = tmp_path / "odd.pt"
