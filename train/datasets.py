@@ -148,10 +148,12 @@ class PoseDataset(Dataset):
             name=self.source, images_dir=images_dir,
             segmentations={int(a["id"]): a.get("segmentation") for a in data.raw["annotations"]
                            if int(a.get("id", -1)) in needed},
-            regions={i: tuple(float(v) for v in raw_images[i]["supervised_region"]) for i in kept
+            regions={i: _region(raw_images[i]["supervised_region"], f"{self.source}: image {i}") for i in kept
                      if raw_images[i].get("supervised_region")},
-            unknown={int(a["id"]): [int(k) for k in a["unlabelled"]] for a in data.raw["annotations"]
-                     if a.get("unlabelled") and int(a["image_id"]) in kept})
+            unknown={int(a["id"]): _keypoint_list(a["unlabelled"], self.spec.n_keypoints,
+                                                  f"{self.source}: annotation {a['id']}")
+                     for a in data.raw["annotations"] if a.get("unlabelled") is not None
+                     and int(a["image_id"]) in kept})
         self.sources: list[_Source] = [source]
         self.records: list[tuple[int, ImageAnnotations]] = [(0, img) for img in images] * int(repeat)
         self.decode_failures = 0
@@ -321,6 +323,27 @@ def _paste_tiles(tiles: Sequence[tuple[int, int, Targets]], size: int, stride: i
                 maps[key] = np.zeros(value.shape[:-2] + (cells, cells), value.dtype)
             maps[key][..., cy:cy + value.shape[-2], cx:cx + value.shape[-1]] = value
     return maps
+
+
+def _region(value: Any, where: str) -> tuple[float, float, float, float]:
+    """An image's ``supervised_region`` ``[x, y, w, h]`` as floats; ``InputError`` naming ``where`` otherwise."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 4 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)
+    if not ok:
+        raise InputError(f"{where}: 'supervised_region' must be [x, y, w, h] (4 numbers), got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _keypoint_list(value: Any, n_keypoints: int, where: str) -> list[int]:
+    """A person's ``unlabelled`` keypoint indices (0-based); ``InputError`` naming ``where`` otherwise (a -1 would
+    silently name the last keypoint)."""
+    ok = isinstance(value, list) and all(
+        isinstance(k, (int, float)) and not isinstance(k, bool) and float(k).is_integer() and 0 <= k < n_keypoints
+        for k in value)
+    if not ok:
+        raise InputError(f"{where}: 'unlabelled' must be a list of keypoint indices 0..{n_keypoints - 1}, "
+                         f"got {value!r}")
+    return [int(k) for k in value]
 
 
 def _fill_box(mask: np.ndarray, box: Sequence[float], value: bool) -> None:

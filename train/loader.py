@@ -20,7 +20,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 class ResumableSampler(DistributedSampler):
     """``DistributedSampler`` (shuffled by seed + epoch, one shard per rank) that can start mid-epoch:
-    ``set_position(epoch, batches_done, batch_size)`` skips the samples already consumed."""
+    ``set_position(epoch, start)`` skips the ``start`` samples of this rank already consumed (batches done times
+    the batch size)."""
 
     def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
                  seed: int = 0, drop_last: bool = False) -> None:

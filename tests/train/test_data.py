@@ -1,6 +1,7 @@
 """Augmentation geometry, ignore masks, CrowdPose loading, decode failures and loader determinism (real data)."""
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from core.contract import PoseContract
+from core.encoder import cell_centers
 from core.errors import InputError
 from core.keypoints import COCO, CROWDPOSE
 from train import augment
@@ -288,3 +290,95 @@ def test_loader_batches_do_not_depend_on_worker_count(data_dir):
         batches[workers] = [b for _, b in zip(range(2), make_loader(ds, sampler, 4, workers, seed=1, epoch=2))]
     for a, b in zip(batches[0], batches[2]):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["offsets"], b["offsets"])
+
+
+# ---------------------------------------------------------------------------------------------- LSPET ignore rules
+LSPET_IDS = [3, 5, 6]  # train images whose people have unlabelled keypoints (3: [0, 2, 3, 4, 6, 8, 10])
+
+
+@pytest.fixture(scope="module")
+def lspet_train(data_dir):
+    root = data_dir / "lspet"
+    return PoseDataset(root / "annotations.json", root / "images", COCO_C, input_size=128, split="train",
+                       image_ids=LSPET_IDS, seed=2)
+
+
+def _with_augmentation(ds: PoseDataset, cfg: AugmentationConfig) -> PoseDataset:
+    out = copy.copy(ds)
+    out.augmentation = cfg
+    return out
+
+
+def _cells_in_source(ds: PoseDataset, i: int, cfg: AugmentationConfig):
+    """The sample's warp and the source-image coordinates of its output-cell centres."""
+    rec = ds.images[i]
+    params = augment.sample_params(ds.rng(i), cfg, rec.width, rec.height, ds.input_size)
+    t = augment.params_transform(params, rec.width, rec.height, ds.input_size)
+    c = cell_centers(ds.input_size // 4, 4).astype(np.float64)
+    return params, t, t.inverse(np.stack(np.meshgrid(c, c), -1))
+
+
+@pytest.mark.parametrize("flip", [0.0, 1.0])
+def test_lspet_losses_are_ignored_outside_the_supervised_region_only(lspet_train, flip):
+    """Bystanders are not annotated: the cells that show the photo outside its supervised region are ignored,
+    those inside are trained, whatever the warp (rotation, scale, flip)."""
+    cfg = AugmentationConfig(flip_prob=flip)
+    ds = _with_augmentation(lspet_train, cfg)
+    for i, rec in enumerate(ds.images):
+        params, _, src = _cells_in_source(ds, i, cfg)
+        assert params.flip == bool(flip)
+        x, y, w, h = ds.sources[0].regions[rec.id]
+        in_image = (src[..., 0] >= -0.5) & (src[..., 0] < rec.width - 0.5) \
+            & (src[..., 1] >= -0.5) & (src[..., 1] < rec.height - 0.5)
+        in_region = (src[..., 0] >= x) & (src[..., 0] < x + w) & (src[..., 1] >= y) & (src[..., 1] < y + h)
+        ignore = ds[i]["ignore"].numpy()
+        assert (ignore & in_region).sum() <= 3, rec.id                       # a cell on the edge at most
+        outside = in_image & ~in_region
+        assert outside.sum() > 50 and (ignore[outside]).mean() > 0.97, rec.id
+
+
+@pytest.mark.parametrize("flip", [0.0, 1.0])
+def test_lspet_unlabelled_keypoints_are_ignored_in_their_channel_near_their_person(lspet_train, flip):
+    """Unknown is not absent: a person's unlabelled keypoints have their heatmap channel (after a flip the mirrored
+    channel) ignored around that person, not in the other channels and not over the whole crop."""
+    cfg = AugmentationConfig(flip_prob=flip)
+    ds = _with_augmentation(lspet_train, cfg)
+    perm = COCO.flip_permutation
+    for i, rec in enumerate(ds.images):
+        params, t, _ = _cells_in_source(ds, i, cfg)
+        unknown = ds.piece(i).unknown[0]
+        expected = unknown[list(perm)] if params.flip else unknown
+        sample = ds[i]
+        kig = sample["keypoint_ignore"].numpy()
+        assert np.array_equal(kig.any((1, 2)), expected), rec.id
+        kps = rec.keypoints[rec.is_person][0]
+        xy = t.apply(kps[kps[:, 2] > 0, :2].astype(np.float64))
+        lo, hi = xy.min(0), xy.max(0)
+        reach = 0.25 * (hi - lo).max() + 8.0 + 4.0
+        c = cell_centers(ds.input_size // 4, 4)
+        gx, gy = np.meshgrid(c, c)
+        far = (gx < lo[0] - reach) | (gx > hi[0] + reach) | (gy < lo[1] - reach) | (gy > hi[1] + reach)
+        assert not kig[:, far].any(), rec.id
+        assert kig[expected].any((1, 2)).all()
+
+
+@pytest.mark.parametrize("image_field, ann_field, problem", [
+    ({}, {"unlabelled": [17]}, "unlabelled"), ({}, {"unlabelled": [-1]}, "unlabelled"),
+    ({}, {"unlabelled": ["nose"]}, "unlabelled"), ({}, {"unlabelled": 3}, "unlabelled"),
+    ({"supervised_region": [1, 2, 3]}, {}, "supervised_region"),
+    ({"supervised_region": "all"}, {}, "supervised_region")])
+def test_malformed_ignore_fields_are_reported_when_loading(tmp_path, image_field, ann_field, problem):
+    """A broken ``unlabelled`` list or ``supervised_region`` stops the dataset at once with the file, the record and
+    the field named, instead of a traceback from a DataLoader worker mid-epoch (or, for -1, ignoring the wrong
+    keypoint in silence)."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "1.jpg"), np.zeros((60, 80, 3), np.uint8))
+    gt = {"images": [{"id": 1, "file_name": "1.jpg", "width": 80, "height": 60, **image_field}],
+          "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "iscrowd": 0, "num_keypoints": 1,
+                           "keypoints": [70.0, 10.0, 2] + [0.0, 0.0, 0] * 16, "area": 400.0,
+                           "bbox": [60, 0, 20, 20], **ann_field}]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(gt))
+    with pytest.raises(InputError, match=rf"ann\.json.*(image 1|annotation 7).*{problem}"):
+        PoseDataset(path, tmp_path, COCO_C, input_size=64)
