@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class FrameSource:
         return self._frames()
 
     def seek(self, seconds: float) -> None:
-        """Jump to ``seconds``; the next frame iterated is the first one at or after it."""
+        """Jump to ``seconds``; the next frame iterated is the one shown nearest to it."""
         raise InputError(f"source {self.name} is not seekable")
 
     def close(self) -> None:
@@ -157,15 +158,22 @@ class VideoSource(FrameSource):
             if live is None:  # a stream protocol, or a URL without a known duration (HLS/DASH live, ...)
                 live = spec.startswith(LIVE_SCHEMES) or (is_url and self._container.duration is None)
             self.is_live = bool(live)
-            self.seekable = not self.is_live
+            # a raw elementary stream (.h264 from a camera) has no timestamps to seek by
+            no_timestamps = int(self._container.format.flags) & av.format.Flags.no_timestamps.value
+            self.seekable = not self.is_live and not no_timestamps
             frames = int(self._stream.frames or 0)
             self.frame_count = frames if frames > 0 and not self.is_live else None
+            self._announced = self.frame_count or 0  # samples of the track, the pre-roll below included
+            self._start_pts: int | None = None if start is None else int(start)
+            self._preroll = 0  # packets before the stream's start: hidden by an edit list (a cut), never shown
             self._lock = threading.Lock()
             self._pending_seek: float | None = None
             self._index = 0
             self._packet_pts: list[int] = []   # pts of demuxed packets not yet passed by a decoded frame
             self._pts_everywhere = True        # False once a packet without pts is seen (number frames as read)
-            self._first_pts: int | None = None  # pts of the first frame since the start or a seek (None: to come)
+            # packets up to this pts are pre-roll, not frames of the stream: before its start (edit lists), or after
+            # a seek, before the first frame shown (None: that frame's, still to come)
+            self._first_pts: int | None = None if start is None else int(start) - 1
             self._frames_read = 0
             self._seeked = False
             self._packets = self._container.demux(self._stream)
@@ -176,6 +184,8 @@ class VideoSource(FrameSource):
             if first is None:
                 raise InputError(self._no_frame_message(spec, is_url))
             self._first = first
+            if self.frame_count:
+                self.frame_count = max(1, self._announced - self._preroll)
             image = self._to_bgr(first)
             self.size = (image.shape[1], image.shape[0])
             if not self.fps:
@@ -213,6 +223,8 @@ class VideoSource(FrameSource):
                     self._pts_everywhere = False
                 else:
                     heapq.heappush(self._packet_pts, packet.pts)
+                    if not self._seeked and self._start_pts is not None and packet.pts < self._start_pts:
+                        self._preroll += 1
             try:
                 self._decoded = list(packet.decode())
             except (av.error.FFmpegError, ValueError) as exc:
@@ -239,7 +251,7 @@ class VideoSource(FrameSource):
         heap = self._packet_pts
         if frame.pts is None or not self._pts_everywhere:
             return self._index
-        if self._first_pts is None:  # the first frame after the start or a seek: earlier packets are pre-roll
+        if self._first_pts is None:  # the first frame after a seek (or of a stream without a start time)
             self._first_pts = frame.pts
         passed = 0
         while heap and heap[0] < frame.pts:
@@ -275,12 +287,17 @@ class VideoSource(FrameSource):
                 self._index = index + 1
             yield Frame(self._to_bgr(frame), index, ts)
 
+    def _unread(self) -> int | None:
+        """Frames the container announces (less the pre-roll an edit list hides) that were not read, once read
+        from the start to the end; None before that or when it announces none."""
+        if self.frame_count is None or self._seeked or not getattr(self, "_ended", False):
+            return None
+        return max(0, self._announced - self._preroll - self._frames_read)
+
     @property
     def missing_frames(self) -> int:
         """Frames the container announces but that never decoded (a truncated file), once read to the end."""
-        if self.frame_count is None or self._seeked or not getattr(self, "_ended", False):
-            return 0
-        return max(0, self.frame_count - self._frames_read)
+        return self._unread() or 0
 
     @property
     def damaged_frames(self) -> int:
@@ -291,28 +308,28 @@ class VideoSource(FrameSource):
     def lost_frames(self) -> int:
         """Frames that never decoded: announced minus decoded once read to the end (when the container
         announces a count), else the undecodable packets."""
-        undecodable = self._decode_errors - self._damaged
-        if self.frame_count is None or self._seeked or not getattr(self, "_ended", False):
-            return undecodable
-        return max(0, self.frame_count - self._frames_read)
+        unread = self._unread()
+        return self._decode_errors - self._damaged if unread is None else unread
 
     def _report_end(self) -> None:
         self._ended = True
         if self.lost_frames or self.damaged_frames:
-            total = f" of {self.frame_count}" if self.frame_count and not self._seeked else ""
+            total = f" of {self._announced - self._preroll}" if self.frame_count and not self._seeked else ""
             why = f"; reading stopped at: {self._demux_error}" if self._demux_error else ""
             LOG.warning("%s is damaged or truncated: decoded %d%s frames (%d lost, %d damaged)%s", self.name,
                         self._frames_read, total, self.lost_frames, self.damaged_frames, why)
 
     def seek(self, seconds: float) -> None:
         if not self.seekable:
-            raise InputError(f"source {self.name} is live and cannot seek")
+            why = "is live" if self.is_live else "has no timestamps (a raw stream)"
+            raise InputError(f"cannot seek {self.name}: it {why}")
         with self._lock:
             self._pending_seek = max(0.0, float(seconds))
             self._seeked = True
 
     def _do_seek(self, seconds: float) -> None:
-        """Seek to the key frame before ``seconds`` and decode forward to the first frame at or after it."""
+        """Seek to the key frame before ``seconds`` and decode forward to the frame nearest to it (the earlier one
+        on a tie; past the last frame, that frame if ``seconds`` is within half a frame of it)."""
         av = self._av
         self._first = None
         self._decoded = []
@@ -323,16 +340,23 @@ class VideoSource(FrameSource):
         except av.error.FFmpegError as exc:
             raise InputError(f"cannot seek {self.name} to {seconds:.3f}s ({_short(exc)})") from None
         self._packets = self._container.demux(self._stream)
-        while True:
-            frame = self._next_av_frame()
-            if frame is None:
-                break
-            ts = self._timestamp(frame, 0)
-            if ts >= seconds - 0.5 / max(self.fps, 1.0):
-                self._first = frame
-                break
+        self._first = self._nearest_frame(seconds)
         ts = self._timestamp(self._first, 0) if self._first is not None else seconds
         self._index = int(round(ts * self.fps))
+
+    def _nearest_frame(self, seconds: float):
+        """Decode forward to the frame shown nearest to ``seconds`` (by the frames' own timestamps, so also in a
+        variable frame rate video); the frame after it stays queued. None past the end."""
+        prev, prev_ts = None, 0.0
+        while (frame := self._next_av_frame()) is not None:
+            ts = self._timestamp(frame, 0)
+            if ts >= seconds:
+                if prev is not None and seconds - prev_ts <= ts - seconds:
+                    self._decoded.insert(0, frame)
+                    return prev
+                return frame
+            prev, prev_ts = frame, ts
+        return prev if prev is not None and prev_ts >= seconds - 0.5 / max(self.fps, 1.0) else None
 
     def close(self) -> None:
         if not self._closed:
@@ -388,13 +412,14 @@ class WebcamSource(FrameSource):
 
 
 class ImageFolderSource(FrameSource):
-    """The images of a folder in name order, played at ``fps`` (timestamps ``index / fps``). Images may differ
-    in size; ``size`` is the first image's."""
+    """The images of a folder in name order (numbers by value: ``frame2`` before ``frame10``; hidden files left
+    out), played at ``fps`` (timestamps ``index / fps``). Images may differ in size; ``size`` is the first readable
+    image's. Unreadable images are skipped and counted in ``lost_frames``."""
 
     def __init__(self, folder: Path, *, fps: float | None = None) -> None:
         super().__init__()
         self.name = str(folder)
-        self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self._files = sorted((p for p in folder.iterdir() if _is_frame_image(p)), key=_natural_key)
         if not self._files:
             raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
         self.fps = float(fps or 25.0)
@@ -402,13 +427,16 @@ class ImageFolderSource(FrameSource):
         self.seekable = True
         self._position = 0
         self._lock = threading.Lock()
-        first = self._read(0)
+        first = next((im for im in map(self._load, range(len(self._files))) if im is not None), None)
         if first is None:
-            raise InputError(f"first image of {folder} is unreadable: {self._files[0].name}")
+            raise InputError(f"no readable image in folder {folder}: all {len(self._files)} are unreadable")
         self.size = (first.shape[1], first.shape[0])
 
+    def _load(self, i: int) -> np.ndarray | None:
+        return cv2.imread(str(self._files[i]), cv2.IMREAD_COLOR)
+
     def _read(self, i: int) -> np.ndarray | None:
-        image = cv2.imread(str(self._files[i]), cv2.IMREAD_COLOR)
+        image = self._load(i)
         if image is None:
             self._decode_errors += 1
             LOG.warning("skipped unreadable image %s", self._files[i])
@@ -509,6 +537,18 @@ def open_source(spec: str | int | Path, *, width: int | None = None, height: int
     if path.suffix.lower() in IMAGE_SUFFIXES:
         raise InputError(f"{spec} is a single image; give its folder to process images as frames")
     return VideoSource(str(path))
+
+
+def _is_frame_image(path: Path) -> bool:
+    """An image of a folder's sequence: an image suffix (any case), not a hidden file (macOS's ``._name``)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _natural_key(path: Path) -> tuple:
+    """Sort key putting ``frame2`` before ``frame10``: digit runs compare as numbers, text case-insensitively,
+    the name itself breaks ties."""
+    parts = re.split(r"(\d+)", path.name)
+    return tuple(int(t) if i % 2 else t.casefold() for i, t in enumerate(parts)), path.name
 
 
 def _short(exc: BaseException) -> str:

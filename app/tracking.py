@@ -4,7 +4,7 @@ Each frame:
 
 1. **Gate**: only people with at least ``min_keypoints`` present keypoints and a score of at least
    ``min_score`` can match or create a track; the others (decoder leftovers such as single-keypoint "people")
-   get ``track_id = -1``.
+   get ``track_id = -1``. A keypoint with a NaN or infinite coordinate counts as absent.
 2. **Similarity**: the larger of the object keypoint similarity (OKS) and the box IoU between each person and
    each track's pose *predicted* for this frame (its last pose moved by its velocity, for up to
    ``predict_frames`` frames; people crossing each other then stay apart). The OKS is summed over the keypoints
@@ -108,6 +108,17 @@ def optimal_match(similarity: np.ndarray, threshold: float) -> list[tuple[int, i
     rows, cols = linear_sum_assignment(weights, maximize=True)
     keep = weights[rows, cols] > 0
     return list(zip(rows[keep].tolist(), cols[keep].tolist()))
+
+
+def _finite_keypoints(keypoints: np.ndarray) -> np.ndarray:
+    """``keypoints`` with those holding a NaN or infinite value made absent (all zero), as a copy when any do: one
+    bad coordinate would otherwise make the person's every similarity NaN."""
+    bad = ~np.isfinite(keypoints).all(-1)
+    if not bad.any():
+        return keypoints
+    out = keypoints.copy()
+    out[bad] = 0.0
+    return out
 
 
 @dataclass
@@ -222,10 +233,10 @@ class Tracker:
         oks = pairwise_oks(keypoints, prev, self.sigmas, self.oks_norm)
         return np.maximum(oks, box_iou(keypoint_boxes(keypoints), keypoint_boxes(prev)))
 
-    def _eligible(self, poses: Poses) -> np.ndarray:
+    def _eligible(self, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Indices of the people that pass the keypoint-count and score gates."""
-        n_vis = (poses.keypoints[:, :, 2] > 0).sum(1)
-        return np.flatnonzero((n_vis >= self.min_keypoints) & (poses.scores >= self.min_score))
+        n_vis = (keypoints[:, :, 2] > 0).sum(1)
+        return np.flatnonzero((n_vis >= self.min_keypoints) & (scores >= self.min_score))
 
     def _assign(self, sim: np.ndarray, rows: np.ndarray, cols: list[int]) -> list[tuple[int, int]]:
         """Matches between people ``rows`` and tracks ``cols`` as (person, track) indices of ``sim``."""
@@ -239,9 +250,9 @@ class Tracker:
         self._next_id += 1
         self.tracks_confirmed += 1
 
-    def _cascade(self, poses: Poses, eligible: np.ndarray) -> list[tuple[int, int]]:
+    def _cascade(self, keypoints: np.ndarray, eligible: np.ndarray) -> list[tuple[int, int]]:
         """(person, track) matches: confirmed tracks first, then tentative ones with the people left."""
-        sim = self._similarity(poses.keypoints, self._tracks)
+        sim = self._similarity(keypoints, self._tracks)
         confirmed = [i for i, t in enumerate(self._tracks) if t.confirmed]
         tentative = [i for i, t in enumerate(self._tracks) if not t.confirmed]
         pairs = self._assign(sim, eligible, confirmed)
@@ -252,11 +263,12 @@ class Tracker:
     def update(self, poses: Poses) -> Poses:
         """Match ``poses`` to the tracks and return them with ``track_ids`` set (the input is not modified)."""
         ids = np.full(len(poses), -1, dtype=np.int64)
-        eligible = self._eligible(poses)
-        pairs = self._cascade(poses, eligible)
+        keypoints = _finite_keypoints(poses.keypoints)
+        eligible = self._eligible(keypoints, poses.scores)
+        pairs = self._cascade(keypoints, eligible)
         seen: dict[int, int] = {}  # id(track) -> the person it holds in this frame
         for person, ti in pairs:
-            self._tracks[ti].observe(poses.keypoints[person], self.keypoint_memory)
+            self._tracks[ti].observe(keypoints[person], self.keypoint_memory)
             seen[id(self._tracks[ti])] = person
         kept = []
         for track in self._tracks:
@@ -268,7 +280,7 @@ class Tracker:
         new: set[int] = set()
         for person in eligible.tolist():
             if person not in taken:
-                track = _Track(poses.keypoints[person].copy())
+                track = _Track(keypoints[person].copy())
                 self.tracks_created += 1
                 seen[id(track)] = person
                 new.add(id(track))

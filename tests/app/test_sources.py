@@ -44,6 +44,58 @@ def test_seek_lands_on_the_requested_time(ped_video: Path) -> None:
     np.testing.assert_array_equal(linear.image, f.image)
 
 
+def test_frames_hidden_by_an_edit_list_are_not_lost(tmp_path: Path, caplog) -> None:
+    """An MP4 cut without re-encoding (``ffmpeg -ss 2 -i in.mp4 -c copy out.mp4``) keeps the frames from the key
+    frame before the cut, hidden by an edit list (they have pts before the stream's start): the file plays 25
+    frames from 0 s, all of them decode, so nothing is lost, although the track holds 30 samples."""
+    from fractions import Fraction
+
+    path = tmp_path / "cut.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 + 8 * i, np.uint8), format="bgr24")
+            frame.pts, frame.time_base = i - 5, Fraction(1, 25)
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == 30  # what the container announces
+    with open_source(path) as src:
+        assert src.frame_count == 25 and src.duration == pytest.approx(1.0)
+        frames = list(src)
+        assert src.lost_frames == 0 and src.missing_frames == 0
+    assert [f.index for f in frames] == list(range(25))
+    assert frames[0].timestamp == 0.0 and round((frames[0].image.mean() - 10) / 8) == 5
+    assert "damaged or truncated" not in caplog.text
+
+
+def test_raw_h264_without_timestamps_is_not_seekable(tmp_path: Path) -> None:
+    """A raw H.264 elementary stream (what a Raspberry Pi camera's ``raspivid`` writes) has no timestamps to seek
+    by: the source says it cannot seek, instead of offering to and then ending the playback with an error."""
+    path = tmp_path / "camera.h264"
+    with av.open(str(path), "w", format="h264") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(20):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="bgr24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with open_source(path) as src:
+        assert not src.seekable and not src.is_live
+        it = iter(src)
+        next(it)
+        with pytest.raises(InputError, match="cannot seek") as info:
+            src.seek(0.4)
+        assert str(path) in str(info.value)
+        frames = [next(it)] + list(it)  # reading goes on where it was
+    assert [f.index for f in frames] == list(range(1, 20))
+    np.testing.assert_allclose([f.timestamp for f in frames], np.arange(1, 20) / 25)
+
+
 def test_truncated_video_decodes_what_it_can(ped_video: Path, tmp_path: Path, make_damaged, caplog) -> None:
     bad = make_damaged(ped_video, tmp_path / "cut.mp4", keep_fraction=0.5)
     with open_source(bad) as src:
@@ -77,6 +129,19 @@ def test_frames_after_lost_ones_keep_their_numbers(ped_video: Path, tmp_path: Pa
         assert src.lost_frames == 3
     assert [i for i, _ in frames[38:41]] == [38, 39, 43]
     assert all(index == round(ts * 10) for index, ts in frames)
+
+
+def test_frames_after_a_lost_start_keep_their_numbers(ped_video: Path, tmp_path: Path) -> None:
+    """The first key frame's data is wiped, so the whole first group of pictures (64 frames) never decodes: the
+    first frame that does is number 64 at 6.4 s, not number 0 (the start of a file is no seek pre-roll)."""
+    with av.open(str(ped_video)) as container:
+        first = min((p.pts, p.pos, p.size) for p in container.demux(video=0) if p.size)
+    data = bytearray(ped_video.read_bytes())
+    data[first[1]:first[1] + first[2]] = bytes(first[2])
+    (bad := tmp_path / "no_start.mp4").write_bytes(bytes(data))
+    with open_source(bad) as src:
+        frames = [(f.index, f.timestamp) for f, _ in zip(src, range(3))]
+    assert frames == [(64, pytest.approx(6.4)), (65, pytest.approx(6.5)), (66, pytest.approx(6.6))]
 
 
 @pytest.mark.parametrize("content,match", [(b"", "readable video|no decodable"),
@@ -236,6 +301,42 @@ def test_image_folder(tmp_path: Path, data_dir: Path) -> None:
     np.testing.assert_array_equal(frames[0].image, cv2.imread(str(imgs[0])))
 
 
+def _write_images(folder: Path, names: list[str]) -> None:
+    """A real image per name, its grey level 10 x (position in ``names``)."""
+    for i, name in enumerate(names):
+        assert cv2.imwrite(str(folder / name), np.full((24, 32, 3), 10 * i, np.uint8))
+
+
+def test_image_folder_plays_numbered_frames_in_number_order(tmp_path: Path) -> None:
+    """Frames numbered without zero padding (what ``ffmpeg -i clip.mp4 frame%d.png`` writes) play 1, 2, ..., 10,
+    not 1, 10, 2; uppercase suffixes count, other files are left out."""
+    names = ["frame1.png", "frame2.PNG", "frame9.png", "frame10.png", "frame11.png", "frame100.png"]
+    _write_images(tmp_path, names)
+    (tmp_path / "notes.txt").write_text("not an image")
+    with open_source(tmp_path) as src:
+        frames = list(src)
+    assert [f.name for f in frames] == names
+    assert [int(round(f.image.mean() / 10)) for f in frames] == list(range(len(names)))
+
+
+def test_image_folder_with_an_unreadable_first_image(tmp_path: Path) -> None:
+    """A damaged first image is skipped and counted like any other (the folder is not refused); macOS's hidden
+    ``._name`` companions (AppleDouble files on copied folders) are not images of the sequence at all."""
+    _write_images(tmp_path, ["a.png", "b.png", "c.png"])
+    (tmp_path / "a.png").write_bytes(b"damaged")
+    (tmp_path / "._b.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    with open_source(tmp_path) as src:
+        assert src.size == (32, 24) and src.frame_count == 3
+        frames = list(src)
+        assert [(f.index, f.name) for f in frames] == [(1, "b.png"), (2, "c.png")]
+        assert src.lost_frames == 1
+    (tmp_path / "b.png").write_bytes(b"damaged")
+    (tmp_path / "c.png").write_bytes(b"damaged")
+    with pytest.raises(InputError, match="no readable image") as info:
+        open_source(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
 def test_paced_source_is_live_and_real_time(street_video: Path) -> None:
     import time
 
@@ -270,3 +371,32 @@ def test_variable_frame_rate_round_trip(tmp_path: Path) -> None:
     assert len(frames) == len(stamps)
     np.testing.assert_allclose([f.timestamp for f in frames], np.subtract(stamps, 10.0), atol=1e-3)
     assert [int(round(f.image.mean() / 40)) for f in frames] == [0, 1, 2, 3, 4, 5]
+
+
+def test_variable_frame_rate_seek_lands_on_the_nearest_frame(tmp_path: Path) -> None:
+    """Frames 40 ms apart, then 0.4 s apart (average rate ~6.6 fps): a seek to a frame's own time shows that frame
+    (what the player does to redraw the current frame), and a seek between frames the nearer one, not a frame half
+    an *average* interval earlier."""
+    from fractions import Fraction
+
+    stamps = [0.0, 0.04, 0.1, 0.5, 0.52, 1.3, 1.34, 1.38, 2.0, 2.04]
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.time_base = s.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(stamps):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 + 20 * i, np.uint8), format="bgr24")
+            frame.pts, frame.time_base = int(t * 1000), Fraction(1, 1000)
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with open_source(path) as src:
+        it = iter(src)
+        next(it)
+        for target, expected in [(0.1, 2), (2.0, 8), (0.06, 1), (0.09, 2), (0.45, 3), (1.3, 5), (0.0, 0)]:
+            src.seek(target)
+            frame = next(it)
+            assert frame.timestamp == pytest.approx(stamps[expected]), target
+            assert int(round((frame.image.mean() - 10) / 20)) == expected, target

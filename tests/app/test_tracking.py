@@ -184,6 +184,27 @@ def test_one_nan_coordinate_does_not_stick_to_a_smoothed_keypoint(coco_people) -
     assert np.isfinite(out.keypoints[0, :, :2]).all()
 
 
+def test_a_nan_keypoint_counts_as_absent_for_tracking(coco_people) -> None:
+    """One NaN coordinate (from outside the decoder, like the smoother's case above) made the whole person's
+    similarity NaN: it lost its id for that frame and left a tentative track with NaN keypoints behind."""
+    base = _crowd(coco_people, 3)
+    rng = np.random.default_rng(2)
+    tracker = Tracker(COCO)
+    ids = tracker.update(_moved(base, 0, rng)).track_ids.copy()
+    for t in range(1, 4):
+        p = _moved(base, t, rng)
+        k = int(np.flatnonzero(p.keypoints[0, :, 2] > 0)[0])
+        p.keypoints[0, k, 0] = np.nan
+        before = p.keypoints.copy()
+        np.testing.assert_array_equal(tracker.update(p).track_ids, ids)
+        np.testing.assert_array_equal(p.keypoints, before)  # the input is left as it was
+    assert tracker.active_tracks == 3
+    np.testing.assert_array_equal(tracker.update(_moved(base, 4, rng)).track_ids, ids)
+    nothing_finite = _moved(base, 5, rng)
+    nothing_finite.keypoints[0, :, :2] = np.nan  # no usable keypoint: not tracked, no id taken
+    assert tracker.update(nothing_finite).track_ids.tolist() == [-1, *ids[1:].tolist()]
+
+
 def _fragment_steals(coco_singles: list[np.ndarray], make_tracker, n: int = 300) -> tuple[int, int]:
     """The issue's scenario on ``n`` real COCO people: frame t holds the person and a one-keypoint fragment at
     one of its keypoints (as the decoder leaves them), frame t+1 the person with every keypoint moved 3 px.
