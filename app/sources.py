@@ -158,6 +158,8 @@ class VideoSource(FrameSource):
             if live is None:  # a stream protocol, or a URL without a known duration (HLS/DASH live, ...)
                 live = spec.startswith(LIVE_SCHEMES) or (is_url and self._container.duration is None)
             self.is_live = bool(live)
+            seconds = self._container.duration  # microseconds; MKV/WebM announce it, not a frame count
+            self._container_seconds = seconds / 1e6 if seconds and seconds > 0 and not self.is_live else None
             # a raw elementary stream (.h264 from a camera) has no timestamps to seek by
             no_timestamps = int(self._container.format.flags) & av.format.Flags.no_timestamps.value
             self.seekable = not self.is_live and not no_timestamps
@@ -286,6 +288,13 @@ class VideoSource(FrameSource):
                 ts = self._timestamp(frame, index)
                 self._index = index + 1
             yield Frame(self._to_bgr(frame), index, ts)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds of the video: ``frame_count / fps``, else the length the container announces (MKV and WebM
+        give no frame count), None for live streams."""
+        from_frames = super().duration
+        return from_frames if from_frames is not None else self._container_seconds
 
     def _unread(self) -> int | None:
         """Frames the container announces (less the pre-roll an edit list hides) that were not read, once read

@@ -61,8 +61,11 @@ class PlaybackSource(FrameSource):
 
     @property
     def duration(self) -> float | None:
-        """The playable length: the announced one, or less once the stream was found to end early."""
-        return self.end_time + 1.0 / self.fps if self.ended_early else self.announced_duration
+        """The playable length: the announced one (the source's own when it announces no frame count, as MKV
+        and WebM do), or less once the stream was found to end early."""
+        if self.ended_early:
+            return self.end_time + 1.0 / self.fps
+        return self.announced_duration or self.inner.duration
 
     @property
     def ended_early(self) -> bool:

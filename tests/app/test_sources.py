@@ -400,3 +400,22 @@ def test_variable_frame_rate_seek_lands_on_the_nearest_frame(tmp_path: Path) -> 
             frame = next(it)
             assert frame.timestamp == pytest.approx(stamps[expected]), target
             assert int(round((frame.image.mean() - 10) / 20)) == expected, target
+
+
+def test_webm_without_a_frame_count_has_the_containers_duration(tmp_path: Path) -> None:
+    """MKV/WebM announce a length but no frame count: ``duration`` is the container's (the GUI's seek bar needs
+    it), while ``frame_count`` stays unknown so nothing is counted as lost."""
+    from ui.playback import PlaybackSource
+
+    path = tmp_path / "clip.webm"
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("libvpx", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(30):
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")))
+        c.mux(stream.encode())
+    with open_source(path) as src:
+        assert src.frame_count is None and src.duration == pytest.approx(1.2, abs=0.05)
+        playback = PlaybackSource(src)
+        assert playback.duration == pytest.approx(1.2, abs=0.05) and not playback.ended_early
+        assert len(list(src)) == 30 and src.lost_frames == 0
