@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from core.io.files import AtomicFile, atomic_path, stale_temp_files, write_json_atomic, write_text_atomic
+from core.io.files import (AtomicFile, atomic_path, exclusive, stale_temp_files, write_json_atomic,
+                           write_text_atomic)
 from core.errors import InputError
 
 LOG = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ AUTHORS_URL = "https://github.com/hellojialee/OffsetGuided"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 BUILTIN_NAME = "default"  # the built-in model's name (reserved)
 DEFAULT_FILE = ".default-model"  # in the model folder: the name chosen with `gopose models default NAME`
+STORE_LOCK = ".store"  # <folder>/.store.lock: one install at a time, so each .pt matches its .json
 
 
 class NoModelError(InputError):
@@ -206,6 +208,12 @@ def _remove_stale(folder: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _check_free(name: str, folder: Path, force: bool) -> None:
+    """``InputError`` when ``name`` is installed in ``folder`` and ``force`` does not allow replacing it."""
+    if get_model(name, folder) is not None and not force:
+        raise InputError(f"a model named {name!r} is already installed in {folder} (use --force to replace it)")
+
+
 def add_model(path: str | Path, name: str | None = None, arch: str | None = None, root: str | Path | None = None,
               force: bool = False, source: str = "") -> ModelEntry:
     """Validate (load) the checkpoint at ``path`` and copy it into the model folder as ``name``."""
@@ -218,8 +226,7 @@ def add_model(path: str | Path, name: str | None = None, arch: str | None = None
         raise InputError(f"checkpoint file not found: {path}")
     name = _validate_name(name if name is not None else _name_from_file(src.stem))
     folder = store_dir(root)
-    if get_model(name, folder) is not None and not force:
-        raise InputError(f"a model named {name!r} is already installed in {folder} (use --force to replace it)")
+    _check_free(name, folder, force)
     model, _info = load_checkpoint(src, arch=arch, map_location="cpu")
     model_arch = getattr(getattr(model, "config", None), "arch", None) or arch or ""
     contract = model.contract.to_dict()
@@ -229,20 +236,27 @@ def add_model(path: str | Path, name: str | None = None, arch: str | None = None
     except OSError as exc:
         raise InputError(f"cannot create model folder {folder}: {exc.strerror or exc}") from None
     _remove_stale(folder)
-    dst = folder / f"{name}.pt"
-    digest = hashlib.sha256()
     try:
-        with atomic_path(dst) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
-            for block in iter(lambda: fin.read(1 << 20), b""):
-                digest.update(block)
-                fout.write(block)
+        with exclusive(folder / STORE_LOCK):
+            _check_free(name, folder, force)  # again: another add may have installed it while this one loaded
+            entry = _install(src, name, folder, model_arch, contract, source or str(src.resolve()))
     except OSError as exc:
         raise InputError(f"cannot copy {src} into {folder}: {exc.strerror or exc}") from None
-    entry = ModelEntry(name=name, path=dst, arch=model_arch, contract=contract, sha256=digest.hexdigest(),
-                       size=dst.stat().st_size, added=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                       source=source or str(src.resolve()))
-    write_json_atomic(folder / f"{name}.json", {**entry.to_dict(), "path": dst.name}, indent=2)
     LOG.info("installed model %s (%s, %s) in %s", name, model_arch, contract.get("spec"), folder)
+    return entry
+
+
+def _install(src: Path, name: str, folder: Path, arch: str, contract: dict, source: str) -> ModelEntry:
+    """Copy ``src`` to ``<folder>/<name>.pt``, then write its ``<name>.json`` (under :data:`STORE_LOCK`)."""
+    dst = folder / f"{name}.pt"
+    digest = hashlib.sha256()
+    with atomic_path(dst) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            digest.update(block)
+            fout.write(block)
+    entry = ModelEntry(name=name, path=dst, arch=arch, contract=contract, sha256=digest.hexdigest(),
+                       size=dst.stat().st_size, added=time.strftime("%Y-%m-%dT%H:%M:%S"), source=source)
+    write_json_atomic(folder / f"{name}.json", {**entry.to_dict(), "path": dst.name}, indent=2)
     return entry
 
 
@@ -255,11 +269,13 @@ def download_model(url: str, sha256: str, name: str | None = None, arch: str | N
     if not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise InputError(f"sha256 must be 64 hex digits, got {sha256!r}")
     folder = store_dir(root)
+    base = Path(urllib.request.url2pathname(url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])).stem or "model"
+    name = _validate_name(name if name is not None else _name_from_file(base))
+    _check_free(name, folder, force)  # before the download, not after it
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create model folder {folder}: {exc.strerror or exc}") from None
-    base = Path(urllib.request.url2pathname(url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])).stem or "model"
     _remove_stale(folder)
     part = AtomicFile(folder / f"{_name_from_file(base)}.download", "wb")  # never committed: removed below
     tmp = part.tmp
@@ -282,8 +298,7 @@ def download_model(url: str, sha256: str, name: str | None = None, arch: str | N
             raise InputError(f"download of {url} failed verification: sha256 {digest.hexdigest()} "
                              f"differs from the expected {expected}")
         try:
-            return add_model(tmp, name=name or _name_from_file(base), arch=arch, root=folder, force=force,
-                             source=url)
+            return add_model(tmp, name=name, arch=arch, root=folder, force=force, source=url)
         except InputError as exc:  # name what the user asked for, not the temporary file it was read from
             raise InputError(str(exc).replace(str(tmp), url)) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -37,6 +38,7 @@ LOCAL = "local"                # --ray alone: start a Ray on this machine for th
 TASK_RETRIES = 2               # an input whose worker dies is tried at most 1 + TASK_RETRIES times
 REPORT_INTERVAL = 0.5          # seconds between a worker's progress reports and the driver's display updates
 DEFAULT_CPU_THREADS = 1        # torch threads of a CPU worker without --threads (one worker per CPU)
+CONNECT_TIMEOUT = 10.0         # seconds a cluster's address has to answer (Ray itself retries one for ~14 minutes)
 # the options of a run that annotate_one reads (the parsed arguments also hold unpicklable entries)
 WORKER_OPTIONS = ("formats", "no_track", "smooth", "skip_existing", "batch_size", "progress_interval")
 _HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):\d{1,5}")
@@ -332,6 +334,7 @@ def connected(ray, address: str, worker_logs: bool = False) -> Iterator[str]:
             if address == LOCAL:
                 ray.init(address="local", include_dashboard=False, **common)
             else:
+                check_reachable(address)
                 ray.init(address=address, **common)
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError, ...
         raise InputError(f"--ray {address}: cannot start or join Ray: {_first_line(exc)}") from None
@@ -339,6 +342,20 @@ def connected(ray, address: str, worker_logs: bool = False) -> Iterator[str]:
         yield "a local Ray" if address == LOCAL else f"the Ray cluster at {address}"
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """``ConnectionError`` unless something accepts connections at a ``HOST:PORT`` or ``ray://HOST:PORT`` address
+    within ``timeout`` seconds: given one where nothing listens, ``ray.init`` retries for about 14 minutes, printing
+    its own log lines, before it gives up."""
+    if address in (LOCAL, "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from None
 
 
 @contextmanager
@@ -568,4 +585,4 @@ def annotate_on_ray(plan: list[tuple[str, str]], inputs: list[str], out_dir: Pat
 
 
 __all__ = ["JobProgress", "JobSpec", "ProgressBoard", "RayAnnotation", "VideoWorker", "WorkerPlan", "annotate_on_ray",
-           "connected", "parse_address", "plan_workers", "require_ray"]
+           "check_reachable", "connected", "parse_address", "plan_workers", "require_ray"]

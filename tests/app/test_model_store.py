@@ -64,6 +64,39 @@ def test_add_rejects_what_does_not_load(tmp_path: Path) -> None:
         add_model(bad, name="../evil", root=store)
 
 
+def _someone_waits_for(lock: Path) -> bool:
+    """Whether a process or thread is blocked on ``lock`` (Linux's /proc/locks marks waiters with '->')."""
+    inode = f":{lock.stat().st_ino} "
+    return any("->" in line and inode in line for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_adds_of_one_name_take_turns(checkpoint: Path, tmp_path: Path) -> None:
+    """Two `gopose models add FILE --name m --force` at once could leave m.pt of one file and m.json of the other
+    (1 of 4 tries: a wrong sha256, contract and architecture listed and used); now installs take turns."""
+    from core.io.files import exclusive
+    from models.checkpoint import save_checkpoint
+    from models.factory import build_model, make_config
+
+    store = tmp_path / "store"
+    add_model(checkpoint, name="m", root=store)
+    other = save_checkpoint(tmp_path / "crowd.pt", build_model(make_config("realtime", spec="crowdpose")), epoch=0)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (add_model(other, name="m", root=store, force=True), done.set()))
+    with exclusive(store / ".store"):  # another install is writing m.pt and m.json
+        worker.start()
+        lock = store / ".store.lock"
+        for _ in range(1000):  # 10 s hang guard
+            if done.is_set() or _someone_waits_for(lock):
+                break
+            done.wait(0.01)
+        assert not done.is_set(), "the second install did not wait for the first"
+        assert (store / "m.pt").read_bytes() == checkpoint.read_bytes()
+    worker.join(30)
+    meta = json.loads((store / "m.json").read_text())
+    assert meta["contract"]["spec"] == "crowdpose" and meta["sha256"] == hashlib.sha256(other.read_bytes()).hexdigest()
+    assert (store / "m.pt").read_bytes() == other.read_bytes()
+
+
 @pytest.fixture()
 def http_folder(tmp_path: Path):
     folder = tmp_path / "www"
@@ -79,6 +112,11 @@ def http_folder(tmp_path: Path):
     server.server_close()
 
 
+def _visible(store: Path) -> list[str]:
+    """The store's files but its hidden ones (the lock that installs take turns on, the default's choice)."""
+    return sorted(p.name for p in store.iterdir() if not p.name.startswith("."))
+
+
 def test_download_verifies_sha256(checkpoint: Path, tmp_path: Path, http_folder) -> None:
     folder, base = http_folder
     (folder / "net.pt").write_bytes(checkpoint.read_bytes())
@@ -91,14 +129,14 @@ def test_download_verifies_sha256(checkpoint: Path, tmp_path: Path, http_folder)
     entry = download_model(f"{base}/net.pt", digest, root=store, progress=lambda d, t: seen.append((d, t)))
     assert entry.name == "net" and entry.sha256 == digest and entry.source == f"{base}/net.pt"
     assert seen[-1] == (checkpoint.stat().st_size, checkpoint.stat().st_size)
-    assert sorted(p.name for p in store.iterdir()) == ["net.json", "net.pt"]
+    assert _visible(store) == ["net.json", "net.pt"]
     with pytest.raises(InputError, match="cannot download"):
         download_model(f"{base}/missing.pt", digest, root=store)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(InputError, match="cannot download"):
-        download_model(f"http://127.0.0.1:{port}/net.pt", digest, root=store)
+        download_model(f"http://127.0.0.1:{port}/net.pt", digest, name="elsewhere", root=store)
     with pytest.raises(InputError, match="64 hex"):
         download_model(f"{base}/net.pt", "abc", root=store)
     from app.cli import main
@@ -108,6 +146,24 @@ def test_download_verifies_sha256(checkpoint: Path, tmp_path: Path, http_folder)
     assert [e.name for e in list_models(store)] == ["net", "via-cli"]
     assert main(["models", "download", f"{base}/net.pt", "--sha256", "1" * 64, "--name", "bad",
                  "--store", str(store)]) == 2
+
+
+def test_download_refuses_a_name_before_downloading(checkpoint: Path, tmp_path: Path, http_folder) -> None:
+    """A taken or invalid name was refused only after the whole (for Hourglass-104: 750 MB) file was downloaded
+    and verified; now before the first byte."""
+    folder, base = http_folder
+    (folder / "net.pt").write_bytes(checkpoint.read_bytes())
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    store = tmp_path / "store"
+    add_model(checkpoint, name="net", root=store)
+    seen = []
+    with pytest.raises(InputError, match="a model named 'net' is already installed"):
+        download_model(f"{base}/net.pt", digest, root=store, progress=lambda d, t: seen.append(d))
+    with pytest.raises(InputError, match="invalid model name '../net'"):
+        download_model(f"{base}/net.pt", digest, name="../net", root=store, progress=lambda d, t: seen.append(d))
+    assert seen == [] and _visible(store) == ["net.json", "net.pt"]
+    entry = download_model(f"{base}/net.pt", digest, root=store, force=True, progress=lambda d, t: seen.append(d))
+    assert entry.name == "net" and entry.source == f"{base}/net.pt" and seen
 
 
 @pytest.fixture()

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -107,6 +108,26 @@ def assert_same_outputs(got: Path, want: Path, stems=STEMS) -> None:
         assert counts[0] == counts[1] > 0
         assert read_manifest(got / f"{stem}.manifest.json")["state"] == "complete"
     assert not [p.name for p in got.iterdir() if p.name.endswith(".part")]
+
+
+def test_an_address_where_nothing_listens_is_one_line_at_once(checkpoint: Path, street_video: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    """``--ray HOST:PORT`` where no Ray listens: ``ray.init`` retried for about 14 minutes, printing its own log
+    lines; now one line at once. (Defined before the tests that start the module's Ray: a connected process
+    ignores the address.)"""
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized(), "run this test before the module's Ray starts"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        assert main(["annotate", str(street_video), "--model", str(checkpoint), "--out", str(out), *FAST,
+                     "--ray", address]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == (f"gopose annotate: error: --ray {address}: cannot start or join Ray: nothing answers at "
+                           f"127.0.0.1:{port} (Connection refused)"), err
+        assert not ray.is_initialized() and not out.exists()
 
 
 def test_ray_run_equals_the_single_process_run(ray_address: str, clips: list[Path], checkpoint: Path,
