@@ -365,15 +365,22 @@ def resolve_model(model: str | Path | None, root: str | Path | None = None) -> t
 
 
 def remove_model(name: str, root: str | Path | None = None) -> bool:
-    """Uninstall ``name``; True when it was the explicit default (which is then cleared)."""
-    entry = get_model(name, root)
-    if entry is None:
-        raise InputError(f"no installed model named {name!r}")
-    entry.path.unlink(missing_ok=True)
-    (store_dir(root) / f"{name}.json").unlink(missing_ok=True)
-    if get_default(root) == name:
-        clear_default(root)
-        return True
+    """Uninstall ``name`` (also one whose ``.pt`` was deleted by hand); True when it was the explicit default
+    (which is then cleared)."""
+    if name == BUILTIN_NAME:
+        raise InputError(f"the built-in model {BUILTIN_NAME!r} is part of the package and cannot be removed "
+                         "(choose another default with `gopose models default NAME`)")
+    folder = store_dir(root)
+    files = (folder / f"{name}.pt", folder / f"{name}.json")
+    if not _NAME.match(name) or not any(f.exists() for f in files):
+        installed = ", ".join(e.name for e in list_models(root)) or "none"
+        raise InputError(f"no installed model named {name!r} in {folder} (installed: {installed})")
+    with exclusive(folder / STORE_LOCK):  # not while an add of the same name writes its pair
+        for f in files:
+            f.unlink(missing_ok=True)
+        if get_default(root) == name:
+            clear_default(root)
+            return True
     return False
 
 

@@ -1,4 +1,4 @@
-"""``gopose models add|list|download|default``: the user's installed models (see ``app/model_store.py``).
+"""``gopose models add|list|download|default|remove``: the user's installed models (see ``app/model_store.py``).
 
 Registered into ``app/commands/models.py``'s sub-command table as ``STORE_SUBCOMMANDS``.
 """
@@ -129,10 +129,25 @@ def _run_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_remove(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="installed model to uninstall (its .pt and .json)")
+    _add_store_option(p)
+
+
+def _run_remove(args: argparse.Namespace) -> int:
+    from app.model_store import remove_model
+
+    was_default = remove_model(args.name, args.store)
+    print(f"removed {args.name}" + (" (it was the default; the choice is forgotten)" if was_default else ""))
+    _print_default(args.store)
+    return 0
+
+
 STORE_SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                                    Callable[[argparse.Namespace], int]]] = {
     "add": ("validate a checkpoint and install it in the user's model folder", _add_add, _run_add),
     "list": ("list the installed models", _add_list, _run_list),
     "download": ("download a checkpoint, verify its sha256 and install it", _add_download, _run_download),
     "default": ("choose (or show) the model that runs when no --model is given", _add_default, _run_default),
+    "remove": ("uninstall a model from the user's model folder", _add_remove, _run_remove),
 }

@@ -397,3 +397,29 @@ def test_a_store_that_is_a_file_is_one_line(tmp_path, capsys, command) -> None:
     assert main(["models", *command, "--store", str(afile)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"argument --store: {afile} is a file, not a folder" in err
+
+
+def test_models_remove_command(checkpoint: Path, tmp_path: Path, capsys, without_builtin_model: Path) -> None:
+    """`gopose models remove NAME` uninstalls a model (also one whose .pt was deleted by hand, which `list` no
+    longer shows) and forgets it as the default; unknown names and the built-in model are one-line errors."""
+    from app.cli import main
+
+    store = tmp_path / "store"
+    add_model(checkpoint, name="a", root=store)
+    add_model(checkpoint, name="b", root=store)
+    assert main(["models", "default", "a", "--store", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["models", "remove", "a", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "removed a (it was the default; the choice is forgotten)" in out
+    assert "default model: b (the only installed model)" in out
+    assert not (store / "a.pt").exists() and not (store / "a.json").exists()
+    (store / "b.pt").unlink()  # deleted by hand: its .json stays behind, hidden from the listing
+    assert main(["models", "remove", "b", "--store", str(store)]) == 0
+    assert not (store / "b.json").exists()
+    capsys.readouterr()
+    assert main(["models", "remove", "b", "--store", str(store)]) == 2
+    assert f"no installed model named 'b' in {store} (installed: none)" in capsys.readouterr().err
+    assert main(["models", "remove", "default", "--store", str(store)]) == 2
+    assert "the built-in model 'default' is part of the package" in capsys.readouterr().err
+    assert main(["models", "remove", "../x", "--store", str(store)]) == 2
