@@ -102,7 +102,7 @@ def unique_stems(inputs: list[str], out_dir: str | Path | None = None) -> list[s
                or _owner(out_dir, stem) not in (None, name)):
             stem = f"{base}-{k}"
             k += 1
-        if stem != base and (other := _owner(out_dir, base)) not in (None, name):
+        if stem != base and base.casefold() not in used and (other := _owner(out_dir, base)) not in (None, name):
             LOG.warning("%s: %s holds the outputs of %s; writing this input's as %s", item, base, other, stem)
         used.add(stem.casefold())
         out.append(stem)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -202,6 +203,22 @@ def test_input_expansion_and_names(tmp_path: Path, street_video: Path) -> None:
     assert parse_shard("2/5") == (2, 5) and parse_shard(None) is None
     assert unique_stems(["a/clip.avi", "a/clip.mp4", "b/clip.mp4", "clip-2.mp4", "Clip.mkv"]) == [
         "clip", "clip-3", "clip-4", "clip-2", "Clip-5"]
+
+
+def test_a_rerun_of_two_inputs_of_one_name_warns_about_nothing(tmp_path: Path, caplog) -> None:
+    """clips/a.mp4 and clips/sub/a.mp4 annotated again into the same folder: sub's outputs are at a-2 because
+    clips/a.mp4 comes first in this run, not because an earlier run's outputs took the name (no warning)."""
+    from app.exports import unique_stems
+    from app.manifest import VERSION, manifest_path
+
+    inputs = [str(tmp_path / "clips" / "a.mp4"), str(tmp_path / "clips" / "sub" / "a.mp4")]
+    for stem, item in zip(("a", "a-2"), inputs):  # what the first run's manifests record
+        manifest_path(tmp_path, stem).write_text(json.dumps({"gopose_manifest": VERSION, "input": item}))
+    with caplog.at_level(logging.WARNING, logger="app.exports"):
+        assert unique_stems(inputs, tmp_path) == ["a", "a-2"]
+        assert "holds the outputs of" not in caplog.text
+        assert unique_stems([str(tmp_path / "other" / "a.mp4")], tmp_path) == ["a-3"]  # a third a.mp4 is warned
+    assert "holds the outputs of" in caplog.text
 
 
 def test_output_never_replaces_an_input(street_video: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
