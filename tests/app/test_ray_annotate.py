@@ -130,6 +130,22 @@ def test_an_address_where_nothing_listens_is_one_line_at_once(checkpoint: Path, 
         assert not ray.is_initialized() and not out.exists()
 
 
+def test_auto_checks_the_ray_address_of_the_environment(monkeypatch) -> None:
+    """``--ray auto`` joins ``$RAY_ADDRESS`` when set: a dead one is found at once too (not after Ray's retries)."""
+    from app.ray_annotate import check_reachable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(ConnectionError, match=f"nothing answers at 127.0.0.1:{port}"):
+        check_reachable("auto")
+    monkeypatch.setenv("RAY_ADDRESS", "auto")  # not an address: Ray's own lookup decides
+    check_reachable("auto")
+    monkeypatch.delenv("RAY_ADDRESS")
+    check_reachable("auto")
+
+
 def test_ray_run_equals_the_single_process_run(ray_address: str, clips: list[Path], checkpoint: Path,
                                                reference: Run, tmp_path: Path) -> None:
     out = tmp_path / "ray"
