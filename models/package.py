@@ -5,12 +5,13 @@ A training checkpoint carries the optimizer state, the data position and every l
 network trained on the 50-limb ``all`` skeleton keeps, say, the 31 limbs of ``redundant``; the rest of the network
 is unchanged, so its outputs on those channels are bit-identical), float16 weights, the codec with the decoder
 defaults and input size chosen for it, the training config (to reproduce it) and the metrics measured on it.
+``--average`` makes the weights the mean of several checkpoints of one network (a weight average of runs).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -39,14 +40,40 @@ def keep_skeleton(model: torch.nn.Module, skeleton: str) -> torch.nn.Module:
     return out
 
 
+def average_weights(model: torch.nn.Module, others: Sequence[tuple[torch.nn.Module, str]]) -> None:
+    """Replace ``model``'s floating-point weights (and batch-norm statistics) by their mean over ``model`` and
+    ``others`` (``(network, its file)``, the same architecture and output contract): a uniform weight average of
+    runs from one starting point, which often scores above each of them."""
+    want = model.config.to_dict()
+    for other, name in others:
+        if other.config.to_dict() != want:
+            raise InputError(f"cannot average {name} with the packaged checkpoint: its network "
+                             f"{other.config.to_dict()} differs from {want}")
+    states = [model.state_dict()] + [other.state_dict() for other, _ in others]
+    model.load_state_dict({k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype)
+                           if v.is_floating_point() else v for k, v in states[0].items()})
+
+
 def package_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, skeleton: str | None = None,
                        half: bool = True, long_edge: int | None = None, decoder: Mapping[str, Any] | None = None,
-                       metrics: Mapping[str, Any] | None = None) -> Path:
+                       metrics: Mapping[str, Any] | None = None, average: Sequence[str | os.PathLike] = ()) -> Path:
     """Write ``src`` as a shippable checkpoint at ``dst``: one skeleton, no training state, fp16 weights, the codec's
-    ``long_edge`` and ``decoder`` defaults replaced where given, ``metrics`` recorded."""
+    ``long_edge`` and ``decoder`` defaults replaced where given, ``metrics`` recorded; with ``average``, the
+    weights are the mean of ``src``'s and those checkpoints' (see :func:`average_weights`)."""
     model, info = load_checkpoint(src)
-    if skeleton and skeleton != model.contract.skeleton_name:
+    skeleton = skeleton or model.contract.skeleton_name
+    if skeleton != model.contract.skeleton_name:
         model = keep_skeleton(model, skeleton)
+    others = []
+    for path in average:
+        other, _ = load_checkpoint(path)
+        if skeleton != other.contract.skeleton_name:
+            try:
+                other = keep_skeleton(other, skeleton)
+            except InputError as exc:
+                raise InputError(f"cannot average {path} with the packaged checkpoint: {exc}") from None
+        others.append((other, str(path)))
+    average_weights(model, others)
     codec = model.codec
     try:
         if decoder:
@@ -59,5 +86,6 @@ def package_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, skelet
     recorded = dict(info.get("metrics") or {})
     recorded.update(dict(metrics or {}))
     return save_checkpoint(dst, model, epoch=info.get("epoch"), step=info.get("step"), metrics=recorded,
-                           train_config=info.get("train_config"), extra={"packaged_from": Path(src).name},
-                           half=half)
+                           train_config=info.get("train_config"), half=half,
+                           extra={"packaged_from": Path(src).name, **({"averaged_with": [Path(p).name for p in average]}
+                                                                      if average else {})})

@@ -195,6 +195,8 @@ def _add_package(p: argparse.ArgumentParser) -> None:
                    help="decoder default stored in the codec, e.g. --decoder threshold=0.1 (repeatable)")
     p.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE",
                    help="a measured metric to record in the file, e.g. --metric coco_val_subset_AP=0.31")
+    p.add_argument("--average", action="append", default=[], metavar="CHECKPOINT",
+                   help="average the weights with this checkpoint of the same network (repeatable; uniform mean)")
 
 
 def _run_package(args: argparse.Namespace) -> int:
@@ -207,7 +209,7 @@ def _run_package(args: argparse.Namespace) -> int:
                          f"(the trained one keeps its float32 weights and optimizer state)")
     path = package_checkpoint(args.file, args.out, skeleton=args.skeleton, half=not args.fp32,
                               long_edge=args.long_edge, decoder=_parse_options(args.decoder),
-                              metrics=_parse_options(args.metric))
+                              metrics=_parse_options(args.metric), average=args.average)
     print(json.dumps(describe(str(path))))
     return 0
 

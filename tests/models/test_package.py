@@ -7,7 +7,7 @@ import torch
 from core.errors import InputError
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.factory import build_model, make_config
-from models.package import package_checkpoint
+from models.package import keep_skeleton, package_checkpoint
 
 TINY = {"stem": 8, "widths": [8, 8, 16, 16], "depths": [1, 1, 1, 1], "expand": 2, "channels": 16}
 
@@ -56,3 +56,31 @@ def test_a_skeleton_outside_the_trained_one_is_refused(tmp_path):
     with pytest.raises(InputError, match="redundant"):
         package_checkpoint(src, tmp_path / "x.pt", skeleton="redundant")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_average_packages_the_mean_of_the_weights(trained_on_all, tmp_path):
+    """``--average``: every floating-point weight (batch-norm statistics too) is the mean of the checkpoints', the
+    integer counters are the first's, the skeleton is kept in each before averaging; another network is refused."""
+    first, src = trained_on_all
+    torch.manual_seed(1)
+    second = build_model(make_config("realtime", skeleton="all", **TINY))
+    with torch.no_grad():
+        for buffer in second.buffers():
+            if buffer.is_floating_point():
+                buffer.add_(0.5)
+    other = save_checkpoint(tmp_path / "other.pt", second)
+    out = package_checkpoint(src, tmp_path / "mean.pt", skeleton="redundant", half=False, average=[other])
+    packed, info = load_checkpoint(out)
+    a = keep_skeleton(first, "redundant").state_dict()
+    b = keep_skeleton(second, "redundant").state_dict()
+    for k, v in packed.state_dict().items():
+        want = (a[k] + b[k]) / 2 if v.is_floating_point() else a[k]
+        assert torch.allclose(v, want, atol=1e-6), k
+    assert info["extra"]["averaged_with"] == ["other.pt"]
+    small = save_checkpoint(tmp_path / "small.pt",
+                            build_model(make_config("realtime", skeleton="all", **dict(TINY, channels=8))))
+    nineteen = save_checkpoint(tmp_path / "nineteen.pt", build_model(make_config("realtime", **TINY)))
+    for bad, why in ((small, "its network"), (nineteen, "cannot keep skeleton 'all'")):
+        with pytest.raises(InputError, match=f"cannot average {bad} with the packaged checkpoint: {why}"):
+            package_checkpoint(src, tmp_path / "bad.pt", average=[bad])
+    assert not (tmp_path / "bad.pt").exists()
