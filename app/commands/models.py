@@ -13,7 +13,7 @@ from app.commands.models_store import STORE_SUBCOMMANDS
 from core.errors import InputError
 
 HELP = ("network checkpoints: init (random weights), info (what a file holds), export (ONNX, INT8), package (for "
-        "shipping); installed models: add, list, download, default")
+        "shipping); installed models: add, list, download, default, remove")
 
 
 # ------------------------------------------------------------------------------------------------- init
