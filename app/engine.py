@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -64,6 +65,8 @@ class EngineConfig:
             raise InputError(f"long edge must be at least 32 pixels, got {self.long_edge}")
         if self.backend not in BACKENDS:
             raise InputError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.threshold is not None and not 0 < float(self.threshold) <= 1:  # heatmap peaks are in (0, 1]
+            raise InputError(f"keypoint threshold must be in (0, 1], got {self.threshold}")
         if self.threads is not None and int(self.threads) < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
 
@@ -163,7 +166,12 @@ class PoseEstimator(Predictor):
         can decode the previous batch on another thread meanwhile)."""
         if self._runner is None:
             raise RuntimeError("this PoseEstimator was closed")
-        return self.infer(*self.canvases(frames))
+        t0 = time.perf_counter()
+        canvases, transforms = self.canvases(frames)
+        letterbox_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(frames))
+        maps = self.infer(canvases, transforms)
+        maps.timings["preprocess"] += letterbox_ms  # the letterbox too, not only normalisation
+        return maps
 
     def decode_maps(self, maps: NetworkMaps) -> list[FrameResult]:
         """The second half of :meth:`estimate_batch`: decode and map people back to frame coordinates."""
