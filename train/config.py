@@ -333,6 +333,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0"),
         (0 < cfg.schedule.warmup_factor <= 1, "schedule.warmup_factor must be in (0, 1]"),
         (all(isinstance(m, int) for m in cfg.schedule.milestones), "schedule.milestones must be a list of epochs"),
+        (cfg.schedule.gamma > 0, "schedule.gamma must be > 0"),
+        (0 <= cfg.schedule.min_lr_factor <= 1, "schedule.min_lr_factor must be in [0, 1]"),
         (cfg.run.keep_last >= 1, "run.keep_last must be >= 1"),
         (cfg.run.checkpoint_every_epochs >= 1, "run.checkpoint_every_epochs must be >= 1"),
         (cfg.run.checkpoint_every_steps >= 0, "run.checkpoint_every_steps must be >= 0"),

@@ -78,6 +78,43 @@ def head_parameter_names(model: nn.Module) -> set[str]:
     return {n for n, _ in model.named_parameters() if n.startswith("headnets.")}
 
 
+def _first_line(exc: BaseException) -> str:
+    """A one-line reason for ``exc``: the OS error behind it when there is one (torch's zip writer wraps a
+    failed write, e.g. ENOSPC, in a RuntimeError whose own text says nothing)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_log_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log; a line that does not parse (cut short by a full disk or a crash) is
+    skipped with a warning."""
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            LOG.warning("%s line %d is not a complete JSON record (cut short?): skipped", path, number)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether ``path`` exists and its last byte is not a newline (a record cut short)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(-1, 2)
+            return fh.read(1) != b"\n"
+    except OSError:  # missing or empty
+        return False
+
+
 class JsonLog:
     """Append-only JSON-lines log (one record per line, flushed) plus TensorBoard scalars when available."""
 
@@ -95,8 +132,9 @@ class JsonLog:
     def write(self, record: dict[str, Any]) -> None:
         if self.path is None:
             return
+        start = "\n" if _ends_mid_line(self.path) else ""  # a record cut short stays on a line of its own
         with self.path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(start + json.dumps(record) + "\n")
         if self.writer is not None and "step" in record:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):
@@ -183,6 +221,7 @@ class Trainer:
         self.nonfinite_steps = 0
         self._nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)  # read at log time
         self.last_losses: dict[str, float] = {}
+        self.step_lr = 0.0               # learning rate of the last step (of the first parameter group)
         self.history: list[dict[str, Any]] = []
         self._create_run_dir()
         if resume is not None:
@@ -311,8 +350,11 @@ class Trainer:
         factor = self.cfg.optim.backbone_lr_factor
         names = getattr(self.model, "backbone_parameter_names", lambda: set())()
         trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        if factor == 1.0 or not names:
+        if factor == 1.0:
             return [{"params": [p for _, p in trainable]}]
+        if not names:
+            raise InputError(f"optim.backbone_lr_factor {factor}: {self.cfg.model.arch} has no backbone with a "
+                             f"learning rate of its own (the mobilenet arch has); set it to 1")
         return [{"params": [p for n, p in trainable if n not in names]},
                 {"params": [p for n, p in trainable if n in names], "lr": self.lr * factor}]
 
@@ -412,6 +454,7 @@ class Trainer:
         if self.cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.step_lr = self.optimizer.param_groups[0]["lr"]  # what this step trains with (logged)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -477,7 +520,7 @@ class Trainer:
             return False
         done = False
         if self.info.is_main:
-            records = (json.loads(line) for line in log.read_text().splitlines() if line.strip())
+            records = read_log_records(log)
             done = any(r.get("kind") == "val" and r.get("step") == self.step for r in records)
         return not D.broadcast_object(done, self.info)
 
@@ -557,7 +600,7 @@ class Trainer:
             LOG.warning("%d step(s) with non-finite gradients before step %d (their gradients were zeroed)",
                         nonfinite - self.nonfinite_steps, self.step)
         self.nonfinite_steps = nonfinite
-        record = {"kind": "train", "step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"],
+        record = {"kind": "train", "step": self.step, "epoch": self.epoch, "lr": self.step_lr,
                   **values, "images_per_s": images_per_s, "skipped_images": self.skipped_images,
                   "time": time.time()}
         self.history.append(record)
@@ -584,10 +627,16 @@ class Trainer:
 
         path = S.checkpoint_path(self.run_dir, self.step)
         if self.info.is_main:
-            save_checkpoint(path, self.model, epoch=self.epoch, step=self.step,
-                            metrics={"loss": self.last_losses.get("loss")} if self.last_losses else None,
-                            train_config=self.cfg.to_dict(), extra={"train_state": self.train_state()},
-                            weights=self.average.weights if self.average is not None else None)
+            content = dict(epoch=self.epoch, step=self.step,
+                           metrics={"loss": self.last_losses.get("loss")} if self.last_losses else None,
+                           train_config=self.cfg.to_dict(), extra={"train_state": self.train_state()},
+                           weights=self.average.weights if self.average is not None else None)
+            try:
+                save_checkpoint(path, self.model, **content)
+            except (OSError, RuntimeError) as exc:  # a full disk: torch's zip writer reports it as a RuntimeError
+                raise InputError(f"cannot write checkpoint {path} ({_first_line(exc)}; is the disk full?): the "
+                                 f"older checkpoints are kept, make room and continue with --resume "
+                                 f"{self.run_dir}") from exc
             S.prune(self.run_dir, self.cfg.run.keep_last)
             LOG.info("checkpoint %s", path)
         D.barrier(self.info)
@@ -615,16 +664,12 @@ class Trainer:
                              f"parameters ({exc}); optim.backbone_lr_factor, model.freeze_backbone or the model "
                              f"changed: resume with the run's values") from None
         self.scheduler.load_state_dict(st["scheduler"])
-        # the schedule goes on from the saved step with this config's rates and length (--set optim.lr or
-        # schedule.epochs on resume): the same numbers as before when neither changed
-        self.scheduler.base_lrs = base_lrs
-        for group, base, factor in zip(self.optimizer.param_groups, base_lrs, self.scheduler.lr_lambdas):
-            group["initial_lr"], group["lr"] = base, base * factor(self.scheduler.last_epoch)
         self.scaler.load_state_dict(st["scaler"])
         S.set_rng_state(st["rng"])
         self.step, self.epoch = int(st["step"]), int(st["epoch"])
         samples = int(st["batches_done"]) * int(st["batch_size"]) * int(st["world_size"])
         self.batches_done = samples // (self.cfg.data.batch_size * self.info.world_size)
+        self._restart_schedule(base_lrs)
         self.best_ap = float(st.get("best_ap", -1.0))
         best = self.run_dir / "best.json"
         if best.is_file():
@@ -633,6 +678,15 @@ class Trainer:
         if self.info.is_main:
             LOG.info("resumed %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batches_done)
 
+    def _restart_schedule(self, base_lrs: list[float]) -> None:
+        """Continue the schedule at the resumed data position with this config's rates and length (--set
+        optim.lr or schedule.epochs on resume), counted in this config's steps per epoch: another batch size or
+        world size keeps the schedule where the data is. The same numbers as before when nothing changed."""
+        self.scheduler.base_lrs = base_lrs
+        self.scheduler.last_epoch = self.epoch * self.steps_per_epoch + self.batches_done
+        for group, base, factor in zip(self.optimizer.param_groups, base_lrs, self.scheduler.lr_lambdas):
+            group["initial_lr"], group["lr"] = base, base * factor(self.scheduler.last_epoch)
+
     # ------------------------------------------------------------------------------------------------ validation
     def validation_set(self) -> tuple[Path, Path] | None:
         """(subset annotation file, image folder) for validation, or None when there is nothing to validate."""
@@ -640,9 +694,10 @@ class Trainer:
         if d.val_annotations:
             ann = Path(d.val_annotations)
             images = Path(d.val_images) if d.val_images else ann.parent / "images"
-            ids = None
+            ids, key = None, "data.val_annotations"
         elif r.val_on_train:
-            ann, images, ids = self.train_annotations, self.train_images, self.dataset.image_ids
+            ann, images, ids = self.train_annotations, self.train_images, set(self.dataset.image_ids)
+            key = "data.train_annotations"
         else:
             return None
         if self._val_gt is None:
@@ -653,8 +708,11 @@ class Trainer:
             if d.val_split and d.val_split not in split.values():
                 names = ", ".join(sorted({str(v) for v in split.values() if v is not None})) or "none"
                 raise InputError(f"data.val_split {d.val_split!r}: no image of {ann} has it (its splits: {names})")
-            pool = [img.id for img in gt.images if img.n_people > 0 and (ids is None or img.id in set(ids))
+            pool = [img.id for img in gt.images if img.n_people > 0 and (ids is None or img.id in ids)
                     and (not d.val_split or split[img.id] == d.val_split)]
+            if not pool:
+                where = f" of data.val_split {d.val_split!r}" if d.val_split else ""
+                raise InputError(f"{key} {ann}: no image with people{where} to validate on")
             if r.val_images:
                 pool = pool[:r.val_images]
             self._val_gt = self.run_dir / "val_subset.json"

@@ -40,6 +40,10 @@ def test_overrides_are_typed():
     ("augmentation.occlusion_size=0.1", ["augmentation.occlusion_size"]),
     ("optim.ema_decay=1", ["optim.ema_decay"]),
     ("optim.ema_warmup_steps=-1", ["optim.ema_warmup_steps"]),
+    ("schedule.min_lr_factor=-0.1", ["schedule.min_lr_factor"]),  # a negative rate: gradient ascent
+    ("schedule.min_lr_factor=1.5", ["schedule.min_lr_factor"]),
+    ("schedule.gamma=-0.1", ["schedule.gamma"]),
+    ("schedule.gamma=0", ["schedule.gamma"]),
 ])
 def test_bad_overrides_name_the_key(override, words):
     with pytest.raises(InputError) as err:

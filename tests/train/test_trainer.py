@@ -241,6 +241,23 @@ def test_lr_schedules():
     assert lr_factor(cos, 100, 10) == pytest.approx(0.1)
 
 
+def test_the_logged_lr_is_the_one_each_step_trained_with(tmp_path):
+    """A warm-up from 0.1 x lr: step 1 trained at 1e-4 and its record says so (not the next step's rate)."""
+    cfg = _cfg(**{"schedule.max_steps": 3, "schedule.warmup_steps": 4, "schedule.warmup_factor": 0.1})
+    Trainer(cfg, run_dir=tmp_path).train()
+    lrs = {r["step"]: r["lr"] for r in _log(tmp_path, "train")}
+    assert lrs[1] == pytest.approx(1e-4)
+    assert lrs == pytest.approx({n: 1e-3 * lr_factor(cfg, n - 1, 3) for n in (1, 2, 3)})
+
+
+def test_backbone_lr_factor_on_a_network_without_a_separate_backbone_is_refused(tmp_path):
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="optim.backbone_lr_factor"):
+        Trainer(_cfg(**{"optim.backbone_lr_factor": 0.3}), run_dir=tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_frozen_backbone_trains_heads_only(tmp_path, data_dir):
     trainer = Trainer(_cfg(**{"model.freeze_backbone": True, "schedule.max_steps": 1}), run_dir=tmp_path)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -304,7 +321,19 @@ def test_resume_with_another_learning_rate_or_length_follows_the_new_schedule(tm
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * lr_factor(new, 2, 3))
     resumed.train()
     lrs = {r["step"]: r["lr"] for r in _log(tmp_path, "train")}
-    assert lrs[3] == pytest.approx(1e-2 * lr_factor(new, 3, 3)) and lrs[4] == pytest.approx(1e-2 * lr_factor(new, 4, 3))
+    # step n trains with the rate after n - 1 steps
+    assert lrs[3] == pytest.approx(1e-2 * lr_factor(new, 2, 3)) and lrs[4] == pytest.approx(1e-2 * lr_factor(new, 3, 3))
+
+
+def test_resume_with_another_batch_size_keeps_the_schedule_at_the_same_point_of_the_data(tmp_path):
+    """One epoch of 3 steps at batch 2, resumed at batch 3 (2 steps an epoch): half of the 2-epoch cosine is
+    done, so the next step trains at the cosine's middle, not where step 3 of 4 would be."""
+    cos = {"schedule.kind": "cosine", "schedule.epochs": 2}
+    Trainer(_cfg(**cos, **{"schedule.max_steps": 3}), run_dir=tmp_path).train()
+    new = _cfg(**cos, **{"data.batch_size": 3})
+    resumed = Trainer(new, resume=tmp_path)
+    assert (resumed.step, resumed.epoch, resumed.batches_done) == (3, 1, 0)
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)
 
 
 def test_a_resume_that_cannot_load_names_the_cause_and_keeps_the_config(tmp_path):
@@ -326,6 +355,43 @@ def test_a_run_killed_while_validating_validates_that_epoch_on_resume(tmp_path, 
     (tmp_path / "log.jsonl").write_text("".join(f"{x}\n" for x in lines if json.loads(x)["kind"] != "val"))
     Trainer(_cfg(**val, **{"schedule.epochs": 2}), resume=tmp_path).train()
     assert [r["step"] for r in _log(tmp_path, "val")] == [3, 6]
+
+
+def test_a_log_line_cut_short_by_a_full_disk_does_not_stop_the_resume(tmp_path, data_dir):
+    val = {"run.val_every_epochs": 1, "run.val_on_train": True, "run.val_images": 2, "run.val_input_size": 64}
+    Trainer(_cfg(**val, **{"schedule.epochs": 1}), run_dir=tmp_path).train()
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    cut = next(x for x in lines if json.loads(x)["kind"] == "val")[:25]  # the disk filled while it was written
+    (tmp_path / "log.jsonl").write_text("".join(f"{x}\n" for x in lines if json.loads(x)["kind"] == "train") + cut)
+    Trainer(_cfg(**val, **{"schedule.epochs": 2}), resume=tmp_path).train()
+    rest = [x for x in (tmp_path / "log.jsonl").read_text().splitlines() if x != cut]  # the next record: own line
+    assert [r["step"] for r in map(json.loads, rest) if r["kind"] == "val"] == [3, 6]
+
+
+@contextlib.contextmanager
+def file_size_limit(nbytes: int):
+    """Writes past ``nbytes`` in one file fail with EFBIG, as writes on a full disk fail with ENOSPC."""
+    import resource
+
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_named_in_one_error_and_leaves_no_file(tmp_path):
+    from core.errors import InputError
+
+    trainer = Trainer(_cfg(**{"schedule.max_steps": 1}), run_dir=tmp_path)
+    with file_size_limit(20_000), pytest.raises(InputError) as err:
+        trainer.train()
+    message = str(err.value)
+    assert "ckpt_00000001.pt" in message and "--resume" in message and "\n" not in message
+    assert list((tmp_path / "checkpoints").iterdir()) == []
 
 
 def test_a_step_checkpoint_due_at_an_epoch_end_is_written(tmp_path):
@@ -399,6 +465,19 @@ def test_an_unknown_validation_split_fails_before_training(tmp_path, data_dir):
     val = {"data.val_annotations": str(ann), "data.val_images": str(subset / "images"), "data.val_split": "vall",
            "run.val_every_epochs": 1}
     with pytest.raises(InputError, match=r"data\.val_split 'vall'.*train, val"):
+        Trainer(_cfg(**val), run_dir=tmp_path / "run")
+
+
+def test_a_validation_file_without_people_fails_before_training_naming_it(tmp_path, data_dir):
+    """Not after the first epoch as 'RUN/val_subset.json lists no images'."""
+    from core.errors import InputError
+
+    raw = json.loads((MINI / "annotations.json").read_text())
+    raw["annotations"] = []
+    ann = tmp_path / "nobody.json"
+    ann.write_text(json.dumps(raw))
+    val = {"data.val_annotations": str(ann), "data.val_images": str(MINI / "images"), "run.val_every_epochs": 1}
+    with pytest.raises(InputError, match=r"data\.val_annotations .*nobody\.json.*no image with people"):
         Trainer(_cfg(**val), run_dir=tmp_path / "run")
 
 
