@@ -49,12 +49,22 @@ def build_model(config: ModelConfig) -> PoseNet:
     """Build the network ``config`` describes (random initialisation)."""
     if config.arch not in ARCHS:
         raise InputError(f"unknown architecture {config.arch!r}; choose from {', '.join(ARCHS)}")
+    _check_sizes(config.kwargs)
     try:
         model = ARCHS[config.arch](config.contract, **config.kwargs)
     except TypeError as exc:  # bad keyword argument
         raise InputError(f"architecture {config.arch!r}: {exc}") from None
     model.config = ModelConfig(config.arch, config.contract, dict(model.config.kwargs))
     return model
+
+
+def _check_sizes(kwargs: dict[str, Any]) -> None:
+    """``ValueError`` for a width, depth or count below 1 (every integer option of every architecture is one):
+    torch would build zero-channel layers, with a warning, and fail only later."""
+    for key, value in kwargs.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
+            raise ValueError(f"{key} must be >= 1, got {value}")
 
 
 def make_config(arch: str, spec: str = "coco", skeleton: str = "default", with_scale: bool = False,

@@ -87,7 +87,8 @@ def _one_line(capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize("value", ["channels=0", "channels=-3", "widths=[24,48]"])
+@pytest.mark.filterwarnings("error")  # refused before torch builds (and warns about) zero-channel layers
+@pytest.mark.parametrize("value", ["channels=0", "channels=-3", "widths=[24,48]", "depths=[2,0,4,2]"])
 def test_init_with_options_the_network_refuses_is_one_line(value, tmp_path, capsys):
     """Values the network's constructor refuses (ValueError, RuntimeError) name the option (before: a traceback)."""
     out = tmp_path / "a.pt"
