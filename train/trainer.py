@@ -626,6 +626,7 @@ class Trainer:
         from models.checkpoint import save_checkpoint
 
         path = S.checkpoint_path(self.run_dir, self.step)
+        problem = None
         if self.info.is_main:
             content = dict(epoch=self.epoch, step=self.step,
                            metrics={"loss": self.last_losses.get("loss")} if self.last_losses else None,
@@ -633,13 +634,16 @@ class Trainer:
                            weights=self.average.weights if self.average is not None else None)
             try:
                 save_checkpoint(path, self.model, **content)
+                S.prune(self.run_dir, self.cfg.run.keep_last)
+                LOG.info("checkpoint %s", path)
             except (OSError, RuntimeError) as exc:  # a full disk: torch's zip writer reports it as a RuntimeError
-                raise InputError(f"cannot write checkpoint {path} ({_first_line(exc)}; is the disk full?): the "
-                                 f"older checkpoints are kept, make room and continue with --resume "
-                                 f"{self.run_dir}") from exc
-            S.prune(self.run_dir, self.cfg.run.keep_last)
-            LOG.info("checkpoint %s", path)
-        D.barrier(self.info)
+                problem = (f"cannot write checkpoint {path} ({_first_line(exc)}; is the disk full?): the older "
+                           f"checkpoints are kept, make room and continue with --resume {self.run_dir}")
+        # every process learns whether it was written (this waits for rank 0, as a barrier would) and stops with
+        # the same line, instead of the others failing on a lost connection
+        problem = D.broadcast_object(problem, self.info)
+        if problem is not None:
+            raise InputError(problem)
         self._last_saved_step = self.step
         return path
 

@@ -394,6 +394,26 @@ def test_a_checkpoint_that_cannot_be_written_is_named_in_one_error_and_leaves_no
     assert list((tmp_path / "checkpoints").iterdir()) == []
 
 
+def test_under_ddp_every_process_stops_with_the_checkpoint_error(tmp_path):
+    """Rank 0 cannot write the checkpoint (real writes past a file-size limit fail, as on a full disk): every
+    process stops with the same line, not the others with gloo's 'Connection closed by peer' traceback."""
+    import resource
+
+    def limit() -> None:  # in the torchrun process, inherited by both workers
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+
+    over = _overrides(**{"schedule.max_steps": 1})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "train", "--run-dir", str(tmp_path / "run")] + [a for o in over for a in ("--set", o)]
+    rc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=150, preexec_fn=limit,
+                        env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert rc.returncode != 0
+    lines = [line for line in rc.stderr.splitlines() if line.startswith("gopose train: error: cannot write checkpoint")]
+    assert len(lines) == 2 and lines[0] == lines[1], rc.stderr[-3000:]
+    assert "Connection closed by peer" not in rc.stderr
+
+
 def test_a_step_checkpoint_due_at_an_epoch_end_is_written(tmp_path):
     Trainer(_cfg(**{"run.checkpoint_every_steps": 3, "run.checkpoint_every_epochs": 5, "run.keep_last": 9}),
             run_dir=tmp_path).train()
