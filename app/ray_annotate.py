@@ -346,8 +346,8 @@ def connected(ray, address: str, worker_logs: bool = False) -> Iterator[str]:
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """``ConnectionError`` unless something accepts connections at a ``HOST:PORT`` or ``ray://HOST:PORT`` address
-    (for ``auto``: ``$RAY_ADDRESS`` when it is one) within ``timeout`` seconds: given one where nothing listens, ``ray.init`` retries for about 14 minutes, printing
-    its own log lines, before it gives up."""
+    (for ``auto``: ``$RAY_ADDRESS`` when it is one) within ``timeout`` seconds: given one where nothing listens,
+    ``ray.init`` retries for about 14 minutes, printing its own log lines, before it gives up."""
     if address == "auto":  # Ray joins $RAY_ADDRESS when set (else the cluster started on this machine)
         address = os.environ.get("RAY_ADDRESS", "").strip()
         if not _HOST_PORT.fullmatch(address.removeprefix("ray://")):

@@ -85,7 +85,8 @@ def package_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, skelet
     model.codec = codec
     recorded = dict(info.get("metrics") or {})
     recorded.update(dict(metrics or {}))
+    extra: dict[str, Any] = {"packaged_from": Path(src).name}
+    if average:
+        extra["averaged_with"] = [Path(p).name for p in average]
     return save_checkpoint(dst, model, epoch=info.get("epoch"), step=info.get("step"), metrics=recorded,
-                           train_config=info.get("train_config"), half=half,
-                           extra={"packaged_from": Path(src).name, **({"averaged_with": [Path(p).name for p in average]}
-                                                                      if average else {})})
+                           train_config=info.get("train_config"), extra=extra, half=half)

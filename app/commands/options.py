@@ -27,20 +27,17 @@ def fraction(text: str) -> float:
     return value
 
 
-def positive(text: str) -> float:
-    """A number > 0."""
+def positive(text: str, unit: str = "") -> float:
+    """A number > 0 (``unit`` names it in the error: ``must be > 0 seconds``)."""
     value = number(text, float)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be > 0{unit}, got {text}")
     return value
 
 
 def seconds(text: str) -> float:
     """A duration > 0 seconds."""
-    value = number(text, float)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
-    return value
+    return positive(text, " seconds")
 
 
 def at_least(minimum: int):

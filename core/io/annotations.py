@@ -234,11 +234,13 @@ def _parse_annotations(anns: list, spec: KeypointSpec, name: str, image_ids: set
     except (TypeError, ValueError) as exc:
         _raise_malformed(anns, name)
         raise InputError(f"annotation file {name}: malformed numbers in the annotations ({exc})") from None
-    for field, values in (("keypoints", kp_arr.reshape(len(kp_arr), -1)), ("bbox", bbox_arr), ("area", area_arr[:, None])):
+    per_field = (("keypoints", kp_arr.reshape(len(kp_arr), -1)), ("bbox", bbox_arr), ("area", area_arr[:, None]))
+    for field, values in per_field:
         finite = np.isfinite(values).all(axis=1)
         if not finite.all():  # JSON's Infinity / NaN (Python writes them): an infinite area breaks OKS silently
             bad = int(np.argmin(finite))
-            raise InputError(f"annotation file {name}: annotation {ann_arr[bad]}: {field!r} must hold finite numbers")
+            raise InputError(f"annotation file {name}: annotation {ann_arr[bad]}: {field!r} must hold finite "
+                             "numbers")
     ids, counts = np.unique(ann_arr, return_counts=True)
     if np.any(counts > 1):  # pycocotools indexes annotations by id: one would silently replace the other
         raise InputError(f"annotation file {name}: annotation id {int(ids[np.argmax(counts > 1)])} is repeated "
