@@ -46,6 +46,12 @@ class Codec:
         if self.decoder.sigma != self.sigma:  # the decoder localises peaks with the Gaussian the encoder drew
             object.__setattr__(self, "decoder", self.decoder.with_(sigma=float(self.sigma)))
 
+    def lowest_peak(self) -> float:
+        """The heatmap peak the encoder draws for a keypoint halfway between cell centres on both axes (the
+        Gaussian is evaluated at cell centres only): a sigma much below the stride leaves such peaks under the
+        decoder's threshold."""
+        return float(np.exp(-self.contract.stride ** 2 / (4.0 * self.sigma ** 2)))
+
     # ------------------------------------------------------------------ encoding and decoding
     def encoder(self) -> TargetEncoder:
         return TargetEncoder(self.contract, sigma=self.sigma, window=self.window, min_heat=self.min_heat)

@@ -174,6 +174,16 @@ class StopFlag:
 
 
 # ------------------------------------------------------------------------------------------------- the trainer
+def _check_target_sigma(codec: Codec) -> None:
+    """Refuse a heatmap sigma so narrow that keypoints between cells would be encoded below the threshold."""
+    threshold = codec.decoder.threshold
+    if codec.lowest_peak() < threshold:
+        lowest = codec.contract.stride / (2.0 * math.sqrt(math.log(1.0 / threshold)))
+        raise InputError(f"data.target_sigma {codec.sigma:g} px is too narrow for stride {codec.contract.stride}: a "
+                         f"keypoint between heatmap cells peaks at {codec.lowest_peak():.2f}, below the decoder's "
+                         f"threshold {threshold:g}; use at least {math.ceil(lowest * 10) / 10:g}")
+
+
 class Trainer:
     """Builds model, data, loss, optimizer and schedule from a ``TrainConfig`` and runs the training loop."""
 
@@ -190,6 +200,7 @@ class Trainer:
                                      with_scale=cfg.model.with_scale)
         self.codec = Codec(self.contract, sigma=cfg.data.target_sigma, window=cfg.data.target_window,
                            long_edge=cfg.run.val_input_size)
+        _check_target_sigma(self.codec)
         with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
             torch.manual_seed(cfg.run.seed)
             self.model = self._build_model()
@@ -380,7 +391,9 @@ class Trainer:
                 raise InputError(f"{key} {ann} is a folder, not an annotation file" if ann.is_dir()
                                  else f"{key} {ann} does not exist")
             parts.append(PoseDataset(ann, images, self.contract, split=split, repeat=repeat, **common))
+        # run.val_on_train validates on the first source's training images (one annotation file per evaluation)
         self.train_annotations, self.train_images = sources[0][1], sources[0][2]
+        self._train_ids = set(parts[0].image_ids)
         return parts[0] if len(parts) == 1 else PoseDataset.merge(parts)
 
     def _build_loss(self) -> nn.Module:
@@ -700,8 +713,8 @@ class Trainer:
             images = Path(d.val_images) if d.val_images else ann.parent / "images"
             ids, key = None, "data.val_annotations"
         elif r.val_on_train:
-            ann, images, ids = self.train_annotations, self.train_images, set(self.dataset.image_ids)
-            key = "data.train_annotations"
+            ann, images, ids = self.train_annotations, self.train_images, self._train_ids
+            key = "data.sources[0].annotations" if d.sources else "data.train_annotations"
         else:
             return None
         if self._val_gt is None:

@@ -65,3 +65,15 @@ def test_missing_optional_fields_keep_their_defaults():
 def test_legacy_training_config_with_wrong_types_names_the_field(train_config, key):
     with pytest.raises(ValueError, match=key):
         Codec.from_train_config(PoseContract(COCO), train_config)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 7.0])
+def test_lowest_peak_is_the_peak_of_a_keypoint_between_cell_centres(sigma):
+    import numpy as np
+
+    codec = Codec(PoseContract(COCO), sigma=sigma)
+    stride = codec.contract.stride
+    kps = np.zeros((1, COCO.n_keypoints, 3), np.float32)
+    kps[0, 0] = (8 * stride + stride - 0.5, 8 * stride + stride - 0.5, 2)  # halfway between two cell centres
+    heat = codec.encoder().encode(kps, (32 * stride, 32 * stride)).heatmaps[0]
+    assert heat.max() == pytest.approx(codec.lowest_peak(), rel=1e-5)

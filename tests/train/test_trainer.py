@@ -541,3 +541,39 @@ def test_the_trainer_has_no_hidden_data_default(tmp_path):
 
     with pytest.raises(InputError, match="data.train_annotations"):
         Trainer(load_config(None, [TINY, "run.progress=false", "run.tensorboard=false"]), run_dir=tmp_path)
+
+
+def test_val_on_train_with_several_sources_validates_the_first_sources_training_images(tmp_path, data_dir):
+    """Image ids of another source must not pick images of the first one (here its held-out split)."""
+    raw = json.loads((MINI / "annotations.json").read_text())
+    with_people = sorted({a["image_id"] for a in raw["annotations"] if a.get("num_keypoints", 0) > 0})
+    a, b, c = with_people[:3]
+
+    def subset(ids, split=None, renumber=None):
+        images = [dict(i, split=split(i["id"]) if split else None) for i in raw["images"] if i["id"] in ids]
+        anns = [dict(x) for x in raw["annotations"] if x["image_id"] in ids]
+        for item in images + anns:  # renumber: the second source's image takes a first-source id
+            key = "id" if "file_name" in item else "image_id"
+            item[key] = (renumber or {}).get(item[key], item[key])
+        return dict(raw, images=images, annotations=anns)
+
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps(subset({a, b}, split=lambda i: "train" if i == a else "val")))
+    second.write_text(json.dumps(subset({c}, renumber={c: b})))
+    sources = [{"annotations": str(first), "images": str(MINI / "images"), "split": "train"},
+               {"annotations": str(second), "images": str(MINI / "images")}]
+    cfg = _cfg(**{"data.sources": sources, "data.image_ids": [], "run.val_on_train": True,
+                  "run.val_every_epochs": 1})
+    subset_file, images = Trainer(cfg, run_dir=tmp_path / "run").validation_set()
+    assert [i["id"] for i in json.loads(subset_file.read_text())["images"]] == [a]
+    assert images == MINI / "images"
+
+
+def test_a_heatmap_sigma_too_narrow_for_the_stride_is_refused_before_training(tmp_path, data_dir):
+    """At sigma 1 px and stride 4 a keypoint between cells is drawn at 0.018, below the decoder's 0.04."""
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match=r"data.target_sigma 1 px is too narrow .* at least 1.2"):
+        Trainer(_cfg(**{"data.target_sigma": 1.0}), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    Trainer(_cfg(**{"data.target_sigma": 1.2, "schedule.max_steps": 1}), run_dir=tmp_path / "ok").train()
