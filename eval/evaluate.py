@@ -38,23 +38,42 @@ def _gt_dict(gt: GroundTruth, image_ids: Sequence[int] | None) -> tuple[dict[str
         raw, name = read_json(gt, "ground-truth file"), str(gt)
     if not isinstance(raw, dict) or "images" not in raw or "annotations" not in raw:
         raise InputError(f"ground truth {name} must be a COCO object with 'images' and 'annotations'")
+    # the evaluators write flags ('ignore') into the annotation dicts: give them copies, numbered in the whole file
+    raw = dict(raw, annotations=_completed(raw["annotations"]))
     if image_ids is not None:
         raw = subset_coco_dict(raw, image_ids)
-    # the evaluators write flags ('ignore') into the annotation dicts: give them copies
-    return dict(raw, annotations=_completed(raw["annotations"])), name
+    return raw, name
+
+
+#: where an annotation copy keeps its id as ``KeypointDataset`` gives it (the file's, else its position in the file):
+#: the evaluators get ids 1, 2, ... of their own, since pycocotools takes a match with ground-truth id 0 for none
+SOURCE_ID = "gopose_source_id"
 
 
 def _completed(annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of the annotations with the two fields the evaluators need that a file may leave out: ``num_keypoints``
-    (its labelled keypoints, COCO's definition) and ``id`` (numbered on from the largest given)."""
-    out = [dict(a) for a in annotations]
-    next_id = max((int(a["id"]) for a in out if "id" in a), default=0) + 1
-    for a in out:
-        if "num_keypoints" not in a:
-            a["num_keypoints"] = int(np.count_nonzero(np.asarray(a.get("keypoints") or [], float)[2::3] > 0))
-        if "id" not in a:
-            a["id"], next_id = next_id, next_id + 1
+    """Copies of the annotations with the evaluators' own ids and the fields they need that a file may leave out,
+    filled as ``KeypointDataset`` reads them: ``num_keypoints`` (its labelled keypoints, COCO's definition),
+    ``iscrowd`` 0 and ``category_id`` 1 (the person category the results get)."""
+    out = []
+    for i, a in enumerate(annotations):
+        c = dict(a, id=i + 1, **{SOURCE_ID: int(a.get("id", i))})
+        if "num_keypoints" not in c:
+            c["num_keypoints"] = int(np.count_nonzero(np.asarray(c.get("keypoints") or [], float)[2::3] > 0))
+        c.setdefault("iscrowd", 0)
+        c.setdefault("category_id", 1)
+        out.append(c)
     return out
+
+
+def _with_boxes(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` (completed copies) with a ``bbox`` on every annotation, where the file has none the box of its
+    labelled keypoints: pycocotools reads it, and uses it only for a person without labelled keypoints."""
+    for a in raw["annotations"]:
+        if not a.get("bbox"):
+            xyv = np.asarray(a.get("keypoints") or [0, 0, 0], float).reshape(-1, 3)
+            xy = xyv[xyv[:, 2] > 0, :2]
+            a["bbox"] = [*xy.min(0), *(xy.max(0) - xy.min(0))] if len(xy) else [0.0, 0.0, 0.0, 0.0]
+    return raw
 
 
 def check_ground_truth(gt: GroundTruth, dataset: str) -> None:
@@ -63,14 +82,21 @@ def check_ground_truth(gt: GroundTruth, dataset: str) -> None:
     raw, name = _gt_dict(gt, None)
     if dataset == "crowdpose":
         _require_crowd_index(raw, name)
+        _require_boxes(raw, name)
     else:
         _require_area(raw, name)
 
 
 def _require_area(raw: dict[str, Any], name: str) -> None:
-    no_area = next((a.get("id") for a in raw["annotations"] if "area" not in a), False)
-    if no_area is not False:
+    no_area = next((a[SOURCE_ID] for a in raw["annotations"] if "area" not in a), None)
+    if no_area is not None:
         raise InputError(f"ground truth {name}: annotation {no_area} has no 'area' (COCO's OKS needs it)")
+
+
+def _require_boxes(raw: dict[str, Any], name: str) -> None:
+    no_box = next((a[SOURCE_ID] for a in raw["annotations"] if len(a.get("bbox") or []) != 4), None)
+    if no_box is not None:
+        raise InputError(f"ground truth {name}: annotation {no_box} has no 'bbox' (CrowdPose's OKS scales by it)")
 
 
 def _require_crowd_index(raw: dict[str, Any], name: str) -> None:
@@ -163,10 +189,10 @@ def evaluate_coco_with_found(gt: GroundTruth, results: list[dict], image_ids: Se
                              oks: float = 0.5) -> CocoEvaluation:
     """:func:`evaluate_coco` and :func:`people_found` from one pycocotools evaluation."""
     raw, name = _gt_dict(gt, image_ids)
-    raw = _with_categories(raw, COCO_SPEC.keypoints)
+    raw = _with_boxes(_with_categories(raw, COCO_SPEC.keypoints))
     _require_area(raw, name)
     dets = _check_results(results, raw, name, _n_keypoints(raw, name))
-    people = [a["id"] for a in raw["annotations"] if _is_person(a)]
+    people = [a[SOURCE_ID] for a in raw["annotations"] if _is_person(a)]
     if not dets:
         return CocoEvaluation(_no_results(COCO_METRICS, raw), _found_rows(raw, {}),
                               dict.fromkeys(people, False))
@@ -203,14 +229,14 @@ SIZES = (("small", 32 ** 2), ("medium", 96 ** 2), ("large", float("inf")))
 
 
 def _matched_people(ev, oks: float) -> dict[int, bool]:
-    """Annotation id -> matched at OKS ``oks`` in an evaluated ``COCOeval`` (area range 'all')."""
+    """Annotation id (``SOURCE_ID``) -> matched at OKS ``oks`` in an evaluated ``COCOeval`` (area range 'all')."""
     t = int(np.argmin(np.abs(np.asarray(ev.params.iouThrs) - oks)))
     if abs(ev.params.iouThrs[t] - oks) > 1e-9:
         raise InputError(f"OKS {oks} is not one of pycocotools' thresholds {list(ev.params.iouThrs)}")
     matched: dict[int, bool] = {}
     for e in ev.evalImgs:
         if e is not None and e["aRng"] == ev.params.areaRng[0]:
-            matched.update({g: bool(m) for g, m in zip(e["gtIds"], e["gtMatches"][t])})
+            matched.update({ev.cocoGt.anns[g][SOURCE_ID]: bool(m) for g, m in zip(e["gtIds"], e["gtMatches"][t])})
     return matched
 
 
@@ -234,7 +260,7 @@ def _found_rows(raw: dict[str, Any], matched: dict[int, bool]) -> list[dict[str,
     for a in filter(_is_person, raw["annotations"]):
         row = counts[person_kind(a["area"], _labelled(a))]
         row[0] += 1
-        row[1] += int(matched.get(a["id"], False))
+        row[1] += int(matched.get(a[SOURCE_ID], False))
     return [{"size": size, "keypoints": kind, "people": n, "found": f}
             for (size, kind), (n, f) in counts.items() if n]
 
@@ -269,6 +295,7 @@ def evaluate_crowdpose(gt: GroundTruth, results: list[dict],
     raw, name = _gt_dict(gt, image_ids)
     raw = _with_categories(raw, CROWDPOSE_SPEC.keypoints)
     _require_crowd_index(raw, name)
+    _require_boxes(raw, name)
     dets = _check_results(results, raw, name, _n_keypoints(raw, name))
     if not dets:
         return _no_results(CROWDPOSE_METRICS, raw)

@@ -29,15 +29,17 @@ MISSED = (0, 0, 255)  # BGR
 def draw_misses(dataset: KeypointDataset, results: list[dict[str, Any]], matched: dict[int, bool], images: Path,
                 out: Path) -> list[Path]:
     """Write ``out/<image id>.jpg`` for each image of ``dataset`` holding a person whose annotation id ``matched``
-    marks False; returns the files written, in the dataset's image order."""
+    marks False and remove the picture an earlier run left of any other image of ``dataset``, so that ``out`` shows
+    this run's misses; returns the files written, in the dataset's image order."""
     by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         by_image[int(r["image_id"])].append(r)
     k = dataset.spec.n_keypoints
-    written = []
+    written, stale = [], 0
     for image in dataset.images:
         missed = [i for i, a in enumerate(image.annotation_ids) if matched.get(int(a)) is False]
         if not missed:
+            stale += _remove(out / f"{image.id}.jpg")
             continue
         frame = cv2.imread(str(images / image.file_name), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if frame is None:
@@ -61,5 +63,14 @@ def draw_misses(dataset: KeypointDataset, results: list[dict[str, Any]], matched
             raise InputError(f"could not encode the picture of image {image.id}")
         write_bytes_atomic(path, data.tobytes())
         written.append(path)
-    LOG.info("drew the missed people of %d images into %s", len(written), out)
+    LOG.info("drew the missed people of %d images into %s (removed %d earlier pictures)", len(written), out, stale)
     return written
+
+
+def _remove(picture: Path) -> int:
+    """Remove an earlier run's ``picture``; 1 when there was one."""
+    try:
+        picture.unlink()
+    except FileNotFoundError:
+        return 0
+    return 1

@@ -68,6 +68,10 @@ def _lspet_images(text: str) -> int:
     return value
 
 
+#: the smallest long edge ``gopose eval`` accepts (``eval.runner``)
+MIN_LONG_EDGE = 16
+
+
 def _numbers(text: str, kind: type) -> list:
     """A comma list of positive numbers (``--long-edges``, ``--thresholds``)."""
     try:
@@ -76,6 +80,21 @@ def _numbers(text: str, kind: type) -> list:
         raise argparse.ArgumentTypeError(f"must be a comma list of {kind.__name__} values, got {text!r}") from None
     if not all(v > 0 for v in values):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return values
+
+
+def _long_edges(text: str) -> list[int]:
+    values = _numbers(text, int)
+    if min(values) < MIN_LONG_EDGE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_LONG_EDGE} pixels, got {text!r}")
+    return values
+
+
+def _thresholds(text: str) -> list[float]:
+    """Heatmap peak thresholds in (0, 1], as ``gopose eval --threshold`` takes them."""
+    values = _numbers(text, float)
+    if max(values) > 1:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1, got {text!r}")
     return values
 
 
@@ -89,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lspet-images", type=_lspet_images, default=LSPET_TUNING_IMAGES,
                         help=f"LSPET val images used: its first N, at most {LSPET_TUNING_IMAGES} (of 500)")
     parser.add_argument("--skeletons", default="default,redundant,dense,all")
-    parser.add_argument("--long-edges", type=lambda t: _numbers(t, int), default="160,192,224,256,320,384")
-    parser.add_argument("--thresholds", type=lambda t: _numbers(t, float), default="0.04,0.08,0.12,0.2")
+    parser.add_argument("--long-edges", type=_long_edges, default="160,192,224,256,320,384")
+    parser.add_argument("--thresholds", type=_thresholds, default="0.04,0.08,0.12,0.2")
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args(argv)
     try:

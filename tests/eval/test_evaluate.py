@@ -132,3 +132,62 @@ def test_bad_inputs(ref: Path, tmp_path: Path) -> None:
         evaluate_coco(gt, dets)
     with pytest.raises(InputError, match="unknown dataset"):
         evaluate("mpii", ref / "gt_dataset.json", [])
+
+
+def _perfect(gt: dict) -> list[dict]:
+    return [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+            for a in gt["annotations"] if not a["iscrowd"] and a["num_keypoints"] > 0]
+
+
+def test_annotation_id_zero_is_matched_like_any_other(ref: Path) -> None:
+    """pycocotools reads a match with ground-truth id 0 as no match: perfect results must still score 1."""
+    gt = json.loads((ref / "gt_dataset.json").read_text())
+    gt["annotations"][0]["id"] = 0  # a person with 11 labelled keypoints
+    assert evaluate_coco(gt, _perfect(gt))["AP"] == 1.0
+    cp = json.loads((ref / "example_crowdpose_val.json").read_text())
+    cp["annotations"][0]["id"] = 0
+    assert evaluate_crowdpose(cp, _perfect(cp))["AP"] == 1.0
+
+
+def test_matched_people_carry_the_datasets_annotation_ids(ref: Path) -> None:
+    """Without ids in the file the evaluator's matches are keyed as ``KeypointDataset`` numbers the annotations
+    (their position in the file), whichever images are evaluated."""
+    from core.io.annotations import load_keypoint_annotations
+    from core.keypoints import COCO
+    from eval.evaluate import evaluate_coco_with_found
+
+    gt = json.loads((ref / "gt_dataset.json").read_text())
+    for a in gt["annotations"]:
+        del a["id"]
+    ds = load_keypoint_annotations(gt, COCO)
+    people = [int(i) for img in ds for i, p in zip(img.annotation_ids, img.is_person) if p]
+    first = next(i for i, a in enumerate(gt["annotations"]) if not a["iscrowd"] and a["num_keypoints"] > 0)
+    found = evaluate_coco_with_found(ds, _perfect(gt)[:1], image_ids=ds.image_ids).matched
+    assert set(found) == set(people) and [i for i, m in found.items() if m] == [first]
+
+
+def _drop(annotations: list[dict], field: str) -> None:
+    """Remove ``field`` where the loader's default would stand for it: a crowd flag of 0, a person's category, the
+    box of a person with labelled keypoints (COCO's OKS reads the box of the others)."""
+    for a in annotations:
+        if (field == "iscrowd" and a["iscrowd"]) or (field == "bbox" and not a["num_keypoints"]):
+            continue
+        del a[field]
+
+
+@pytest.mark.parametrize("field", ["iscrowd", "category_id", "bbox"])
+def test_annotations_without_optional_fields_evaluate_as_complete_ones(ref: Path, field: str) -> None:
+    """Fields the annotation loader reads as optional do not crash the evaluators after a whole inference;
+    CrowdPose's OKS scales by the box, so it asks for it by name."""
+    dets = json.loads((ref / "dt_dataset.json").read_text())
+    gt = json.loads((ref / "gt_dataset.json").read_text())
+    _drop(gt["annotations"], field)
+    assert evaluate_coco(gt, dets)["stats"] == COCO_STATS
+    preds = json.loads((ref / "example_crowdpose_preds.json").read_text())
+    cp = json.loads((ref / "example_crowdpose_val.json").read_text())
+    _drop(cp["annotations"], field)
+    if field == "bbox":
+        with pytest.raises(InputError, match=r"annotation \d+ has no 'bbox'"):
+            evaluate_crowdpose(cp, preds)
+        return
+    assert evaluate_crowdpose(cp, preds)["AP"] == CROWDPOSE["AP"]

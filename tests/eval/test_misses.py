@@ -100,3 +100,29 @@ def test_cli_draws_the_misses_of_the_default_model(data_dir: Path, tmp_path: Pat
     for f in files:
         assert cv2.imread(str(f)).shape[:2] == sizes[int(f.stem)]
     assert f"pictures of the {len(files)} images with missed people in {out}" in capsys.readouterr().out
+
+
+def test_a_file_without_annotation_ids_gets_the_missed_person_drawn(scene, tmp_path: Path) -> None:
+    """The evaluator's matches and the dataset's annotation ids agree when the file has no ids."""
+    gt, images = scene
+    for a in gt["annotations"]:
+        del a["id"]
+    found = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 0.9}
+             for a in (gt["annotations"][0], gt["annotations"][2])]   # person 2 of image 1 is missed
+    coco = evaluate_coco_with_found(gt, found)
+    written = draw_misses(load_keypoint_annotations(gt, COCO), found, coco.matched, images, tmp_path / "out")
+    assert written == [tmp_path / "out" / "1.jpg"]
+
+
+def test_a_rerun_into_the_same_folder_leaves_only_its_own_pictures(scene, tmp_path: Path) -> None:
+    """The pictures of an earlier run whose people this run finds are removed: the folder shows this run's misses
+    (files that are not an image's picture are left alone)."""
+    gt, images = scene
+    out = tmp_path / "out"
+    ds = load_keypoint_annotations(gt, COCO)
+    first = [{"image_id": 1, "category_id": 1, "keypoints": gt["annotations"][0]["keypoints"], "score": 0.9}]
+    assert len(draw_misses(ds, first, evaluate_coco_with_found(gt, first).matched, images, out)) == 2
+    (out / "notes.txt").write_text("mine")
+    better = first + [{"image_id": 2, "category_id": 1, "keypoints": gt["annotations"][2]["keypoints"], "score": 0.9}]
+    assert draw_misses(ds, better, evaluate_coco_with_found(gt, better).matched, images, out) == [out / "1.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["1.jpg", "notes.txt"]

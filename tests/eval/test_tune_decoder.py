@@ -40,3 +40,15 @@ def test_bad_grids_stop_before_any_evaluation(option: list[str], capsys) -> None
     with pytest.raises(SystemExit) as stop:  # was a ValueError traceback after the first stage's evaluations
         main(["--checkpoint", str(BUILTIN), *option])
     assert stop.value.code == 2 and option[0] in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("option, message", [(["--long-edges", "192,8"], "at least 16"),
+                                             (["--thresholds", "0.1,2"], "<= 1")])
+def test_grid_values_the_evaluation_refuses_stop_before_any_evaluation(option: list[str], message: str,
+                                                                       tmp_path: Path, capsys) -> None:
+    """A long edge below the evaluation's 16 px or a heatmap threshold above 1 (no peak reaches it) is refused by
+    the parser, not after the first stage's evaluations (here: with no tuning data, where they would fail)."""
+    with pytest.raises(SystemExit) as stop:
+        main(["--checkpoint", str(BUILTIN), "--data", str(tmp_path), *option])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and option[0] in err and message in err
