@@ -26,7 +26,10 @@ def add_backend_arguments(parser: argparse.ArgumentParser, default_backends: str
     parser.add_argument("--ap", action=argparse.BooleanOptionalAction, default=None,
                         help="AP on coco/val2017_subset for each row "
                              "(default: on with --model, off for random weights)")
-    parser.add_argument("--ap-limit", type=int, default=None, metavar="N", help="AP on the first N images only")
+    from app.commands.options import at_least
+
+    parser.add_argument("--ap-limit", type=at_least(1), default=None, metavar="N",
+                        help="AP on the first N images only")
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="backend cache (INT8 models); default: the user's model folder's .cache")
     parser.add_argument("--calibration", action="append", default=[], metavar="DIR",
@@ -125,14 +128,20 @@ def predictor_for(model, row: Row):
 
 
 def _frames(video: str, n: int) -> list:
+    """The first ``n`` frames of ``video`` (BGR); an ``InputError`` naming it when it cannot be read."""
     import av  # PyAV, a core dependency
 
+    from core.errors import InputError
+
     out = []
-    with av.open(video) as container:
-        for frame in container.decode(video=0):
-            out.append(frame.to_ndarray(format="bgr24"))
-            if len(out) >= n:
-                break
+    try:
+        with av.open(video) as container:
+            for frame in container.decode(video=0):
+                out.append(frame.to_ndarray(format="bgr24"))
+                if len(out) >= n:
+                    break
+    except (av.error.FFmpegError, IndexError, OSError) as exc:
+        raise InputError(f"cannot read video {video}: {exc}") from None
     return out
 
 

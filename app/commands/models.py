@@ -148,7 +148,8 @@ def _run_export(args: argparse.Namespace) -> int:
     if args.onnx:
         size = args.size or (512 if model.input_multiple > 32 else 320)
         out = export_onnx(model, args.onnx, size, size, opset=args.opset, dynamic=not args.static)
-        print(f"wrote {out}: input image (N, 3, H, W) normalised float32, outputs {', '.join(output_names(model))}"
+        shape = f"(1, 3, {size}, {size})" if args.static else "(N, 3, H, W)"
+        print(f"wrote {out}: input image {shape} normalised float32, outputs {', '.join(output_names(model))}"
               f" (offsets in input pixels)")
     if args.int8:
         _export_int8(model, args)
@@ -163,7 +164,7 @@ def _export_int8(model, args: argparse.Namespace) -> None:
     from app.model_store import store_dir
     from eval.calibration import default_images
     from models.backends import INT8_FOLDER, require
-    from models.backends.int8 import DEFAULT_IMAGES, Int8Store
+    from models.backends.int8 import DEFAULT_IMAGES, Int8Store, decodable_images
     from models.precision import InferenceModel
 
     require("onnx-int8")
@@ -173,7 +174,7 @@ def _export_int8(model, args: argparse.Namespace) -> None:
     store = Int8Store(Path(args.cache or store_dir() / CACHE) / INT8_FOLDER)
     limit = args.calibration_images or DEFAULT_IMAGES
     if args.force:  # the images first: a rebuild that cannot start must not cost the cached model
-        images = default_images(args.calibration, limit)
+        images = decodable_images(default_images(args.calibration, limit))
         if not images:
             raise InputError(f"--force: no calibration images to rebuild the INT8 model with in "
                              f"{', '.join(map(str, args.calibration)) or 'the default folders'}")

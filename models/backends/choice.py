@@ -55,6 +55,12 @@ def read_choices(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _usable(record: object, names: Sequence[str]) -> bool:
+    """A recorded choice of one of ``names`` with its timings (or none) as a mapping; anything else is damaged."""
+    return (isinstance(record, dict) and record.get("backend") in names
+            and isinstance(record.get("ms") or {}, dict))
+
+
 def pick(model: torch.nn.Module, *, size: int, threads: int | None, cache_dir: str | Path | None,
          make: Callable[[str], object], candidates: Sequence[str] = AUTO_CANDIDATES,
          repeats: int = 7) -> tuple[str, object, dict]:
@@ -67,7 +73,7 @@ def pick(model: torch.nn.Module, *, size: int, threads: int | None, cache_dir: s
     key = choice_key(model_digest(model), size, threads, names)
     if cache_file is not None:
         record = read_choices(Path(cache_file)).get(key)
-        if isinstance(record, dict) and record.get("backend") in names:
+        if _usable(record, names):
             return record["backend"], make(record["backend"]), record
     runners: dict[str, object] = {}
     for name in names:

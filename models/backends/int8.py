@@ -89,6 +89,8 @@ class CalibrationSource:
 
     def files(self) -> list[Path]:
         folder = Path(self.images)
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"calibration image folder {folder} is a file, not a folder of images")
         if not folder.is_dir():
             raise InputError(f"calibration image folder {folder} does not exist")
         if self.annotations is None:
@@ -116,6 +118,23 @@ def calibration_images(sources: Sequence[CalibrationSource], limit: int = DEFAUL
         quota = (limit - len(out)) // (len(lists) - i)
         out += _spread(files, quota)
     return out
+
+
+def decodable_images(images: Sequence[Path | np.ndarray]) -> list[Path | np.ndarray]:
+    """The calibration inputs that decode (decoded frames always do), in order; the others are logged and left
+    out. An ``InputError`` naming one when there were some and none decodes."""
+    import cv2
+
+    kept, bad = [], []
+    for item in images:
+        ok = isinstance(item, np.ndarray) or cv2.imread(str(item), cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
+        (kept if ok else bad).append(item)
+    if bad and not kept:
+        raise InputError(f"none of the {len(bad)} calibration images can be decoded (e.g. {bad[0]})")
+    if bad:
+        LOG.warning("%d of %d calibration images cannot be decoded and are left out (e.g. %s)",
+                    len(bad), len(images), bad[0])
+    return kept
 
 
 def video_frames(path: str | Path, count: int = 64) -> list[np.ndarray]:
@@ -285,7 +304,7 @@ class Int8Store:
             return path
         if why != "not built yet":
             LOG.warning("cached INT8 model in %s not used: %s; rebuilding it", self.entry(model, size, digest), why)
-        images = list(calibration()) if calibration is not None else []
+        images = decodable_images(list(calibration()) if calibration is not None else [])
         if not images:
             raise InputError("building the INT8 model needs calibration images and none were found: build it "
                              "once with `gopose models export MODEL --int8 --calibration DIR` "

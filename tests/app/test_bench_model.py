@@ -24,3 +24,32 @@ def test_bench_model_rejects_impossible_counts_in_one_line(option: list[str], ca
     assert main(["bench", "model", *option]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and option[0] in err
+
+
+@pytest.mark.parametrize("content", [None, b"not a video"])
+def test_bench_model_with_a_video_it_cannot_read_is_one_line(content, tmp_path, capsys) -> None:
+    """A --video that is missing or not a video names it in one line, exit 2 (before: a missing one was silently
+    skipped and the run ended 0 without frames/s; an unreadable one ended in PyAV's traceback)."""
+    video = tmp_path / "clip.mp4"
+    if content is not None:
+        video.write_bytes(content)
+    assert main(["bench", "model", "--size", "32", "--runs", "1", "--warmup", "0", "--frames", "2",
+                 "--video", str(video)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(video) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x"])
+def test_bench_model_with_an_unknown_device_is_one_line(device, capsys) -> None:
+    """An unknown --device names it in one line, exit 2 (before: torch's RuntimeError traceback)."""
+    assert main(["bench", "model", "--size", "32", "--runs", "1", "--frames", "0", "--device", device]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--device {device!r}" in err and "Traceback" not in err
+
+
+def test_bench_model_ap_limit_below_one_names_the_option(capsys) -> None:
+    """--ap-limit 0 is refused by the parser naming --ap-limit (before: the run built its rows, then stopped on
+    'eval --limit must be at least 1', an option the command does not have)."""
+    assert main(["bench", "model", "--ap-limit", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "argument --ap-limit: must be at least 1, got 0" in err

@@ -192,6 +192,22 @@ def test_int8_without_calibration_images_is_one_clear_error(net, tmp_path) -> No
     assert not (Int8Store(tmp_path / "int8").entry(net, SIZE) / META).exists()
 
 
+def test_calibration_keeps_only_images_that_decode(images, tmp_path, caplog) -> None:
+    """Undecodable files are left out with one warning (and not counted as calibration images); none left is one
+    error naming a file."""
+    from models.backends.int8 import decodable_images
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(images[0].read_bytes()[:20])
+    frame = np.zeros((8, 8, 3), np.uint8)
+    with caplog.at_level(logging.WARNING):
+        assert decodable_images([images[0], bad, frame, images[1]]) == [images[0], frame, images[1]]
+    assert f"1 of 4 calibration images cannot be decoded and are left out (e.g. {bad})" in caplog.text
+    with pytest.raises(InputError, match=f"none of the 1 calibration images can be decoded \\(e.g. {bad}\\)"):
+        decodable_images([bad])
+    assert decodable_images([]) == []
+
+
 def test_backend_not_installed_names_the_extra(net, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # how Python marks a module that cannot be imported
     with pytest.raises(BackendUnavailable) as err:
@@ -227,6 +243,29 @@ def test_auto_is_measured_once_then_read(net, tmp_path) -> None:
     made.clear()
     pick(net, size=SIZE, threads=None, cache_dir=tmp_path, make=make, repeats=1)
     assert made == candidates and json.loads((tmp_path / CHOICE_FILE).read_text())
+
+
+@pytest.mark.parametrize("ms", ["fast", 5, [1.0]])
+def test_auto_record_with_damaged_timings_is_measured_again(net, tmp_path, ms) -> None:
+    """A record whose timings are not a mapping (a hand-edited or damaged file) counts as absent: measured again and
+    rewritten (before: it was used, and ``select`` raised ValueError/TypeError from ``dict(record["ms"])``)."""
+    from models.backends.choice import AUTO_CANDIDATES, choice_key
+
+    candidates = installed(list(AUTO_CANDIDATES))
+    if len(candidates) < 2:
+        pytest.skip("needs a second backend to measure")
+    key = choice_key(model_digest(net), SIZE, None, candidates)
+    path = tmp_path / CHOICE_FILE
+    path.write_text(json.dumps({key: {"backend": "torch", "ms": ms}}))
+    made: list[str] = []
+
+    def make(name: str):  # the same cheap network for every candidate: only the record matters here
+        made.append(name)
+        return net.infer
+
+    name, _, record = pick(net, size=SIZE, threads=None, cache_dir=tmp_path, make=make, repeats=1)
+    assert made == candidates and name in candidates  # measured again
+    assert isinstance(record["ms"], dict) and json.loads(path.read_text())[key]["ms"] == record["ms"]
 
 
 def test_auto_passes_over_a_backend_that_fails_on_its_first_run(net, tmp_path, caplog) -> None:

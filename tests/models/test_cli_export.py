@@ -132,3 +132,53 @@ def test_int8_force_with_unusable_calibration_keeps_the_cached_model(small_check
     assert (entry / ARTEFACT).read_bytes() == b"the cached INT8 model" and (entry / META).exists()
     assert main([*base, "--calibration-images", "0"]) == 2
     assert "argument --calibration-images: must be at least 1, got 0" in _one_line(capsys)
+
+
+def test_int8_with_only_undecodable_calibration_images_is_one_line(small_checkpoint, tmp_path, capsys):
+    """Files named like images that do not decode are left out; when none is left the build stops with one line
+    naming one (before: NNCF's 'Calibration dataset must not be empty' traceback, exit 1). With --force the cached
+    model stays in place."""
+    from models.backends import INT8_FOLDER, missing_modules
+    from models.backends.int8 import ARTEFACT, META, Int8Store
+    from models.precision import InferenceModel
+
+    if missing_modules("onnx-int8"):
+        pytest.skip("the onnx-int8 backend is not installed")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (bad / name).write_text("not an image")
+    base = ["models", "export", str(small_checkpoint), "--int8", "--size", "64", "--cache", str(tmp_path / "cache"),
+            "--calibration", str(bad)]
+    assert main(base) == 2
+    err = _one_line(capsys)
+    assert "none of the 2 calibration images can be decoded" in err and str(bad / "a.jpg") in err
+    model, _ = load_checkpoint(small_checkpoint)
+    entry = Int8Store(tmp_path / "cache" / INT8_FOLDER).entry(InferenceModel(model, "cpu", "fp32").model, 64)
+    assert not entry.exists()  # refused before the build starts
+    entry.mkdir(parents=True)
+    (entry / ARTEFACT).write_bytes(b"the cached INT8 model")
+    (entry / META).write_text("{}")
+    assert main([*base, "--force"]) == 2
+    assert "none of the 2 calibration images can be decoded" in _one_line(capsys)
+    assert (entry / ARTEFACT).read_bytes() == b"the cached INT8 model" and (entry / META).exists()
+
+
+def test_int8_calibration_on_a_file_says_a_folder_is_needed(small_checkpoint, tmp_path, capsys, data_dir):
+    """--calibration takes folders of images: a video file is named as not a folder (before: 'does not exist')."""
+    pytest.importorskip("nncf")
+    video = data_dir / "videos" / "street_5frames_960x540.mp4"
+    assert main(["models", "export", str(small_checkpoint), "--int8", "--size", "64", "--cache",
+                 str(tmp_path / "cache"), "--calibration", str(video)]) == 2
+    err = _one_line(capsys)
+    assert f"calibration image folder {video} is a file, not a folder" in err and "does not exist" not in err
+
+
+def test_static_export_reports_and_writes_its_fixed_shape(small_checkpoint, tmp_path, capsys):
+    """--static writes a fixed (1, 3, S, S) input, and says so (before: it printed the dynamic (N, 3, H, W))."""
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "s.onnx"
+    assert main(["models", "export", str(small_checkpoint), "--onnx", str(out), "--static", "--size", "64"]) == 0
+    assert "input image (1, 3, 64, 64) normalised float32" in capsys.readouterr().out
+    dims = [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 64, 64]
