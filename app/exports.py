@@ -124,9 +124,11 @@ def is_own_output(path: str | Path) -> bool:
     return str(path).lower().endswith(ANNOTATED_SUFFIX)
 
 
-def guard_inputs(outputs: Iterable[Path | None], inputs: Iterable[str | Path]) -> None:
+def guard_inputs(outputs: Iterable[Path | None], inputs: Iterable[str | Path],
+                 advice: str = "choose another --out") -> None:
     """``InputError`` when an output path is the same file as an input (same device and inode, what
-    ``os.path.samefile`` compares: also through links and different spellings of a path)."""
+    ``os.path.samefile`` compares: also through links and different spellings of a path); the message ends with
+    ``advice``."""
     files: dict[tuple[int, int], str] = {}
     for item in inputs:
         if isinstance(item, FrameSource) or is_url(str(item)):
@@ -145,7 +147,7 @@ def guard_inputs(outputs: Iterable[Path | None], inputs: Iterable[str | Path]) -
             continue
         hit = files.get((st.st_dev, st.st_ino))
         if hit is not None:
-            raise InputError(f"refusing to write {out}: it is the input {hit} (choose another --out)")
+            raise InputError(f"refusing to write {out}: it is the input {hit} ({advice})")
 
 
 def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Path, estimator,
@@ -204,7 +206,7 @@ def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Pat
                             smoother=PoseSmoother(default_fps=source.fps or 25.0) if (smooth and track) else None,
                             batch_size=batch_size, on_result=on_result)
         if cancel is not None and cancel.is_set():
-            result.cancelled = True
+            result.cancelled, result.outputs = True, {}
             return result
         watcher = _CancelWatcher(cancel, pipeline) if cancel is not None else None
         try:

@@ -32,24 +32,26 @@ def manifest_path(out_dir: str | Path, stem: str) -> Path:
 
 def input_identity(spec: str | Path) -> dict[str, Any]:
     """What identifies an input between runs: its absolute path with size and modification time (a folder of
-    images: its entry count and time, and a digest of every file's name, size and time, since an image replaced
-    in place changes neither the folder's count nor its time), or the URL / source name as given."""
+    images: its image count and a digest of every image's name, size and time, since an image replaced in place
+    changes neither the count nor the folder's time; other files, such as the outputs when ``--out`` is that
+    folder, are not part of the input), or the URL / source name as given."""
+    from app.sources import is_frame_image
+
     text = str(spec)
     path = Path(text)
     try:
         st = path.stat()
         if not path.is_dir():
             return {"input": input_name(text), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        entries = sorted(os.scandir(path), key=lambda e: e.name)
+        images = sorted((e for e in os.scandir(path) if is_frame_image(Path(e.name)) and e.is_file()),
+                        key=lambda e: e.name)
         files = hashlib.sha256()
-        for entry in entries:
-            if entry.is_file():
-                est = entry.stat()
-                files.update(f"{entry.name}\0{est.st_size}\0{est.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        for entry in images:
+            est = entry.stat()
+            files.update(f"{entry.name}\0{est.st_size}\0{est.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     except OSError:
         return {"input": text}
-    return {"input": input_name(text), "size": len(entries), "mtime_ns": st.st_mtime_ns,
-            "files": files.hexdigest()[:32]}
+    return {"input": input_name(text), "images": len(images), "files": files.hexdigest()[:32]}
 
 
 def input_name(spec: str | Path) -> str:

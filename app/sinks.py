@@ -69,6 +69,12 @@ def _sync(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+def _utf8(text: str) -> str:
+    """``text`` encodable as UTF-8 (what FFmpeg's metadata needs): a file name in another encoding, read by Python
+    with surrogate escapes, shows its odd bytes as Python prints them (``caf\\udce9``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _round(values: np.ndarray, digits: int = 2) -> list:
     return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
 
@@ -296,7 +302,7 @@ class VideoSink:
         rate = Fraction(meta.fps).limit_denominator(1001) if meta.fps and meta.fps > 0 else Fraction(25)
         try:
             self._container = av.open(str(self._file.tmp), "w", format="mp4")
-            self._container.metadata["comment"] = f"{ANNOTATED_MARK} of {meta.name}"
+            self._container.metadata["comment"] = f"{ANNOTATED_MARK} of {_utf8(meta.name)}"
             stream = self._container.add_stream(self.codec, rate=rate,
                                                 options={"preset": self.preset, "crf": str(self.crf)})
         except Exception as exc:  # noqa: BLE001 - report any encoder problem as bad output settings
@@ -315,7 +321,8 @@ class VideoSink:
 
         from app.overlay import draw_poses
 
-        image = draw_poses(frame.image, result.poses, self.meta.contract, draw_boxes=self.draw_boxes)
+        contract = getattr(result, "contract", None) or self.meta.contract  # a recording across a model change
+        image = draw_poses(frame.image, result.poses, contract, draw_boxes=self.draw_boxes)
         if image.shape[1] != self._even[0] or image.shape[0] != self._even[1]:
             image = self._fit(image)
         vf = av.VideoFrame.from_ndarray(image, format="bgr24")

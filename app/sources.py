@@ -428,7 +428,7 @@ class ImageFolderSource(FrameSource):
     def __init__(self, folder: Path, *, fps: float | None = None) -> None:
         super().__init__()
         self.name = str(folder)
-        self._files = sorted((p for p in folder.iterdir() if _is_frame_image(p)), key=_natural_key)
+        self._files = sorted((p for p in folder.iterdir() if is_frame_image(p)), key=_natural_key)
         if not self._files:
             raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
         self.fps = float(fps or 25.0)
@@ -548,7 +548,7 @@ def open_source(spec: str | int | Path, *, width: int | None = None, height: int
     return VideoSource(str(path))
 
 
-def _is_frame_image(path: Path) -> bool:
+def is_frame_image(path: Path) -> bool:
     """An image of a folder's sequence: an image suffix (any case), not a hidden file (macOS's ``._name``)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 

@@ -136,10 +136,11 @@ def export_annotations(input_path: str, out_dir: str, model: str, settings: View
     from app.exports import export_video_annotations, unique_stems
 
     estimator = load_estimator(model, settings, threads, builtin)
-    try:  # named as gopose annotate names it: never over the outputs `gopose annotate` wrote for another input
+    try:  # named and journalled as gopose annotate does: neither replaces the outputs the other wrote for
+        # another input of the same name
         return export_video_annotations(input_path, out_dir, estimator, formats=formats, track=True,
                                         smooth=settings.smoothing, progress=progress, cancel=cancel,
-                                        stem=unique_stems([input_path], out_dir)[0])
+                                        stem=unique_stems([input_path], out_dir)[0], manifest=True)
     finally:
         close = getattr(estimator, "close", None)
         if close is not None:

@@ -47,10 +47,11 @@ class Recorder:
         self._thread = threading.Thread(target=self._main, name="gopose-recorder", daemon=True)
         self._thread.start()
 
-    def write(self, frame: Any, poses: Any) -> None:
-        """Queue a frame (dropped, and counted, when the encoder falls behind)."""
+    def write(self, frame: Any, poses: Any, contract: Any = None) -> None:
+        """Queue a frame (dropped, and counted, when the encoder falls behind); ``contract`` is that of the model
+        whose ``poses`` these are (default: the one the recording started with)."""
         try:
-            self._queue.put_nowait((frame, poses))
+            self._queue.put_nowait((frame, poses, contract or self.contract))
         except queue.Full:
             self.dropped += 1
 
@@ -74,16 +75,16 @@ class Recorder:
                 break
             if not ok:
                 continue
-            frame, poses = item
+            frame, poses, contract = item
             if last_ts is not None:
                 step = frame.timestamp - last_ts
                 clock += step if 0 < step <= MAX_GAP_S else 1.0 / self.fps  # a jump: one frame on
             last_ts = frame.timestamp
             frame = dataclasses.replace(frame, timestamp=clock)
             if poses is None:
-                poses = Poses.empty(self.contract.n_keypoints)
+                poses = Poses.empty(contract.n_keypoints)
             try:
-                self.sink.write(frame, _Result(poses))
+                self.sink.write(frame, _Result(poses, contract))
                 self.frames += 1
                 if self.frames == 1:
                     LOG.info("recording %s: first frame written", self.path)
@@ -103,8 +104,10 @@ class Recorder:
 
 
 class _Result:
-    def __init__(self, poses: Any) -> None:
-        self.poses = poses
+    """What the video sink draws: people and the contract (skeleton) of the model that found them."""
+
+    def __init__(self, poses: Any, contract: Any) -> None:
+        self.poses, self.contract = poses, contract
 
 
 class RecordingController(QObject):
@@ -133,14 +136,17 @@ class RecordingController(QObject):
         self.active.emit(self.recorder is not None)
 
     def start(self, path: str) -> bool:
-        """Record from the next frame shown on; False (and a dialog) when it cannot start."""
+        """Record from the next frame shown on; False (and a dialog) when it cannot start, also when ``path`` is
+        the file being played (the finished recording would replace it)."""
+        from app.exports import guard_inputs
+
         playback = self.player.playback
         if playback is None:
             self._report("Open a source before recording.", "Record")
             return False
-        estimator = self.models.estimator
-        contract = estimator.contract if estimator is not None else backend.default_contract()
+        contract = self._contract()
         try:
+            guard_inputs([Path(path)], [self.player.source_spec], advice="choose another file")
             self.recorder = Recorder(path, playback.size, playback.fps, contract, self.player.source_spec)
         except Exception as exc:  # noqa: BLE001 - an unwritable file or a missing encoder becomes a dialog
             self._report(describe_error(exc), "Record")
@@ -164,6 +170,11 @@ class RecordingController(QObject):
         self._message(f"Recorded {recorder.frames} frames to {recorder.path}{dropped}", 5000)
         return recorder.path
 
+    def _contract(self) -> Any:
+        """The current model's output contract (a model loaded while recording draws its own skeleton)."""
+        estimator = self.models.estimator
+        return estimator.contract if estimator is not None else backend.default_contract()
+
     def _on_displayed(self, frame: Any, poses: Any) -> None:
         if self.recorder is not None:
-            self.recorder.write(frame, poses)
+            self.recorder.write(frame, poses, self._contract())

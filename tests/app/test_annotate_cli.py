@@ -329,6 +329,31 @@ def test_skip_existing_sees_an_image_replaced_in_a_folder(checkpoint: Path, tmp_
     assert _summary(capsys)[0]["skipped"] == 1
 
 
+def test_skip_existing_an_image_folder_that_is_its_own_out(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """``--out`` the image folder itself: the outputs written into it (and any other non-image file) are not
+    part of the input, so the next ``--skip-existing`` run skips it (before: the folder's changed entry count
+    and time made it look like another input every time); a new image still counts."""
+    import cv2
+    import numpy as np
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(frames / f"{i:04d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    args = [str(frames), "--model", str(checkpoint), "--out", str(frames), "--formats", "jsonl,csv",
+            "--backend", "torch", "--skip-existing", *FAST]
+    assert main(["annotate", *args]) == 0
+    (frames / "notes.txt").write_text("not an image")
+    capsys.readouterr()
+    assert main(["annotate", *args]) == 0
+    assert _summary(capsys)[0]["skipped"] == 1
+    cv2.imwrite(str(frames / "0002.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    assert main(["annotate", *args]) == 0
+    summary = _summary(capsys)[0]
+    assert summary["skipped"] == 0 and summary["frames"] == 3
+
+
 def test_help_imports_nothing_heavy() -> None:
     """``gopose --help`` lists the commands without importing any command's dependencies (torch, cv2)."""
     code = ("import sys; from app.cli import main; rc = main(['--help']); "

@@ -244,6 +244,17 @@ def test_export_cancel_and_skip_existing(ped_video: Path, street_video: Path, es
     assert again.skipped and again.frames == 0
 
 
+def test_an_export_cancelled_before_it_starts_lists_no_outputs(street_video: Path, estimator,
+                                                               tmp_path: Path) -> None:
+    """Cancel pressed while the export still opened its input: no file, and the result lists none (before: it
+    listed the four outputs it never wrote)."""
+    cancel = threading.Event()
+    cancel.set()
+    res = export_video_annotations(street_video, tmp_path / "out", estimator, cancel=cancel)
+    assert res.cancelled and res.outputs == {} and res.frames == 0
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_export_meta_matches_stream(street_video: Path, estimator, tmp_path: Path) -> None:
     res = export_video_annotations(street_video, tmp_path, estimator, formats=["coco"], track=False)
     data = json.loads(res.outputs["coco"].read_text())

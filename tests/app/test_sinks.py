@@ -219,6 +219,21 @@ def test_annotated_video_is_marked(street_video: Path, coco_people, tmp_path: Pa
         assert c.metadata.get("comment", "").startswith("GOPose annotated video of ")
 
 
+def test_annotated_video_of_an_input_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    """A file name in another encoding (``caf\\xe9.mp4`` in Latin-1, which Python reads with a surrogate escape):
+    the video is written, its comment shows the name as Python prints it (before: UnicodeEncodeError when the
+    container header was written, and the input's whole output set was lost)."""
+    from app.sources import Frame
+
+    name = os.fsdecode(b"/videos/caf\xe9 clip.mp4")
+    sink = VideoSink(tmp_path / "x.annotated.mp4")
+    sink.open(StreamMeta(name, (64, 48), 10.0, PoseContract(COCO)))
+    sink.write(Frame(np.zeros((48, 64, 3), np.uint8), 0, 0.0), FrameResult(Poses.empty(17), {}, (64, 48)))
+    sink.close()
+    with av.open(str(sink.path)) as c:
+        assert c.metadata["comment"] == "GOPose annotated video of /videos/caf\\udce9 clip.mp4"
+
+
 def test_formats_agree_on_which_keypoints_are_present(tmp_path: Path) -> None:
     """A present keypoint keeps a score above 0 in every format, however low (a decoder threshold of 1e-4 gives
     such scores), also one on the image corner (0, 0); an absent one is absent everywhere."""

@@ -257,6 +257,60 @@ def test_snapshot_and_recording(qtbot, make_window, tmp_path, video):
     assert "nope" in window.errors[-1]
 
 
+def test_a_recording_never_replaces_the_source_it_records(qtbot, make_window, tmp_path, short_video):
+    """Recording to the file being played (a slip in the save dialog, or ``--record`` naming the ``--source``)
+    is refused with a dialog; before, the finished recording was renamed over the input video."""
+    import os
+
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(Path(short_video).read_bytes())
+    os.symlink(source, tmp_path / "link.mp4")
+    before = source.read_bytes()
+    window = make_window()
+    _open(qtbot, window, str(source), frames=2)
+    for target in (source, tmp_path / "link.mp4", tmp_path / "." / "clip.mp4"):
+        assert not window.start_recording(str(target))
+        assert window.recording.recorder is None and not window.act_record.isChecked()
+        assert window.errors[-1] == f"refusing to write {target}: it is the input {source} (choose another file)"
+    assert source.read_bytes() == before and not _leftovers(tmp_path)
+
+
+def test_a_recording_goes_on_when_a_model_of_another_keypoint_spec_is_loaded(qtbot, make_window, tmp_path, video):
+    """Started without a model (COCO skeleton), then a CrowdPose model is loaded: its 14-keypoint people are drawn
+    with their own skeleton and the recording is kept (before: an IndexError discarded the whole recording)."""
+    import torch
+
+    from app.engine import FrameResult
+    from core.contract import PoseContract
+    from core.keypoints import CROWDPOSE
+    from models.checkpoint import save_checkpoint
+    from models.factory import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    crowdpose = save_checkpoint(tmp_path / "crowdpose.pt",
+                                build_model(ModelConfig("realtime", PoseContract(CROWDPOSE), {})))
+    window = make_window()
+    window.settings.backend, window.settings.long_edge = "torch", 128  # fast: no runtime measured
+    window.panel.apply(window.settings)
+    shown = []
+    window.player.displayed.connect(lambda frame, _poses: shown.append(frame))
+    _open(qtbot, window, video)
+    out = tmp_path / "rec.mp4"
+    assert window.start_recording(str(out))
+    window.load_model(str(crowdpose))
+    qtbot.waitUntil(lambda: window.estimator is not None, timeout=WAIT)
+    window.act_play.trigger()  # pause
+    _wait_idle(qtbot, window)
+    done = window.results_displayed
+    people = Poses(np.tile(np.array([[[100.0, 80.0, 0.9]]], np.float32), (2, 14, 1)), np.array([0.9, 0.8]))
+    window.runner.post(shown[-1], FrameResult(people, {}, (480, 360)))  # what the live pipeline delivers
+    qtbot.waitUntil(lambda: window.results_displayed == done + 1, timeout=WAIT)
+    recorded = window.recording.recorder
+    assert window.stop_recording() == str(out) and not window.errors
+    with open_source(str(out)) as src:
+        assert sum(1 for _ in src) == recorded.frames >= 1  # how many played before the pause depends on the load
+
+
 def test_recording_keeps_every_frame_shown_through_a_seek_back_and_another_source(qtbot, make_window, tmp_path,
                                                                                    video, short_video):
     """The recording writes what the window shows, in order: after a seek back and after another (larger) source
@@ -383,11 +437,15 @@ def test_loading_a_bad_checkpoint_shows_an_error(qtbot, make_window, tmp_path):
     assert window.estimator is None and window.banner.isVisible()
 
 
+def _annotation_files(folder: Path) -> list[str]:
+    """The names in ``folder`` but the manifests (the journal of an export, with times: not an annotation)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".manifest.json"))
+
+
 def _same_outputs(a: Path, b: Path) -> None:
-    """``a`` holds the same annotation files as ``b``; ``b`` may also hold the manifest ``gopose annotate`` keeps
-    (its batch journal, with times: not an annotation)."""
-    names_a = sorted(p.name for p in a.iterdir())
-    assert names_a == sorted(p.name for p in b.iterdir() if not p.name.endswith(".manifest.json"))
+    """``a`` holds the same annotation files as ``b``."""
+    names_a = _annotation_files(a)
+    assert names_a == _annotation_files(b)
     for name in names_a:
         if name.endswith(".json"):
             assert json.loads((a / name).read_text()) == json.loads((b / name).read_text()), name
@@ -412,8 +470,38 @@ def test_export_writes_the_same_files_as_the_cli(qtbot, make_window, tmp_path, s
                      "--formats", "coco,jsonl,csv"])  # both at the model's own input size and thresholds
     assert code == 0
     assert sorted(p.name for p in gui_out.iterdir()) == [
-        "street_5frames_960x540.coco.json", "street_5frames_960x540.csv", "street_5frames_960x540.jsonl"]
+        "street_5frames_960x540.coco.json", "street_5frames_960x540.csv", "street_5frames_960x540.jsonl",
+        "street_5frames_960x540.manifest.json"]
     _same_outputs(gui_out, cli_out)
+
+
+def test_a_later_cli_run_keeps_the_outputs_a_gui_export_wrote_for_another_input(qtbot, make_window, tmp_path,
+                                                                                short_video, realtime_checkpoint):
+    """The GUI's export records its outputs in a manifest as ``gopose annotate`` does, so a later run for another
+    input of the same name writes ``clip-2`` (before: it silently replaced the export's files)."""
+    import os
+
+    from app.cli import main as cli_main
+    from app.manifest import read_manifest
+
+    clips = [tmp_path / d / "clip.mp4" for d in ("a", "b")]
+    for clip in clips:
+        clip.parent.mkdir()
+        os.symlink(short_video, clip)
+    out = tmp_path / "out"
+    window = make_window()
+    window.settings.backend, window.settings.long_edge = "torch", 128  # fast: no runtime measured
+    window.panel.apply(window.settings)
+    window.models.name = str(realtime_checkpoint)  # as after a load (the export loads its own copy)
+    with qtbot.waitSignal(window.export_finished, timeout=WAIT) as blocker:
+        window.start_export(str(clips[0]), str(out), ["jsonl"])
+    assert blocker.args[0] is not None, window.errors
+    exported = (out / "clip.jsonl").read_bytes()
+    assert read_manifest(out / "clip.manifest.json")["input"] == str(clips[0])
+    assert cli_main(["annotate", str(clips[1]), "--model", str(realtime_checkpoint), "--out", str(out),
+                     "--formats", "jsonl", "--long-edge", "128", "--backend", "torch", "--quiet"]) == 0
+    assert (out / "clip.jsonl").read_bytes() == exported and (out / "clip-2.jsonl").exists()
+    assert read_manifest(out / "clip.manifest.json")["input"] == str(clips[0])
 
 
 def test_an_export_keeps_the_settings_it_started_with(qtbot, make_window, tmp_path, short_video):
