@@ -15,7 +15,7 @@ from core.decoder import DecoderConfig, decode
 from core.geometry import long_edge_transform
 from core.keypoints import get_spec
 from core.io.annotations import KeypointDataset, load_keypoint_annotations
-from eval.evaluate import evaluate
+from eval.evaluate import check_ground_truth, evaluate
 from eval.oracle_model import OracleModel
 
 LOG = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def run_oracle(annotations: str | Path | KeypointDataset, dataset: str = "coco",
     ``encode_ms_median``. ``damage`` (keyword arguments of :func:`damage_maps`) degrades the maps first."""
     oracle = build_oracle(annotations, dataset, skeleton)
     data, contract = oracle.dataset, oracle.contract
+    check_ground_truth(data, dataset)  # before the encode/decode loop, not after it
     cfg = decoder or PAPER_DECODER
     ids = list(image_ids) if image_ids is not None else data.image_ids
     rng = np.random.default_rng(seed)

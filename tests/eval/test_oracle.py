@@ -68,3 +68,24 @@ def test_oracle_images_without_people_and_degenerate_sizes(tmp_path):
     path.write_text(json.dumps(ann))
     m = run_oracle(path, "coco", 640)
     assert m["images"] == 3 and 0.0 <= m["AP"] <= 1.0
+
+
+def test_oracle_checks_what_the_evaluation_needs_before_encoding_any_image(tmp_path, monkeypatch):
+    """A COCO file without 'area' is refused before the (long, on a full file) encode/decode loop, not after it."""
+    from core.encoder import TargetEncoder
+    from core.errors import InputError
+
+    kp = [0.0] * 51
+    kp[15:18] = [5.0, 3.0, 2]
+    ann = {"images": [{"id": 1, "width": 64, "height": 64, "file_name": "a.jpg"}],
+           "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, 10, 10],
+                            "num_keypoints": 1, "keypoints": kp}],
+           "categories": [{"id": 1, "name": "person"}]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(ann))
+    encoded = []
+    real = TargetEncoder.encode
+    monkeypatch.setattr(TargetEncoder, "encode", lambda self, *a, **k: encoded.append(1) or real(self, *a, **k))
+    with pytest.raises(InputError, match="annotation 7 has no 'area'"):
+        run_oracle(path, "coco", 640)
+    assert encoded == []
