@@ -126,13 +126,20 @@ def occlude(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator, 
     return out
 
 
+def _jitter_factor(rng: np.random.Generator, amplitude: float) -> float:
+    """A jitter factor uniform in ``[max(0, 1 - amplitude), 1 + amplitude]`` (torchvision's ColorJitter range): below 0
+    a brightness factor would black the image out, a contrast factor turn it into its negative. The same draw as
+    ``1 + uniform(-amplitude, amplitude)`` for amplitudes up to 1."""
+    return 1.0 + float(rng.uniform(max(-amplitude, -1.0), amplitude))
+
+
 def colour_jitter(image: np.ndarray, rng: np.random.Generator, cfg: AugmentationConfig) -> np.ndarray:
     """Random brightness, contrast, saturation and hue of a BGR uint8 image (a no-op when disabled)."""
     if not cfg.enabled or (cfg.brightness <= 0 and cfg.contrast <= 0 and cfg.saturation <= 0 and cfg.hue_deg <= 0):
         return image
-    b = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
-    c = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
-    s = 1.0 + rng.uniform(-cfg.saturation, cfg.saturation)
+    b = _jitter_factor(rng, cfg.brightness)
+    c = _jitter_factor(rng, cfg.contrast)
+    s = _jitter_factor(rng, cfg.saturation)
     hue = rng.uniform(-cfg.hue_deg, cfg.hue_deg)
     img = image
     if abs(hue) > 1e-6 or abs(s - 1.0) > 1e-6:

@@ -42,7 +42,7 @@ class DataConfig:
     drop_last: bool = True
 
 
-OCCLUDER_MIN = 0.15   # smallest occluder side (augmentation.occlusion_*), fraction of the person's keypoint box side
+OCCLUDER_MIN = 0.15   # smallest occluder size (the geometric mean of its sides), fraction of the person's box side
 
 
 @dataclass
@@ -62,7 +62,7 @@ class AugmentationConfig:
     hue_deg: float = 5.0
     mosaic_prob: float = 0.0              # share of samples made of a 2x2 mosaic of four images (small people)
     occlusion_prob: float = 0.0           # share of images (mosaic tiles) where one person is partly covered
-    occlusion_size: float = 0.5           # largest occluder side, fraction of that person's keypoint box side
+    occlusion_size: float = 0.5           # largest occluder size (mean of its sides), fraction of the person's box side
 
 
 @dataclass
@@ -309,6 +309,7 @@ def validate(cfg: TrainConfig) -> None:
     checks = [
         (cfg.data.input_size >= 32, "data.input_size must be >= 32"),
         (cfg.data.batch_size >= 1, "data.batch_size must be >= 1"),
+        (cfg.run.seed >= 0, "run.seed must be >= 0"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (cfg.data.target_sigma > 0, "data.target_sigma must be > 0"),
         (cfg.data.target_window >= 1, "data.target_window must be >= 1"),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from core.errors import InputError
+from core.io.files import stale_temp_files, temp_owner
 
 LOG = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     n = state["numpy"]
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available():  # a resume that sees fewer GPUs restores theirs only
+        torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])
 
 
 def pack_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -82,12 +83,18 @@ def latest_checkpoint(run_dir: Path) -> Path:
 
 
 def prune(run_dir: Path, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` step/epoch checkpoints (``best.pt`` is separate)."""
-    for old in list_checkpoints(run_dir)[:-keep_last]:
+    """Delete all but the newest ``keep_last`` step/epoch checkpoints (``best.pt`` is separate), and the temporary
+    checkpoint files of writers that were killed mid-write (SIGKILL, the OOM killer: nothing removed them)."""
+    for old in list_checkpoints(run_dir)[:-keep_last] + _stale_checkpoint_temps(run_dir):
         try:
             old.unlink()
         except FileNotFoundError:
             pass
+
+
+def _stale_checkpoint_temps(run_dir: Path) -> list[Path]:
+    """The ``checkpoints/`` temporary files of a checkpoint whose writing process no longer runs."""
+    return [p for p in stale_temp_files(Path(run_dir) / "checkpoints") if CKPT_RE.match(temp_owner(p)[0])]
 
 
 def load_training_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -99,6 +99,18 @@ def test_colour_jitter_keeps_dark_pixels_dark_and_the_order_of_grey_levels():
     assert raised >= 2
 
 
+@pytest.mark.parametrize("key", ["brightness", "contrast"])
+def test_colour_jitter_amplitudes_above_one_never_black_out_or_invert_the_image(key):
+    """An amplitude a > 1 draws factors in [0, 1 + a] (as torchvision's ColorJitter): 1 - a < 0 would make a
+    brightness factor below 0 (an all-black image) or a contrast factor below 0 (the photo's negative)."""
+    ramp = np.repeat(np.arange(40, 216, dtype=np.uint8)[None, :, None], 3, axis=2).repeat(4, axis=0)
+    cfg = AugmentationConfig(**{"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue_deg": 0.0, key: 1.5})
+    for seed in range(64):
+        out = augment.colour_jitter(ramp, np.random.default_rng(seed), cfg)[0, :, 0].astype(int)
+        assert out.max() > 0, f"seed {seed}: {key} jitter turned the image black"
+        assert (np.diff(out) >= 0).all(), f"seed {seed}: {key} jitter inverted the grey levels {out[:8]}"
+
+
 def test_training_images_are_read_as_stored_like_their_annotations(tmp_path, oriented_jpeg):
     """COCO's keypoints are in the stored pixels, whatever a photo's EXIF orientation says (COCO train2017 has
     such photos): the loader must not turn the image away from its annotations."""
