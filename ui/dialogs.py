@@ -110,6 +110,8 @@ class AddModelDialog(QDialog):
         for label, arch in self.KINDS:
             self.kind.addItem(label, arch)
         form.addRow("Kind", self.kind)
+        self._kind_picked = False  # the user chose the kind: a file chosen later no longer changes it
+        self.kind.activated.connect(self._on_kind_picked)
         self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, parent=self)
         self.buttons.button(QDialogButtonBox.Ok).setText("Add")
         self.buttons.accepted.connect(self.accept)
@@ -129,8 +131,11 @@ class AddModelDialog(QDialog):
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(bool(path and path.is_file()))
         if path is not None:
             self.name.setPlaceholderText(path.stem)
-            if path.name.startswith("PoseNet_"):  # the authors' release names
-                self.kind.setCurrentIndex(1)
+            if not self._kind_picked:  # the authors' release names are theirs; any other file describes itself
+                self.kind.setCurrentIndex(1 if path.name.startswith("PoseNet_") else 0)
+
+    def _on_kind_picked(self, _index: int) -> None:
+        self._kind_picked = True
 
     def values(self) -> tuple[str, str, str]:
         """(checkpoint path, name or "" for the file's stem, architecture or "" when the file describes it)."""

@@ -21,6 +21,7 @@ from ui.settings import DECODER_FIELDS, MODEL_TUNED, ViewerSettings
 from ui.workers import Task
 
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+ENGINE_FIELDS = ("device", "precision", "backend", "flip", "long_edge")  # the settings an estimator is built with
 
 
 class ModelController(QObject):
@@ -44,6 +45,7 @@ class ModelController(QObject):
         self.reason = ""
         self.path: Path | None = None
         self.note = ""  # why no model was loaded at start, when there is a reason to tell
+        self._built_with: ViewerSettings | None = None  # the settings the estimator in use was built with
         self._request = 0
         self._task: Task | None = None
         self._after: Callable[[], None] | None = None
@@ -128,7 +130,7 @@ class ModelController(QObject):
         threads, builtin = self.threads, self.builtin
         self._task = self._tasks.start(
             lambda _r: backend.load_model(spec, settings, threads, builtin), "load-model",
-            lambda loaded, s=spec, r=request, why=reason: self._on_loaded(s, *loaded, r, why),
+            lambda loaded, s=spec, r=request, why=reason, used=settings: self._on_loaded(s, *loaded, r, why, used),
             lambda msg, r=request: self._on_failed(msg, r))
         self.update_banner()
 
@@ -173,20 +175,19 @@ class ModelController(QObject):
         name = Path(self.name).name
         return f"model: {name} ({self.reason})", f"{name} ({self.reason}): {self.path}"
 
-    def _on_loaded(self, spec: str, estimator: Any, choice: Any, request: int, reason: str) -> None:
+    def _on_loaded(self, spec: str, estimator: Any, choice: Any, request: int, reason: str,
+                   used: ViewerSettings) -> None:
         if request != self._request:  # a newer load was requested meanwhile
             self.close_later(estimator, None)
             return
-        old, self.estimator = self.estimator, estimator
+        old, self.estimator, self._built_with = self.estimator, estimator, used
         self.name = self.settings.model = spec
         builtin = backend.builtin_model_file(self.builtin)
         is_builtin = builtin is not None and Path(choice.path).resolve() == builtin.resolve()
         self.reason = reason if not is_builtin or "built-in" in reason else f"built-in, {reason}"
         self.path = Path(choice.path)
         self._show_tuning(estimator)
-        device = getattr(estimator, "device", "")
-        self.panel.info.setText(f"{Path(spec).name}\n{estimator.contract.spec.name}, "
-                                f"{estimator.contract.n_limbs} limbs {('on ' + str(device)) if device else ''}")
+        self._show_info()
         self.refresh_list()
         self.update_banner()
         self.changed.emit(estimator, old)
@@ -199,11 +200,32 @@ class ModelController(QObject):
     def _on_failed(self, message: str, request: int) -> None:
         if request != self._request:
             return
-        self.panel.info.setText("")
         self._task = None
+        self._back_to_what_runs()
         self.update_banner()
         self._report(message, "Cannot load the model")
         self._run_after()
+
+    def _show_info(self) -> None:
+        """The panel's line on the model in use ("" without one)."""
+        estimator = self.estimator
+        if estimator is None:
+            self.panel.info.setText("")
+            return
+        device = getattr(estimator, "device", "")
+        self.panel.info.setText(f"{Path(self.name).name}\n{estimator.contract.spec.name}, "
+                                f"{estimator.contract.n_limbs} limbs {('on ' + str(device)) if device else ''}")
+
+    def _back_to_what_runs(self) -> None:
+        """After a failed load the model in use keeps running: the settings and the panel go back to it and to the
+        engine options it was built with (a device this machine lacks is neither shown nor saved as in use)."""
+        if self.estimator is not None and self._built_with is not None:
+            for name in ENGINE_FIELDS:
+                setattr(self.settings, name, getattr(self._built_with, name))
+            self.panel.apply(self.settings)
+            self._show_tuning(self.estimator)
+            self.refresh_list()
+        self._show_info()
 
     def _run_after(self) -> None:
         then, self._after = self._after, None

@@ -155,6 +155,9 @@ class PlayerController(QObject):
 
     def _on_runner_finished(self, generation: int) -> None:
         if generation == self._generation and self.runner is not None:
+            self.runner.join(1.0)  # past its last step: ``running`` is False from here on
+            if self.playback is not None:  # nothing plays (a stream or camera stopped, or an error): paused until
+                self.playback.set_paused(True)  # Play reads it again, also after a restart (another model)
             self._message("End of stream", 5000)
             self.stream_ended.emit()
 

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import collections
 import time
+from pathlib import Path
 
 from PyQt5.QtCore import Qt
 from PyQt5.QtWidgets import QLabel, QStatusBar, QWidget
+
+
+def source_label(spec: str) -> str:
+    """A source as the status bar names it: a file or folder by its name (also given with a trailing slash), a URL
+    or a camera as given."""
+    if "://" in spec or spec.startswith("webcam:"):
+        return spec
+    return Path(spec).name or spec
 
 
 class RateMeter:
@@ -66,7 +75,7 @@ class StatusPanel:
 
     def set_source(self, text: str) -> None:
         """Show the source (a file by its name; the full text is the tooltip)."""
-        shown = text if ("://" in text or text.startswith("webcam:") or "/" not in text) else text.rsplit("/", 1)[-1]
+        shown = source_label(text)
         label = self.fields["source"]
         label.setText(label.fontMetrics().elidedText(shown, Qt.ElideMiddle, label.maximumWidth() - 8))
         label.setToolTip(text)

@@ -11,6 +11,7 @@ from PyQt5.QtWidgets import QAction
 from ui.controls import SPEEDS, PlaybackBar, format_time
 from ui.player import PlayerController
 from ui.settings import ViewerSettings
+from ui.status import source_label
 
 LOG = logging.getLogger(__name__)
 
@@ -53,12 +54,19 @@ class TransportController(QObject):
         playback = self.player.playback
         seekable = bool(playback is not None and playback.seekable)
         if self.play_action is not None:
-            self.play_action.setText("Play" if playback is None or playback.paused else "Pause")
+            self.play_action.setText("Pause" if self.playing else "Play")
         for act in self.source_actions:
             act.setEnabled(playback is not None)
         for act in self.seek_actions:
             act.setEnabled(seekable)
         self.playbar.speed.setEnabled(seekable)
+
+    @property
+    def playing(self) -> bool:
+        """True while the source plays: not paused, and its runner still delivers (a stream or camera that stopped,
+        or a runner stopped by an error, plays nothing until Play restarts it)."""
+        playback = self.player.playback
+        return playback is not None and not playback.paused and self.player.running
 
     def _on_source_changed(self, spec: str) -> None:
         playback = self.player.playback
@@ -66,7 +74,8 @@ class TransportController(QObject):
         if playback is None:
             self.playbar.set_duration(None)
         else:
-            self.playbar.set_duration(playback.duration if playback.seekable else None, live=not playback.seekable)
+            self.playbar.set_duration(playback.duration if playback.seekable else None,
+                                      live=bool(playback.inner.is_live))  # a raw stream file: not seekable, not live
         self.update_actions()
 
     def _on_displayed(self, frame, _poses) -> None:
@@ -77,7 +86,7 @@ class TransportController(QObject):
     def _on_end(self) -> None:
         playback = self.player.playback
         if playback is not None and playback.ended_early:
-            self.end_note = early_end_note(self.player.source_spec.rsplit("/", 1)[-1], playback.duration,
+            self.end_note = early_end_note(source_label(self.player.source_spec), playback.duration,
                                            playback.lost_frames, playback.lost_frames_exact, playback.frame_count)
             LOG.warning("%s", self.end_note)
             self.playbar.set_duration(playback.duration)
@@ -88,7 +97,7 @@ class TransportController(QObject):
     # -- controls ---------------------------------------------------------------------------------------------
     def toggle_play(self) -> None:
         if self.player.playback is not None:
-            self.set_paused(not self.player.playback.paused)
+            self.set_paused(self.playing)
 
     def set_paused(self, paused: bool) -> None:
         playback = self.player.playback

@@ -91,6 +91,25 @@ def test_closing_the_source_clears_the_status_numbers(qtbot, make_window, video)
         "display 0.0 fps", "latency –", "people –"]
 
 
+def test_a_folder_given_with_a_trailing_slash_is_named_in_the_status_bar(qtbot, make_window, tmp_path):
+    """``--source frames/`` (as a shell completes it): the status bar and the early-end note name the folder (before:
+    the text after the last slash, nothing)."""
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((40, 60, 3), 60 * i, np.uint8))
+    (folder / "3.png").write_bytes(b"not an image")  # the last one unreadable: the folder ends early
+    window = make_window()
+    ends: list[int] = []
+    window.end_reached.connect(lambda: ends.append(1))
+    window.open_source(f"{folder}/")
+    qtbot.waitUntil(lambda: len(ends) == 1, timeout=WAIT)
+    assert window.status.text("source") == "frames"
+    assert window.transport.end_note.startswith("frames ends at 0:00.12: 1 of 4 frames could not be decoded")
+
+
 def test_a_frame_delivered_before_closing_the_source_is_not_shown_after(qtbot, make_window, video):
     window = make_window()
     _open(qtbot, window, video)
@@ -622,6 +641,45 @@ def test_unreachable_url_shows_an_error_and_the_window_survives(qtbot, make_wind
     _open(qtbot, window, video)
 
 
+def test_a_live_source_that_stopped_shows_play_and_one_press_restarts_it(qtbot, make_window, monkeypatch,
+                                                                          short_video):
+    """A stream or camera that stops delivering leaves nothing playing: the button says Play (before: Pause, and
+    the first press only paused the stopped player; a second one was needed to restart it)."""
+    from app.sources import VideoSource
+    from ui import backend
+
+    # a real stream source (is_live, as rtsp:// is) that stops after its 5 frames
+    monkeypatch.setattr(backend, "open_source", lambda spec, width=None, height=None: VideoSource(short_video,
+                                                                                                  live=True))
+    window = make_window()
+    ends: list[int] = []
+    window.end_reached.connect(lambda: ends.append(window.frames_displayed))
+    window.open_source("rtsp://127.0.0.1/stream")
+    qtbot.waitUntil(lambda: len(ends) == 1, timeout=WAIT)
+    assert window.playbar.time_label.text().endswith(" / live")
+    assert not window.player.running and window.act_play.text() == "Play"
+    window.act_play.trigger()  # one press: the player reads the stream again (this one has no more frames: ends)
+    qtbot.waitUntil(lambda: len(ends) == 2, timeout=WAIT)
+    assert window.act_play.text() == "Play"
+
+
+def test_a_raw_stream_file_is_not_called_live(qtbot, make_window, tmp_path, short_video):
+    """A raw H.264 file (as cameras write it) has no timestamps to seek by, but it is a file: no "live" time."""
+    import av
+
+    raw = tmp_path / "camera.h264"
+    with av.open(short_video) as inp, av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    window = make_window()
+    _open(qtbot, window, str(raw), frames=1)
+    assert not window.playback.seekable and not window.playbar.slider.isEnabled()
+    assert window.playbar.time_label.text().endswith(" / –")
+
+
 def _cut_in_half(video: str, out: Path) -> Path:
     """A copy of ``video`` with the second half of its bytes missing (its index still announces every frame)."""
     data = Path(video).read_bytes()
@@ -698,6 +756,26 @@ def test_banner_reports_a_file_that_is_not_a_checkpoint(qtbot, make_window, mode
     assert "PoseNet_77_epoch.pth" in window.errors[0]
     assert window.estimator is None and window.banner.isVisible()
     assert window.panel.model.findData("PoseNet_77_epoch") < 0
+
+
+def test_the_kind_follows_the_file_chosen_last_unless_the_user_picked_it(qtbot, make_window, tmp_path,
+                                                                          realtime_checkpoint):
+    """A ``PoseNet_*`` file chosen first, then the user's own checkpoint: the kind goes back to a GOPose checkpoint
+    (before: it stayed the authors' Hourglass-104 and adding the checkpoint failed); a kind picked by hand stays."""
+    authors = tmp_path / "PoseNet_77_epoch.pth"
+    authors.write_bytes(b"the authors' weights")
+    window = make_window()
+    dialog = window.models.add_model_dialog()
+    dialog.path.setText(str(authors))
+    assert dialog.values()[2] == "hourglass104"
+    dialog.path.setText(str(realtime_checkpoint))
+    assert dialog.values() == (str(realtime_checkpoint), "", "")  # what `gopose models add` takes for it
+    dialog.reject()
+    picked = window.models.add_model_dialog()
+    picked.kind.setCurrentIndex(1)
+    picked.kind.activated.emit(1)  # as a user picks it
+    picked.path.setText(str(realtime_checkpoint))
+    assert picked.values()[2] == "hourglass104"
 
 
 def test_mailbox_drops_and_does_not_count_posts_of_older_runners(qtbot):

@@ -192,3 +192,33 @@ def test_threshold_sliders_cover_every_accepted_value(qtbot, keypoint, person):
     assert changed == [{"threshold": pytest.approx(keypoint - step)}, {"person_threshold": pytest.approx(person + step)}]
     panel.apply(ViewerSettings(keypoint_threshold=0.001, person_threshold=1.0))  # the ends of both ranges
     assert (panel.threshold.value(), panel.person_threshold.value()) == (1, 1000)
+
+
+def test_a_model_or_device_that_fails_to_load_leaves_the_panel_on_what_runs(qtbot, make_window, model_home,
+                                                                            realtime_checkpoint):
+    """The model in use keeps running when its replacement does not load: the panel goes back to it and to the
+    options it runs with, and those are what is saved (before: the panel kept the failed choice, its info went
+    blank, and a saved device "cuda" on a machine without CUDA made every later start load no model)."""
+    import torch
+
+    broken = add_model(realtime_checkpoint, name="broken")
+    broken.path.write_bytes(b"not a checkpoint any more")  # still listed, no longer loads
+    window = make_window()
+    window.settings.backend = "torch"  # no backend measurement
+    window.panel.apply(window.settings)
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT):
+        window.models.load(str(realtime_checkpoint))
+    info, combo = window.panel.info.text(), window.panel.model
+    combo.setCurrentIndex(combo.findData("broken"))
+    combo.activated.emit(combo.currentIndex())  # as a user picks it
+    qtbot.waitUntil(lambda: len(window.errors) == 1, timeout=WAIT)
+    assert combo.currentData() == str(realtime_checkpoint) and window.panel.info.text() == info
+    if torch.cuda.is_available():
+        return  # the device part needs a machine without CUDA
+    device = window.panel.device
+    device.setCurrentIndex(device.findData("cuda"))  # as a user picks it: the engine is rebuilt, and fails
+    qtbot.waitUntil(lambda: len(window.errors) == 2, timeout=WAIT)
+    assert "CUDA" in window.errors[1]
+    assert device.currentData() == "auto" and window.panel.info.text() == info and window.estimator is not None
+    window.save_settings()
+    assert (window.store.load().device, window.store.load().backend) == ("auto", "torch")
