@@ -15,10 +15,13 @@ With no people in the batch the offset and scale terms are exactly 0 (never NaN)
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
+
+from core.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,32 @@ class LossConfig:
     offset_margin: float = 1e-5  # offset errors (after normalisation) below this are not punished
     scale_margin: float = 0.1    # keypoint-scale errors below this are not punished
 
+    def __post_init__(self) -> None:
+        weights = self.stack_weights
+        if weights is None:
+            return
+        if not all(isinstance(w, numbers.Real) and not isinstance(w, bool) and w >= 0 for w in weights):
+            raise InputError(f"loss stack_weights must be numbers >= 0, got {list(weights)}")
+        if weights and sum(weights) <= 0:
+            raise InputError(f"loss stack_weights must sum to a positive number, got {list(weights)}")
+
 
 def focal_l2(pred: torch.Tensor, target: torch.Tensor, tau: float, gamma: float) -> torch.Tensor:
     """Element-wise focal L2: ``0.5 (p - t)^2 |1 - q|^gamma``, q = p on foreground (t >= tau), 1 - p elsewhere."""
     q = torch.where(target >= tau, pred, 1.0 - pred)
-    return 0.5 * (pred - target).square() * (1.0 - q).abs().pow(gamma)
+    return 0.5 * (pred - target).square() * _focal_factor((1.0 - q).abs(), gamma)
+
+
+def _focal_factor(d: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``d ** gamma`` for ``d >= 0`` with a finite gradient at ``d == 0`` (there: 0) also for ``0 < gamma < 1``,
+    where the plain power's derivative is infinite and turns the loss's gradient into NaN (0 x inf)."""
+    if gamma == 0:
+        return torch.ones_like(d)
+    if gamma >= 1:  # the derivative is finite everywhere: the plain power (no extra passes over the maps)
+        return d.pow(gamma)
+    nonzero = d > 0
+    safe = torch.where(nonzero, d, torch.ones_like(d))
+    return torch.where(nonzero, safe.pow(gamma), torch.zeros_like(d))
 
 
 def _margin_mean(errors: torch.Tensor, valid: torch.Tensor, margin: float, sqrt_re: bool) -> torch.Tensor:
@@ -97,12 +121,12 @@ class PoseLoss(torch.nn.Module):
         self.config = config or LossConfig()
 
     def stack_weights(self, n_stacks: int) -> list[float]:
+        """The configured stack weights normalised to sum 1; ``InputError`` when they do not fit the network."""
         weights: Sequence[float] = self.config.stack_weights or [1.0] * n_stacks
         if len(weights) != n_stacks:
-            raise ValueError(f"{len(weights)} stack weights for a network with {n_stacks} stacks")
+            raise InputError(f"loss stack_weights: {len(weights)} weights for a network with {n_stacks} "
+                             f"stack{'s' if n_stacks != 1 else ''}")
         total = float(sum(weights))
-        if total <= 0:
-            raise ValueError(f"stack weights must sum to a positive number, got {list(weights)}")
         return [float(w) / total for w in weights]
 
     def forward(self, outputs: Sequence[Mapping[str, torch.Tensor]],

@@ -10,6 +10,7 @@ The input is RGB scaled to [-1, 1) (``(u8 - 128) / 128``), the backbone's own no
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ class MobileNetV1(nn.Module):
 
     def load_npz(self, path: str | Path) -> int:
         """Copy the shared ImageNet weights (``conv0``, ``dw{i}``, ``pw{i}``; the classifier is not used).
-        Returns the number of tensors loaded; a file of another width raises ``InputError`` naming it."""
+        Returns the number of tensors loaded; a damaged file or one of another width is an ``InputError`` naming it."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"backbone weights {path} do not exist")
@@ -91,7 +92,7 @@ class MobileNetV1(nn.Module):
                     key = f"{name}.{part}"
                     if key not in arrays:
                         raise InputError(f"backbone weights {path} lack {key}")
-                    value = torch.from_numpy(np.asarray(arrays[key], np.float32))
+                    value = torch.from_numpy(_read_array(arrays, key, path))
                     target = getattr(conv, part)
                     if value.shape != target.shape:
                         raise InputError(f"backbone weights {path}: {key} is {tuple(value.shape)}, a MobileNetV1 "
@@ -99,6 +100,14 @@ class MobileNetV1(nn.Module):
                     target.copy_(value)
                     loaded += 1
         return loaded
+
+
+def _read_array(arrays: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """``arrays[key]`` as float32; a damaged member (bad CRC, truncated, not an array) is an ``InputError``."""
+    try:
+        return np.asarray(arrays[key], np.float32)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise InputError(f"backbone weights {path}: {key} is damaged or unreadable ({exc})") from None
 
 
 class MobileNetPose(PoseNet):

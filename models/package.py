@@ -56,17 +56,19 @@ def average_weights(model: torch.nn.Module, others: Sequence[tuple[torch.nn.Modu
 
 def package_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, skeleton: str | None = None,
                        half: bool = True, long_edge: int | None = None, decoder: Mapping[str, Any] | None = None,
-                       metrics: Mapping[str, Any] | None = None, average: Sequence[str | os.PathLike] = ()) -> Path:
+                       metrics: Mapping[str, Any] | None = None, average: Sequence[str | os.PathLike] = (),
+                       arch: str | None = None) -> Path:
     """Write ``src`` as a shippable checkpoint at ``dst``: one skeleton, no training state, fp16 weights, the codec's
     ``long_edge`` and ``decoder`` defaults replaced where given, ``metrics`` recorded; with ``average``, the
-    weights are the mean of ``src``'s and those checkpoints' (see :func:`average_weights`)."""
-    model, info = load_checkpoint(src)
+    weights are the mean of ``src``'s and those checkpoints' (see :func:`average_weights`). ``arch`` names the
+    architecture of checkpoints in the authors' format (ours describe themselves)."""
+    model, info = load_checkpoint(src, arch=arch)
     skeleton = skeleton or model.contract.skeleton_name
     if skeleton != model.contract.skeleton_name:
         model = keep_skeleton(model, skeleton)
     others = []
     for path in average:
-        other, _ = load_checkpoint(path)
+        other, _ = load_checkpoint(path, arch=arch)
         if skeleton != other.contract.skeleton_name:
             try:
                 other = keep_skeleton(other, skeleton)

@@ -325,6 +325,8 @@ def validate(cfg: TrainConfig) -> None:
         (len(cfg.optim.betas) == 2 and all(_number(b) and 0 <= b < 1 for b in cfg.optim.betas),
          "optim.betas must hold two numbers in [0, 1)"),
         (all(_number(w) and w >= 0 for w in cfg.loss.stack_weights), "loss.stack_weights must be numbers >= 0"),
+        (cfg.loss.gamma >= 0, "loss.gamma must be >= 0"),  # a negative exponent weights the easy cells most
+        (0 < cfg.loss.tau <= 1, "loss.tau must be in (0, 1]"),  # targets are in [0, 1]
         (cfg.optim.grad_clip >= 0, "optim.grad_clip must be >= 0"),
         (0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
         (cfg.optim.ema_warmup_steps >= 0, "optim.ema_warmup_steps must be >= 0"),

@@ -29,18 +29,19 @@ def _add_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="checkpoint file to write")
 
 
-def _parse_options(items: list[str]) -> dict[str, Any]:
+def _parse_options(items: list[str], option: str = "--set") -> dict[str, Any]:
+    """``KEY=VALUE`` strings (values read as YAML) -> dict; errors name ``option``, the flag that gave them."""
     import yaml
 
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+            raise InputError(f"{option} expects KEY=VALUE, got {item!r}")
         try:
             options[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise InputError(f"--set {item!r}: cannot parse the value ({exc.__class__.__name__})") from None
+            raise InputError(f"{option} {item!r}: cannot parse the value ({exc.__class__.__name__})") from None
     return options
 
 
@@ -48,7 +49,7 @@ def _run_init(args: argparse.Namespace) -> int:
     import torch
 
     from models.checkpoint import save_checkpoint
-    from models.factory import build_model, make_config
+    from models.factory import NetworkOptionError, build_model, make_config
 
     torch.manual_seed(args.seed)
     try:
@@ -57,9 +58,9 @@ def _run_init(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from None
     try:
         model = build_model(config)
-    except InputError:
-        raise
     except (ValueError, RuntimeError) as exc:  # e.g. --set channels=0: the network refuses its own options
+        if isinstance(exc, InputError) and not isinstance(exc, NetworkOptionError):
+            raise
         given = "".join(f" --set {o}" for o in args.options)
         raise InputError(f"architecture {args.arch!r}{' with' + given if given else ''}: {exc}") from None
     path = save_checkpoint(args.out, model, epoch=0, step=0, extra={"init_seed": args.seed})
@@ -187,6 +188,7 @@ def _export_int8(model, args: argparse.Namespace) -> None:
 def _add_package(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="a trained GOPose checkpoint (e.g. a run's best.pt)")
     p.add_argument("--out", required=True, help="the packaged checkpoint to write")
+    p.add_argument("--arch", default=None, help="architecture, needed for the authors' checkpoints")
     p.add_argument("--skeleton", default=None,
                    help="keep only this skeleton's limbs (a part of the trained one, e.g. redundant of all)")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
@@ -209,8 +211,9 @@ def _run_package(args: argparse.Namespace) -> int:
         raise InputError(f"--out {args.out} is the checkpoint being packaged: write the package to another file "
                          f"(the trained one keeps its float32 weights and optimizer state)")
     path = package_checkpoint(args.file, args.out, skeleton=args.skeleton, half=not args.fp32,
-                              long_edge=args.long_edge, decoder=_parse_options(args.decoder),
-                              metrics=_parse_options(args.metric), average=args.average)
+                              long_edge=args.long_edge, decoder=_parse_options(args.decoder, "--decoder"),
+                              metrics=_parse_options(args.metric, "--metric"), average=args.average,
+                              arch=args.arch)
     print(json.dumps(describe(str(path))))
     return 0
 

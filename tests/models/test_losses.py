@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
+from core.errors import InputError
 from models.losses import LossConfig, PoseLoss, focal_l2, heatmap_loss, offset_loss, scale_loss
 
 
@@ -29,6 +31,25 @@ def test_focal_l2_by_hand():
     torch.testing.assert_close(focal_l2(p, t, tau=0.01, gamma=2.0), torch.tensor(expected))
     # gamma = 0 is plain (half) L2
     torch.testing.assert_close(focal_l2(p, t, 0.01, 0.0), 0.5 * (p - t) ** 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_focal_l2_gradient_is_finite_where_the_prediction_is_exact(dtype):
+    """With 0 < gamma < 1, ``|1 - q|^gamma`` has an infinite derivative where ``q == 1``: a heatmap peak that rounds
+    to exactly 1.0 under fp16/bf16 autocast, or a background cell at exactly 0. Before, its gradient was NaN (and
+    NaN reached every other cell of an ignored region through ``torch.where``); now it is the limit, 0."""
+    peak = torch.tensor(0.99995).to(dtype).float()
+    assert peak.item() == 1.0  # what autocast hands the loss
+    pred = torch.stack([peak, torch.tensor(0.0), torch.tensor(0.3)]).view(1, 1, 1, 3).requires_grad_()
+    target = torch.tensor([1.0, 0.0, 0.0]).view(1, 1, 1, 3)
+    for gamma in (0.5, 2.0):
+        for ignore in (torch.zeros(1, 1, 3, dtype=torch.bool), torch.tensor([[[True, True, False]]])):
+            pred.grad = None
+            loss = heatmap_loss(pred, target, ignore, gamma=gamma)
+            loss.backward()
+            assert torch.isfinite(pred.grad).all(), (gamma, pred.grad)
+            assert pred.grad[0, 0, 0, :2].tolist() == [0.0, 0.0]
+            assert loss.item() == pytest.approx(0.5 * 0.09 * 0.3 ** gamma)
 
 
 def test_heatmap_loss_skips_ignored_cells():
@@ -138,8 +159,26 @@ def test_stack_weights_must_match_network():
     t = _targets()
     outs = [{"heatmaps": torch.zeros(1, 1, 1, 2, dtype=torch.float64),
              "offsets": torch.zeros(1, 2, 1, 2, dtype=torch.float64)}]
-    with pytest.raises(ValueError, match="2 stack weights"):
+    with pytest.raises(ValueError, match="2 weights for a network with 1 stack"):
         PoseLoss(LossConfig(stack_weights=(1.0, 1.0)))(outs, t)
+
+
+@pytest.mark.parametrize("weights,message", [
+    ((1.0, 1.0, 1.0, 1.0), "loss stack_weights: 4 weights for a network with 1 stack"),  # the authors' default
+    ((0.0, 0.0), "loss stack_weights must sum to a positive number"),
+    ((2.0, -1.0), "loss stack_weights must be numbers >= 0"),
+])
+def test_bad_stack_weights_are_input_errors(weights, message):
+    """Stack weights come from the user's training config: a bad one is an ``InputError`` (one line from the CLI,
+    before: a ValueError traceback at the first training step); sum and sign are refused when the config is made."""
+    t = _targets()
+    outs = [{"heatmaps": torch.zeros(1, 1, 1, 2, dtype=torch.float64),
+             "offsets": torch.zeros(1, 2, 1, 2, dtype=torch.float64)}]
+    with pytest.raises(InputError, match=re.escape(message)):
+        PoseLoss(LossConfig(stack_weights=weights))(outs, t)
+    if len(weights) == 2:
+        with pytest.raises(InputError, match=re.escape(message)):
+            LossConfig(stack_weights=weights)
 
 
 def test_half_precision_outputs_are_summed_in_float32():

@@ -84,3 +84,37 @@ def test_average_packages_the_mean_of_the_weights(trained_on_all, tmp_path):
         with pytest.raises(InputError, match=f"cannot average {bad} with the packaged checkpoint: {why}"):
             package_checkpoint(src, tmp_path / "bad.pt", average=[bad])
     assert not (tmp_path / "bad.pt").exists()
+
+
+@pytest.mark.parametrize("option,value", [("--metric", "AP"), ("--decoder", "threshold"), ("--metric", "AP=[1")])
+def test_package_command_names_the_option_of_a_bad_value(trained_on_all, tmp_path, capsys, option, value):
+    """A malformed ``--metric`` / ``--decoder`` is reported under its own name (before: "--set expects KEY=VALUE",
+    an option ``models package`` does not have)."""
+    from app.cli import main
+
+    _, src = trained_on_all
+    out = tmp_path / "p.pt"
+    assert main(["models", "package", str(src), "--out", str(out), option, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{option} " in err and "--set" not in err, err
+    assert not out.exists()
+
+
+def test_package_command_takes_the_arch_of_an_authors_checkpoint(tmp_path, capsys):
+    """The authors' format has no model description: ``--arch`` names it, as the error says (before: packaging
+    told the user to pass ``--arch``, an option ``models package`` refused)."""
+    from app.cli import main
+
+    model = build_model(make_config("realtime"))  # that format has no kwargs: the architecture's defaults
+    src = tmp_path / "PoseNet_3_epoch.pth"
+    torch.save({"epoch": 3, "train_loss": 1.0, "model_state_dict": model.state_dict(), "optimizer_state_dict": {},
+                "amp": None}, src)
+    out = tmp_path / "p.pt"
+    assert main(["models", "package", str(src), "--out", str(out)]) == 2
+    assert "--arch" in capsys.readouterr().err and not out.exists()
+    assert main(["models", "package", str(src), "--arch", "realtime", "--out", str(out)]) == 0
+    packed, info = load_checkpoint(out)
+    assert packed.arch == "realtime" and info["epoch"] == 3 and info["extra"]["packaged_from"] == src.name
+    for k, v in packed.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k].half().to(v.dtype) if v.is_floating_point() else
+                           model.state_dict()[k]), k

@@ -44,7 +44,10 @@ def test_overrides_are_typed():
     ("schedule.min_lr_factor=1.5", ["schedule.min_lr_factor"]),
     ("schedule.gamma=-0.1", ["schedule.gamma"]),
     ("schedule.gamma=0", ["schedule.gamma"]),
-    ("run.seed=-1", ["run.seed"]),  # NumPy's seed sequences refuse it: the data workers crashed
+    ("run.seed=-1", ["run.seed"]),
+    ("loss.gamma=-1", ["loss.gamma"]),
+    ("loss.tau=0", ["loss.tau"]),
+    ("loss.tau=1.5", ["loss.tau"]),  # NumPy's seed sequences refuse it: the data workers crashed
 ])
 def test_bad_overrides_name_the_key(override, words):
     with pytest.raises(InputError) as err:
