@@ -61,9 +61,13 @@ class DecoderConfig:
         for f in fields(self):  # a stored or overridden setting of the wrong type names itself; 32.0 becomes 32
             value = checked(getattr(self, f.name), _FIELD_KINDS[f.type], f"decoder setting {f.name!r}")
             object.__setattr__(self, f.name, value)
-        if self.topk < 1 or self.threshold <= 0 or self.dist_max <= 0 or self.nms_kernel < 1 \
-                or self.nms_kernel % 2 == 0:
-            raise ValueError(f"invalid decoder settings: {self}")
+        rules = ((self.topk >= 1, "topk", "must be >= 1"),
+                 (0 < self.threshold <= 1, "threshold", "must be in (0, 1] (heatmap peaks are)"),
+                 (self.dist_max > 0, "dist_max", "must be > 0"),
+                 (self.nms_kernel >= 1 and self.nms_kernel % 2 == 1, "nms_kernel", "must be an odd number >= 1"))
+        for ok, name, rule in rules:
+            if not ok:
+                raise ValueError(f"decoder setting {name!r} {rule}, got {getattr(self, name)!r}")
         if self.max_people < 0:  # a negative slice bound would silently drop the last people
             raise ValueError(f"decoder setting 'max_people' must be >= 0, got {self.max_people}")
         if self.person_score not in ("coverage", "mean", "linked"):

@@ -184,7 +184,8 @@ def test_an_empty_batch_decodes_to_no_images():
 
 @pytest.mark.parametrize("field, value", [("max_people", -1), ("nms_kernel", -1), ("topk", "32"), ("topk", 2.5),
                                           ("threshold", None), ("threshold", float("nan")), ("refine", "no"),
-                                          ("single_keypoints", 1), ("person_score", 1)])
+                                          ("single_keypoints", 1), ("person_score", 1),
+                                          ("threshold", 2.0), ("nms_kernel", 2), ("dist_max", 0.0)])
 def test_invalid_decoder_settings_name_the_setting(field, value):
     """``max_people=-1`` used to keep all but the last person; a string ``refine='no'`` was truthy; ``topk='32'``
     was a TypeError naming nothing."""
