@@ -253,10 +253,10 @@ class ProgressBoard:
     def progress(self, index: int, done: int) -> None:
         self.frames[index] = done
 
-    def read(self) -> tuple[int, list[tuple[int, int, int, str]]]:
-        """``(frames done over all inputs, starts since the last read as (index, attempt, pid, node))``."""
+    def read(self) -> tuple[dict[int, int], list[tuple[int, int, int, str]]]:
+        """``(frames done per input, starts since the last read as (index, attempt, pid, node))``."""
         events, self.events = self.events, []
-        return sum(self.frames.values()), events
+        return dict(self.frames), events
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -417,6 +417,7 @@ class RayAnnotation:
         self.infos: list[dict[str, Any]] = []
         self.seen: set[tuple[str, int]] = set()  # (node, pid) of every worker process, for stop()
         self.outcomes: list[tuple[str, Any, str | None] | None] = [None] * len(plan)
+        self.frames: dict[int, int] = {}  # frames done per input: the board's reports, then each outcome's count
 
     def run(self) -> list[tuple[str, Any, str | None]]:
         ray = self.ray
@@ -489,14 +490,16 @@ class RayAnnotation:
         except self.ray.exceptions.RayError as exc:
             res, error = None, f"failed on its Ray worker: {_first_line(exc)}"
         self.outcomes[index] = (item, res, error)
+        if res is not None:  # the worker's last report may reach the board after its result reached us
+            self.frames[index] = 0 if res.skipped else res.frames
         with self.progress.printing():
             report_outcome(item, res, error)
-        self.progress.update(finished=True, failed=error is not None)
+        self.progress.update(sum(self.frames.values()), finished=True, failed=error is not None)
         return alive
 
     def _read_board(self) -> None:
         try:
-            frames, events = self.ray.get(self.board.read.remote(), timeout=30)
+            reported, events = self.ray.get(self.board.read.remote(), timeout=30)
         except Exception:  # noqa: BLE001 - the display must never stop the run
             LOG.debug("progress board unavailable", exc_info=True)
             return
@@ -506,7 +509,9 @@ class RayAnnotation:
                 with self.progress.printing():
                     print(f"gopose annotate: {self.plan[index][0]}: its Ray worker died; Ray retries it "
                           f"(attempt {attempt} of {1 + TASK_RETRIES}, pid {pid} on {node})", file=sys.stderr)
-        self.progress.update(frames)
+        finished = {i for i, outcome in enumerate(self.outcomes) if outcome is not None and outcome[1] is not None}
+        self.frames.update({i: n for i, n in reported.items() if i not in finished})
+        self.progress.update(sum(self.frames.values()))
 
     def _kill(self, actor) -> None:
         try:

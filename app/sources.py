@@ -374,6 +374,17 @@ class VideoSource(FrameSource):
                 self._container.close()
 
 
+def _open_camera(index: int) -> cv2.VideoCapture:
+    """``cv2.VideoCapture(index)`` without OpenCV's own warnings on stderr about a camera it cannot open (the
+    caller reports that in one line); OpenCV's log level is restored afterwards."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        return cv2.VideoCapture(index)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 class WebcamSource(FrameSource):
     """A camera opened by OpenCV; timestamps are seconds since the source opened."""
 
@@ -382,7 +393,7 @@ class WebcamSource(FrameSource):
         super().__init__()
         self.name = f"webcam:{index}"
         self.is_live = True
-        self._cap = cv2.VideoCapture(index)
+        self._cap = _open_camera(index)
         if not self._cap.isOpened():
             self._cap.release()
             raise InputError(f"no webcam at index {index} (camera absent, busy or not permitted)")

@@ -137,7 +137,7 @@ def scan_inputs(items: list[str]) -> tuple[list[str], list[str]]:
             else:
                 out.append(item)
             continue
-        entries = sorted(path.iterdir())
+        entries = sorted(_visible(path))
         videos = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
         own = [p for p in videos if is_own_output(p)]
         videos = [p for p in videos if not is_own_output(p)]
@@ -155,11 +155,16 @@ def expand_inputs(items: list[str]) -> list[str]:
     return scan_inputs(items)[0]
 
 
+def _visible(folder: Path) -> list[Path]:
+    """The entries of ``folder`` but hidden files (macOS's ``._clip.mp4`` metadata, dot files): never inputs."""
+    return [p for p in folder.iterdir() if not p.name.startswith(".")]
+
+
 def _empty_folder(item: str) -> bool:
     from app.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     path = Path(item)
-    return path.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES for p in path.iterdir())
+    return path.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES for p in _visible(path))
 
 
 def _planned_names(stems: list[str]) -> set[str]:

@@ -205,6 +205,23 @@ def test_input_expansion_and_names(tmp_path: Path, street_video: Path) -> None:
         "clip", "clip-3", "clip-4", "clip-2", "Clip-5"]
 
 
+def test_a_folder_scan_leaves_hidden_files_out(tmp_path: Path, street_video: Path) -> None:
+    """A folder copied from a Mac holds ``._clip.mp4`` (AppleDouble metadata, not a video): never an input, so it
+    neither fails the run nor makes a folder of only such files anything but empty."""
+    from app.commands.annotate import _empty_folder, expand_inputs
+
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    os.symlink(street_video, vids / "clip.mp4")
+    (vids / "._clip.mp4").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    os.symlink(street_video, vids / ".hidden.mkv")
+    assert expand_inputs([str(vids)]) == [str(vids / "clip.mp4")]
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "._clip.mp4").write_bytes(bytes(4096))
+    assert expand_inputs([str(junk)]) == [str(junk)] and _empty_folder(str(junk))  # "holds no videos or images"
+
+
 def test_a_rerun_of_two_inputs_of_one_name_warns_about_nothing(tmp_path: Path, caplog) -> None:
     """clips/a.mp4 and clips/sub/a.mp4 annotated again into the same folder: sub's outputs are at a-2 because
     clips/a.mp4 comes first in this run, not because an earlier run's outputs took the name (no warning)."""

@@ -151,8 +151,11 @@ def test_ray_run_equals_the_single_process_run(ray_address: str, clips: list[Pat
     out = tmp_path / "ray"
     args = ["annotate", *map(str, clips), "--model", str(checkpoint), "--out", str(out), *FAST, "--ray",
             "--ray-workers", "2"]
-    run = _run(args, out)
+    shown = [a for a in args if a != "--quiet"] + ["--progress-interval", "1e-6"]  # a progress line per update
+    run = _run(shown, out)
     assert run.rc == reference.rc == 1  # the corrupt input fails, the others complete
+    counts = re.findall(r"^gopose annotate: (\d)/4 inputs, (\d+) frames", run.stderr, re.M)
+    assert counts and next(int(n) for done, n in counts if done == "4") == 150, counts  # every frame, once done
     drop = lambda s: {k: v for k, v in s.items() if k not in TIMING}  # noqa: E731
     assert drop(run.summary) == drop(reference.summary)
     assert run.summary["done"] == 3 and run.summary["failed"][0]["input"] == str(clips[-1])

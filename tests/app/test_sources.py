@@ -176,6 +176,16 @@ def test_absent_webcam() -> None:
         open_source(98)
 
 
+def test_absent_webcam_is_one_line(capfd) -> None:
+    """OpenCV's own warnings about the camera it could not open stay off stderr: the error is the one line."""
+    level = cv2.utils.logging.getLogLevel()
+    capfd.readouterr()
+    with pytest.raises(InputError, match="no webcam at index 97"):
+        open_source("webcam:97")
+    assert capfd.readouterr().err == ""
+    assert cv2.utils.logging.getLogLevel() == level  # OpenCV's logging is quiet only while opening
+
+
 def test_unreachable_url() -> None:
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
