@@ -234,11 +234,12 @@ class Trainer:
         self.last_losses: dict[str, float] = {}
         self.step_lr = 0.0               # learning rate of the last step (of the first parameter group)
         self.history: list[dict[str, Any]] = []
+        self._val_gt: tuple[Path, Path] | None = None  # (subset file written in the run, image folder)
+        self._val_subset: tuple[dict[str, Any], Path] | None = None  # (subset, image folder) before it is written
+        self._check_validation_set()
         self._create_run_dir()
         if resume is not None:
             self.load(S.latest_checkpoint(self.run_dir))
-        self._val_gt: Path | None = None
-        self._check_validation_set()
         main = self.info.is_main
         if main:  # only now: a resume that fails leaves the run's config as it was
             write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
@@ -707,6 +708,18 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ validation
     def validation_set(self) -> tuple[Path, Path] | None:
         """(subset annotation file, image folder) for validation, or None when there is nothing to validate."""
+        if self._val_gt is None:
+            subset = self._val_subset or self._validation_subset()
+            if subset is None:
+                return None
+            raw, images = subset
+            path = self.run_dir / "val_subset.json"
+            write_text_atomic(path, json.dumps(raw))
+            self._val_gt, self._val_subset = (path, images), None
+        return self._val_gt
+
+    def _validation_subset(self) -> tuple[dict[str, Any], Path] | None:
+        """(COCO-style subset, image folder) to validate on, or None; ``InputError`` when it cannot be made."""
         d, r = self.cfg.data, self.cfg.run
         if d.val_annotations:
             ann = Path(d.val_annotations)
@@ -717,32 +730,29 @@ class Trainer:
             key = "data.sources[0].annotations" if d.sources else "data.train_annotations"
         else:
             return None
-        if self._val_gt is None:
-            from core.io.annotations import load_keypoint_annotations, subset_coco_dict
+        from core.io.annotations import load_keypoint_annotations, subset_coco_dict
 
-            gt = load_keypoint_annotations(ann, self.contract.spec)
-            split = {int(r["id"]): r.get("split") for r in gt.raw["images"]}
-            if d.val_split and d.val_split not in split.values():
-                names = ", ".join(sorted({str(v) for v in split.values() if v is not None})) or "none"
-                raise InputError(f"data.val_split {d.val_split!r}: no image of {ann} has it (its splits: {names})")
-            pool = [img.id for img in gt.images if img.n_people > 0 and (ids is None or img.id in ids)
-                    and (not d.val_split or split[img.id] == d.val_split)]
-            if not pool:
-                where = f" of data.val_split {d.val_split!r}" if d.val_split else ""
-                raise InputError(f"{key} {ann}: no image with people{where} to validate on")
-            if r.val_images:
-                pool = pool[:r.val_images]
-            self._val_gt = self.run_dir / "val_subset.json"
-            write_text_atomic(self._val_gt, json.dumps(subset_coco_dict(gt.raw, pool)))
-        return self._val_gt, images
+        gt = load_keypoint_annotations(ann, self.contract.spec)
+        split = {int(r["id"]): r.get("split") for r in gt.raw["images"]}
+        if d.val_split and d.val_split not in split.values():
+            names = ", ".join(sorted({str(v) for v in split.values() if v is not None})) or "none"
+            raise InputError(f"data.val_split {d.val_split!r}: no image of {ann} has it (its splits: {names})")
+        pool = [img.id for img in gt.images if img.n_people > 0 and (ids is None or img.id in ids)
+                and (not d.val_split or split[img.id] == d.val_split)]
+        if not pool:
+            where = f" of data.val_split {d.val_split!r}" if d.val_split else ""
+            raise InputError(f"{key} {ann}: no image with people{where} to validate on")
+        if r.val_images:
+            pool = pool[:r.val_images]
+        return subset_coco_dict(gt.raw, pool), images
 
     def _check_validation_set(self) -> None:
         """A validation set that cannot be read (a missing file, an unknown ``data.val_split``) fails now, on
-        every process, not after the first epoch."""
+        every process, not after the first epoch, and before the run folder is made."""
         problem = None
         if self.info.is_main and self.cfg.run.val_every_epochs:
             try:
-                self.validation_set()
+                self._val_subset = self._validation_subset()
             except InputError as exc:
                 problem = str(exc)
         problem = D.broadcast_object(problem, self.info)

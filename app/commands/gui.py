@@ -29,19 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="NAME|FILE", help="installed model name or checkpoint file "
                         "(default: as `gopose annotate`: your default, else the built-in model, else the only "
                         "installed one)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="inference device for this run")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="inference device (remembered, as if chosen in the "
+                        "model panel)")
     parser.add_argument("--long-edge", type=int, metavar="PX", help="network input size (long edge, pixels); "
                         "default: the model's own (remembered as your choice until Model > Model defaults)")
     parser.add_argument("--threshold", type=float, metavar="T", help="decoder keypoint threshold in (0, 1]; default: "
                         "the model's tuned one (remembered as your choice until Model > Model defaults)")
     parser.add_argument("--threads", type=at_least(1), metavar="N", help="CPU threads for inference (default: all "
                         "CPUs but one)")
-    parser.add_argument("--backend", choices=_backends(), help="network runtime for this run: torch, onnx, openvino, "
-                        "onnx-int8, openvino-int8 (CPU) or auto (the fastest fp32 one, measured once)")
+    parser.add_argument("--backend", choices=_backends(), help="network runtime: torch, onnx, openvino, onnx-int8, "
+                        "openvino-int8 (CPU) or auto (the fastest fp32 one, measured once); remembered, as if chosen in the "
+                        "model panel")
     parser.add_argument("--record", metavar="OUT.mp4", help="record the annotated video of --source from its "
                         "first frame (finished when the window closes)")
     parser.add_argument("--quit-after-frames", type=int, metavar="N",
-                        help="scripted run: quit after N displayed frames (with poses when a model is used)")
+                        help="scripted run: quit after N displayed frames (N with poses when --model is given)")
     parser.add_argument("--screenshot", metavar="OUT.png", help="scripted run: save the window as PNG before quitting")
     parser.add_argument("--timeout", type=seconds, default=300.0, metavar="S",
                         help="scripted run: give up (exit 1) after S seconds (default 300)")

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="COCO-style person keypoints JSON")
     parser.add_argument("--dataset", choices=("coco", "crowdpose"), default="coco")
     parser.add_argument("--long-edge", type=int, default=640, help="input long edge (centre padded square)")
-    parser.add_argument("--skeleton", default=None, help="skeleton name (coco: default, downup, redundant, dense)")
+    parser.add_argument("--skeleton", default=None, help="skeleton name (coco: default, downup, redundant, "
+                        "dense, all; crowdpose: default, dense)")
     parser.add_argument("--topk", type=at_least(1), default=32, help="keypoint candidates per channel (default 32)")
     parser.add_argument("--threshold", type=fraction, default=0.04, help="heatmap peak threshold in (0, 1] "
                         "(default 0.04)")

@@ -224,9 +224,9 @@ def _parse_annotations(anns: list, spec: KeypointSpec, name: str, image_ids: set
         crowd.append(a.get("iscrowd", 0))
         nk.append(a.get("num_keypoints", -1))
     try:
-        kp_arr = np.asarray(kps, dtype=np.float32).reshape(-1, k, 3)
-        bbox_arr = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-        area_arr = np.asarray(areas, dtype=np.float64)
+        kp_arr = _numbers(kps, np.float32).reshape(-1, k, 3)
+        bbox_arr = _numbers(bboxes, np.float64).reshape(-1, 4)
+        area_arr = _numbers(areas, np.float64)
         img_arr = _int_array(img_ids)
         nk_arr = _int_array(nk)
         ann_arr = _int_array(ann_ids)
@@ -265,15 +265,28 @@ def _parse_annotations(anns: list, spec: KeypointSpec, name: str, image_ids: set
 
 
 def _integer(value: Any) -> int:
-    """``int(value)``, but a ``ValueError`` for a fractional number (``int(1.5)`` would silently give 1)."""
+    """``int(value)``, but a ``ValueError`` for a fractional number (``int(1.5)`` would silently give 1) or a string
+    (``int("1")`` is 1, but pycocotools keeps the string: another image id than 1)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{value!r} is not a number")
     if isinstance(value, float) and not value.is_integer():
         raise ValueError(f"{value!r} is not an integer")
     return int(value)
 
 
+def _numbers(values: list, dtype: Any) -> np.ndarray:
+    """``values`` (numbers, or nested lists of them) as a ``dtype`` array; a ``ValueError`` when one is not a number:
+    NumPy would parse the string ``"0"``, but pycocotools reads the raw file, where an ``iscrowd`` ``"0"`` is a
+    crowd and a keypoint ``"1"`` no number."""
+    raw = np.asarray(values)
+    if raw.dtype.kind not in "biuf":
+        raise ValueError("a value that is not a number")
+    return raw.astype(dtype)
+
+
 def _int_array(values: list) -> np.ndarray:
-    """``values`` as int64, with a ``ValueError`` when one is fractional (NumPy would truncate it)."""
-    exact = np.asarray(values, dtype=np.float64)
+    """``values`` as int64, with a ``ValueError`` when one is fractional (NumPy would truncate it) or no number."""
+    exact = _numbers(values, np.float64)
     if not np.array_equal(exact, np.trunc(exact)):
         raise ValueError("a fractional number where an integer is expected")
     return np.asarray(values, dtype=np.int64)

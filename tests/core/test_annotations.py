@@ -110,6 +110,15 @@ _KP = [1, 1, 2] * 17
     ([_IMG], {"keypoints": [float("inf")] + _KP[1:]}, "annotation 9: 'keypoints' must hold finite numbers"),
     ([dict(_IMG, id=1.5)], {}, "images\\[0\\] has a non-integer id, width or height"),
     ([dict(_IMG, width=5.5)], {}, "images\\[0\\] has a non-integer id, width or height"),
+    # numbers written as strings: NumPy would parse them, but pycocotools (evaluation) reads the raw file, where an
+    # iscrowd "0" is a crowd, keypoints "1" a string and an image id "1" another image than 1
+    ([_IMG], {"iscrowd": "0"}, "annotation 9: 'iscrowd' must be an integer, got '0'"),
+    ([_IMG], {"keypoints": ["1"] + _KP[1:]}, "annotation 9: 'keypoints' must hold only numbers"),
+    ([_IMG], {"image_id": "1"}, "annotation 9: 'image_id' must be an integer, got '1'"),
+    ([_IMG], {"area": "5"}, "annotation 9: 'area' must be a number"),
+    ([_IMG], {"bbox": ["0", 0, 1, 1]}, "annotation 9: 'bbox' must be a list of 4 numbers"),
+    ([dict(_IMG, id="1")], {}, "images\\[0\\] has a non-integer id, width or height"),
+    ([dict(_IMG, width="5")], {}, "images\\[0\\] has a non-integer id, width or height"),
 ])
 def test_malformed_fields_name_file_and_annotation(tmp_path: Path, images: list, ann: dict, message: str) -> None:
     anns = [{"id": 8, "image_id": 1, "keypoints": _KP}, dict({"id": 9, "image_id": 1, "keypoints": _KP}, **ann)]
@@ -120,6 +129,7 @@ def test_malformed_fields_name_file_and_annotation(tmp_path: Path, images: list,
     assert str(p) in str(info.value)
 
 
-def test_iscrowd_given_as_string_zero_is_not_crowd() -> None:
-    raw = {"images": [_IMG], "annotations": [{"id": 9, "image_id": 1, "keypoints": _KP, "iscrowd": "0"}]}
-    assert load_keypoint_annotations(raw, COCO)[0].iscrowd.tolist() == [False]
+def test_boolean_iscrowd_is_read() -> None:
+    raw = {"images": [_IMG], "annotations": [{"id": 9, "image_id": 1, "keypoints": _KP, "iscrowd": False},
+                                             {"id": 8, "image_id": 1, "keypoints": _KP, "iscrowd": True}]}
+    assert load_keypoint_annotations(raw, COCO)[0].iscrowd.tolist() == [False, True]

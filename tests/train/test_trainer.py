@@ -486,6 +486,7 @@ def test_an_unknown_validation_split_fails_before_training(tmp_path, data_dir):
            "run.val_every_epochs": 1}
     with pytest.raises(InputError, match=r"data\.val_split 'vall'.*train, val"):
         Trainer(_cfg(**val), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # a config that fails leaves no run folder behind
 
 
 def test_a_validation_file_without_people_fails_before_training_naming_it(tmp_path, data_dir):
@@ -499,6 +500,7 @@ def test_a_validation_file_without_people_fails_before_training_naming_it(tmp_pa
     val = {"data.val_annotations": str(ann), "data.val_images": str(MINI / "images"), "run.val_every_epochs": 1}
     with pytest.raises(InputError, match=r"data\.val_annotations .*nobody\.json.*no image with people"):
         Trainer(_cfg(**val), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_folder_given_as_training_annotations_is_called_a_folder_and_leaves_no_run_folder(tmp_path):
