@@ -29,6 +29,7 @@ from core.io.annotations import KeypointDataset, load_keypoint_annotations
 from eval.evaluate import check_ground_truth, evaluate, evaluate_coco_with_found, people_found
 from eval.grouping_bound import perfect_grouping
 from eval.misses import draw_misses
+from models.precision import check_cuda_index
 from models.predictor import Maps, Predictor
 
 LOG = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ def resolve_device(name: str) -> torch.device:
         raise InputError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name} requested but CUDA is not available")
+    check_cuda_index(device, "--device")
     return device
 
 

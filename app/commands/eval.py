@@ -40,13 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--multiple", type=int, default=None,
                    help="pad canvases to a multiple of this (default: the network's input multiple, 128 for "
                         "Hourglass-104 and the oracle)")
-    d = parser.add_argument_group("decoder (defaults: core.decoder.DecoderConfig)")
+    d = parser.add_argument_group("decoder (defaults: the model's codec; core.decoder.DecoderConfig for the oracle "
+                                  "and files without one)")
     d.add_argument("--topk", type=at_least(1), default=None, help="keypoint candidates per channel (paper: 32)")
     d.add_argument("--threshold", type=fraction, default=None, help="heatmap peak threshold, in (0, 1]")
     d.add_argument("--dist-max", type=positive, default=None,
                    help="limb acceptance distance in input px, > 0 (paper: 40)")
     d.add_argument("--person-threshold", type=float, default=None, help="drop people scoring below this")
-    d.add_argument("--skeleton", default=None, help="skeleton for --oracle-model (a checkpoint fixes its own)")
+    d.add_argument("--skeleton", default=None,
+                   help="skeleton for --oracle-model, or a part of a checkpoint's to decode through (default: its own)")
     r = parser.add_argument_group("run")
     r.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size canvases)")
     r.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (0 = in-process)")

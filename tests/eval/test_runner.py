@@ -297,3 +297,30 @@ def test_throughput_counts_every_image_processed_after_the_first_batch_arrived()
     # 3 s of worker start-up, then two batches of 5 images processed in 1 s each: 5 images/s, not 2.5
     assert _throughput(10, wall=5.0, startup=3.0) == 5.0
     assert _throughput(4, wall=2.0, startup=0.0) == 2.0
+
+
+def test_cuda_index_beyond_the_machines_gpus_is_refused_naming_the_gpu_count(monkeypatch) -> None:
+    """``--device cuda:N`` past the last GPU passed and failed inside torch's first operation with a CUDA traceback
+    (the GPU count is the one thing faked here: this machine may have none)."""
+    import torch
+
+    from eval.runner import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(InputError, match=r"--device cuda:1 requested but this machine has 1 CUDA device \(cuda:0"):
+        resolve_device("cuda:1")
+
+
+def test_help_tells_where_decoder_defaults_and_skeleton_come_from(capsys) -> None:
+    """The help said the decoder defaults were ``DecoderConfig``'s and that a checkpoint fixes its own skeleton,
+    while a model file's codec sets them (the default model: threshold 0.2) and ``--skeleton`` decodes a
+    checkpoint through a part of its skeleton."""
+    try:
+        main(["eval", "--help"])
+    except SystemExit:
+        pass
+    out = " ".join(capsys.readouterr().out.split())
+    assert "defaults: the model's codec" in out
+    assert "a part of a checkpoint's" in out
