@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import random
+import signal
 from typing import Iterator
 
 import numpy as np
@@ -52,6 +53,14 @@ def seed_worker(worker_id: int, seed: int, epoch: int, rank: int) -> None:
     cv2.setNumThreads(1)  # workers are processes already; OpenCV threads would oversubscribe the cores
 
 
+def init_worker(worker_id: int, seed: int, epoch: int, rank: int) -> None:
+    """A DataLoader worker's start: ignore SIGINT, then :func:`seed_worker`. Ctrl-C in a terminal reaches every
+    process of the foreground group; the trainer stops after the current step (and writes its checkpoint), so the
+    workers must go on loading that step's batch, and they end with the loader as usual."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    seed_worker(worker_id, seed, epoch, rank)
+
+
 def worker_context(start: str = "forkserver"):
     """The multiprocessing context for DataLoader workers. ``fork`` is fastest to start but a forked child can
     dead-lock in OpenCV's (or OpenMP's) thread pool when the parent used it before (validation, a previous
@@ -86,7 +95,7 @@ def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, wo
     """A DataLoader for one epoch (call ``sampler.set_position`` and ``dataset.set_epoch`` first)."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate_samples,
-                      worker_init_fn=functools.partial(seed_worker, seed=seed, epoch=epoch, rank=rank),
+                      worker_init_fn=functools.partial(init_worker, seed=seed, epoch=epoch, rank=rank),
                       drop_last=drop_last, pin_memory=pin_memory, persistent_workers=False,
                       prefetch_factor=2 if workers > 0 else None,
                       multiprocessing_context=worker_context(start_method) if workers > 0 else None)
