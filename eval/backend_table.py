@@ -24,7 +24,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser, default_backends: str
                         help=f"comma list of torch, onnx, openvino, onnx-int8, openvino-int8, or 'all' (every "
                              f"installed one); default {default_backends}")
     parser.add_argument("--ap", action=argparse.BooleanOptionalAction, default=None,
-                        help="AP on coco/val2017_subset for each row "
+                        help="AP on coco/val2017_subset for each row, COCO models only "
                              "(default: on with --model, off for random weights)")
     from app.commands.options import at_least
 
@@ -172,6 +172,10 @@ def measure_ap(model, rows: list[Row], cache: str | None, calibration: list[str]
     from eval.runner import EvalOptions, run_evaluation
     from eval.shared_data import shared_path
 
+    spec = model.contract.spec.name
+    if spec != "coco":
+        LOG.warning("the model predicts %s keypoints: AP on coco/val2017_subset not measured", spec)
+        return
     subset = shared_path("coco/val2017_subset")
     if not (subset / "annotations.json").is_file():
         LOG.warning("no %s: AP not measured", subset)

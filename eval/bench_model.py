@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                         help="memory format (auto: channels-last when fused, the inference default)")
     parser.add_argument("--spec", default="coco", choices=["coco", "crowdpose"], help="keypoint spec (default coco)")
-    parser.add_argument("--model", default=None, metavar="FILE", help="checkpoint (default: random --arch weights)")
+    parser.add_argument("--model", default=None, metavar="NAME|FILE",
+                        help="checkpoint file or installed model (default: random --arch weights)")
     parser.add_argument("--video", default=None, help="video for the end-to-end frames/s (default: the shared "
                         "pedestrians_480x360.mp4)")
     parser.add_argument("--frames", type=at_least(0), default=30,
@@ -65,10 +66,13 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: CUDA is not available on this machine")
     check_cuda_index(device, "--device")
+    model_path = None
     if args.model:
+        from app.model_store import resolve_model
         from models.checkpoint import load_checkpoint
 
-        model, _ = load_checkpoint(args.model, map_location="cpu")
+        model_path, stored_arch = resolve_model(args.model)  # a checkpoint file or an installed model's name
+        model, _ = load_checkpoint(model_path, stored_arch, map_location="cpu")
         model.eval()
     else:
         model = build_model(make_config(args.arch, args.spec)).eval()
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         bt.measure_ap(model, rows, args.cache, args.calibration, args.ap_limit)
     table = [r.to_dict(gflops * args.batch, peak, args.batch) for r in rows]
     print(f"{arch} {args.size}x{args.size} batch {args.batch} on {device} ({torch.get_num_threads()} torch threads), "
-          f"{params_m:.2f} M params, {gflops:.2f} GFLOPs/image" + (f", {args.model}" if args.model else ""))
+          f"{params_m:.2f} M params, {gflops:.2f} GFLOPs/image" + (f", {model_path}" if model_path else ""))
     for line in bt.format_table(table, peak):
         print(line)
     if gemm is not None:

@@ -53,3 +53,34 @@ def test_bench_model_ap_limit_below_one_names_the_option(capsys) -> None:
     assert main(["bench", "model", "--ap-limit", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "argument --ap-limit: must be at least 1, got 0" in err
+
+
+def test_bench_model_of_a_crowdpose_checkpoint_skips_the_coco_ap(tmp_path, capsys) -> None:
+    """A CrowdPose model benchmarked with its file (AP on by default) gets its timings and AP '-' with a warning
+    (before: the run stopped with 'predicts crowdpose keypoints (14), but --dataset is coco', an option the
+    command does not have, and no timings)."""
+    ckpt = tmp_path / "cp.pt"
+    assert main(["models", "init", "--arch", "realtime", "--spec", "crowdpose", "--out", str(ckpt)]) == 0
+    capsys.readouterr()
+    assert main(["bench", "model", "--model", str(ckpt), "--size", "32", "--runs", "1", "--warmup", "0",
+                 "--frames", "0", "--ap-limit", "1"]) == 0
+    out = capsys.readouterr()
+    result = json.loads(out.out.strip().splitlines()[-1])
+    assert result["rows"][0]["ap"] is None and result["ms_median"] > 0
+    assert "--dataset" not in out.err
+
+
+def test_bench_model_takes_an_installed_model_name(tmp_path, monkeypatch, capsys) -> None:
+    """--model NAME benchmarks an installed model, as --model of annotate, eval, gui and bench pipeline/tracking
+    do (before: 'checkpoint NAME does not exist')."""
+    monkeypatch.setenv("GOPOSE_HOME", str(tmp_path / "home"))
+    ckpt = tmp_path / "rt.pt"
+    assert main(["models", "init", "--arch", "realtime", "--spec", "coco", "--set", "channels=8",
+                 "--out", str(ckpt)]) == 0
+    assert main(["models", "add", str(ckpt), "--name", "tiny-rt"]) == 0
+    capsys.readouterr()
+    assert main(["bench", "model", "--model", "tiny-rt", "--size", "32", "--runs", "1", "--warmup", "0",
+                 "--frames", "0", "--no-ap"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1])["ms_median"] > 0
+    assert str(tmp_path / "home" / "models" / "tiny-rt.pt") in out
