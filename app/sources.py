@@ -166,6 +166,10 @@ class VideoSource(FrameSource):
             frames = int(self._stream.frames or 0)
             self.frame_count = frames if frames > 0 and not self.is_live else None
             self._announced = self.frame_count or 0  # samples of the track, the pre-roll below included
+            # no frame count (MKV/WebM): the video track's announced length, to notice a file that ends early
+            self._track_seconds = None if self.frame_count else _track_duration(self._stream)
+            self._packet_span: list[float] = []  # [first pts, last end] of the demuxed packets, seconds
+            self._packets_timed = 0
             self._start_pts: int | None = None if start is None else int(start)
             self._preroll = 0  # packets before the stream's start: hidden by an edit list (a cut), never shown
             self._lock = threading.Lock()
@@ -225,6 +229,7 @@ class VideoSource(FrameSource):
                     self._pts_everywhere = False
                 else:
                     heapq.heappush(self._packet_pts, packet.pts)
+                    self._note_packet_time(packet)
                     if not self._seeked and self._start_pts is not None and packet.pts < self._start_pts:
                         self._preroll += 1
             try:
@@ -236,6 +241,14 @@ class VideoSource(FrameSource):
             if packet.size == 0 and not self._decoded:  # flush packet at the end of the stream
                 return None
         return self._decoded.pop(0)
+
+    def _note_packet_time(self, packet) -> None:
+        """Widen the span of the demuxed packets' times (seconds) by this packet's (its pts to its end)."""
+        start = float(packet.pts * self._time_base)
+        end = start + float(max(packet.duration or 0, 0) * self._time_base)
+        span = self._packet_span
+        self._packet_span = [min(span[0], start), max(span[1], end)] if span else [start, end]
+        self._packets_timed += 1
 
     def _to_bgr(self, frame) -> np.ndarray:
         image = frame.to_ndarray(format="bgr24")
@@ -303,10 +316,30 @@ class VideoSource(FrameSource):
             return None
         return max(0, self._announced - self._preroll - self._frames_read)
 
+    def _missing_end(self) -> float:
+        """Seconds of the video track's announced length (MKV/WebM, which announce no frame count) after its
+        last packet, once read from the start to the end: a file cut short; 0 within 1.5 frame intervals."""
+        if (self._track_seconds is None or self._seeked or not getattr(self, "_ended", False)
+                or not self._packet_span):
+            return 0.0
+        missing = self._track_seconds - self._packet_span[1]
+        return missing if missing > 1.5 * self._packet_interval() else 0.0
+
+    def _packet_interval(self) -> float:
+        """Mean seconds per packet read (so also of a variable frame rate, whatever the rate announced)."""
+        first, last = self._packet_span
+        return (last - first) / self._packets_timed if last > first else 1.0 / self.fps
+
+    def _missing_end_frames(self) -> int:
+        """Frames of :meth:`_missing_end`, at the packets' mean interval."""
+        missing = self._missing_end()
+        return max(1, int(round(missing / self._packet_interval()))) if missing else 0
+
     @property
     def missing_frames(self) -> int:
-        """Frames the container announces but that never decoded (a truncated file), once read to the end."""
-        return self._unread() or 0
+        """Frames the container announces but that never decoded (a truncated file), once read to the end; for
+        MKV/WebM, the frames of the announced length missing at the end."""
+        return self._unread() or self._missing_end_frames()
 
     @property
     def damaged_frames(self) -> int:
@@ -318,13 +351,18 @@ class VideoSource(FrameSource):
         """Frames that never decoded: announced minus decoded once read to the end (when the container
         announces a count), else the undecodable packets."""
         unread = self._unread()
-        return self._decode_errors - self._damaged if unread is None else unread
+        if unread is None:
+            return self._decode_errors - self._damaged + self._missing_end_frames()
+        return unread
 
     def _report_end(self) -> None:
         self._ended = True
         if self.lost_frames or self.damaged_frames:
             total = f" of {self._announced - self._preroll}" if self.frame_count and not self._seeked else ""
             why = f"; reading stopped at: {self._demux_error}" if self._demux_error else ""
+            if self._missing_end():
+                why += (f"; the file ends {self._missing_end():.1f} s before the length its video track announces "
+                        f"({self._track_seconds:.1f} s)")
             LOG.warning("%s is damaged or truncated: decoded %d%s frames (%d lost, %d damaged)%s", self.name,
                         self._frames_read, total, self.lost_frames, self.damaged_frames, why)
 
@@ -569,6 +607,17 @@ def _natural_key(path: Path) -> tuple:
     the name itself breaks ties."""
     parts = re.split(r"(\d+)", path.name)
     return tuple(int(t) if i % 2 else t.casefold() for i, t in enumerate(parts)), path.name
+
+
+def _track_duration(stream) -> float | None:
+    """Seconds of a stream's ``DURATION`` tag (``00:00:12.000000000``, what FFmpeg and mkvmerge write in
+    MKV/WebM), None without one."""
+    tag = next((v for k, v in (stream.metadata or {}).items() if k.upper() == "DURATION"), None)
+    match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d*)?)", str(tag or "").strip())
+    if not match:
+        return None
+    hours, minutes, secs = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(secs)
 
 
 def _short(exc: BaseException) -> str:

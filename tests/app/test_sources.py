@@ -106,6 +106,27 @@ def test_truncated_video_decodes_what_it_can(ped_video: Path, tmp_path: Path, ma
     assert f"decoded {n} of 795 frames ({795 - n} lost, 0 damaged)" in caplog.text
 
 
+def test_truncated_matroska_counts_the_missing_end(tmp_path: Path, make_damaged, caplog) -> None:
+    """MKV announces no frame count, but its video track's length (the DURATION tag FFmpeg and mkvmerge write at
+    the start of the file): a copy cut in the middle ends early, and the missing end is counted as lost frames
+    (it was reported complete, exit 0)."""
+    full = tmp_path / "full.mkv"
+    with av.open(str(full), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(120):  # 12 s: clusters of 5 s
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 2 * i, np.uint8), format="bgr24")))
+        c.mux(s.encode())
+    with open_source(full) as src:
+        assert src.frame_count is None and len(list(src)) == 120 and src.lost_frames == 0
+    bad = make_damaged(full, tmp_path / "cut.mkv", keep_fraction=0.5)
+    with open_source(bad) as src:
+        n = sum(1 for _ in src)
+        assert 0 < n < 120
+        assert src.lost_frames == 120 - n
+    assert f"decoded {n} frames ({120 - n} lost, 0 damaged)" in caplog.text
+
+
 def test_overwritten_bytes_are_counted_and_skipped(ped_video: Path, tmp_path: Path, make_damaged) -> None:
     bad = make_damaged(ped_video, tmp_path / "noise.mp4", overwrite=8)
     with open_source(bad) as src:
