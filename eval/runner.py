@@ -414,6 +414,8 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
         "contract": contract.to_dict(),
         "decoder": asdict(config) if hasattr(config, "__dataclass_fields__") else repr(config),
         "settings": opts.to_dict(),
+        "input": {"long_edge": None if predictor.fixed_height else predictor.long_edge,  # what ran, defaults
+                  "fixed_height": predictor.fixed_height, "multiple": predictor.multiple, "flip": predictor.flip},
         "timing": timing,
         "device": _device_name(device),
         "torch": torch.__version__,

@@ -69,6 +69,9 @@ def test_oracle_pipeline_matches_gopose_oracle(subset: Path, tmp_path: Path) -> 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(results) == res.summary["n_results"] > 150
     assert summary["metrics"]["AP"] == ours and summary["settings"]["oracle_model"] is True
+    # no --long-edge given: the size that ran (the oracle's 640) is recorded, not only the option's None
+    assert summary["settings"]["long_edge"] is None
+    assert summary["input"] == {"long_edge": 640, "fixed_height": None, "multiple": 128, "flip": False}
     assert set(results[0]) == {"image_id", "category_id", "keypoints", "score"}
     assert not list(tmp_path.glob(".*.tmp"))
 
