@@ -229,7 +229,8 @@ class VideoSource(FrameSource):
                     self._pts_everywhere = False
                 else:
                     heapq.heappush(self._packet_pts, packet.pts)
-                    self._note_packet_time(packet)
+                    if self._track_seconds is not None:  # only MKV/WebM check their end against it
+                        self._note_packet_time(packet)
                     if not self._seeked and self._start_pts is not None and packet.pts < self._start_pts:
                         self._preroll += 1
             try:
@@ -360,8 +361,9 @@ class VideoSource(FrameSource):
         if self.lost_frames or self.damaged_frames:
             total = f" of {self._announced - self._preroll}" if self.frame_count and not self._seeked else ""
             why = f"; reading stopped at: {self._demux_error}" if self._demux_error else ""
-            if self._missing_end():
-                why += (f"; the file ends {self._missing_end():.1f} s before the length its video track announces "
+            missing = self._missing_end()
+            if missing:
+                why += (f"; the file ends {missing:.1f} s before the length its video track announces "
                         f"({self._track_seconds:.1f} s)")
             LOG.warning("%s is damaged or truncated: decoded %d%s frames (%d lost, %d damaged)%s", self.name,
                         self._frames_read, total, self.lost_frames, self.damaged_frames, why)

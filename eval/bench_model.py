@@ -49,23 +49,17 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import InputError
     from eval import backend_table as bt
     from eval.cpu_peak import cpu_peak, measured_gemm_gflops
+    from eval.runner import resolve_device
     from eval.shared_data import shared_path
     from models.backends import parse_list
     from models.factory import build_model, make_config
-    from models.precision import check_cuda_index
     from models.profile import count_macs
 
     if args.video and not Path(args.video).is_file():
         raise InputError(f"--video {args.video} does not exist or is not a file")
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise InputError(f"--device {args.device!r}: unknown device (use cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {args.device}: CUDA is not available on this machine")
-    check_cuda_index(device, "--device")
+    device = resolve_device(args.device)
     model_path = None
     if args.model:
         from app.model_store import resolve_model

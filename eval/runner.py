@@ -173,9 +173,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InputError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+        raise InputError(f"--device {name!r}: unknown device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name} requested but CUDA is not available")
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
     check_cuda_index(device, "--device")
     return device
 

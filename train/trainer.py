@@ -176,11 +176,11 @@ class StopFlag:
 # ------------------------------------------------------------------------------------------------- the trainer
 def _check_target_sigma(codec: Codec) -> None:
     """Refuse a heatmap sigma so narrow that keypoints between cells would be encoded below the threshold."""
-    threshold = codec.decoder.threshold
-    if codec.lowest_peak() < threshold:
+    threshold, peak = codec.decoder.threshold, codec.lowest_peak()
+    if peak < threshold:
         lowest = codec.contract.stride / (2.0 * math.sqrt(math.log(1.0 / threshold)))
         raise InputError(f"data.target_sigma {codec.sigma:g} px is too narrow for stride {codec.contract.stride}: a "
-                         f"keypoint between heatmap cells peaks at {codec.lowest_peak():.2f}, below the decoder's "
+                         f"keypoint between heatmap cells peaks at {peak:.2f}, below the decoder's "
                          f"threshold {threshold:g}; use at least {math.ceil(lowest * 10) / 10:g}")
 
 
