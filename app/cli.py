@@ -72,11 +72,18 @@ def all_cpus_but_one() -> int:
     return max(1, cpus - 1)
 
 
+def say(line: str) -> None:
+    """One line to stderr in a single write: the lines of processes sharing stderr (torchrun's ranks) never
+    interleave, as ``print``'s separate write of the newline lets them."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C while starting (building the parser, importing torch: seconds)
-        print("gopose: interrupted", file=sys.stderr)
+        say("gopose: interrupted")
         return 130
 
 
@@ -110,18 +117,18 @@ def _main(argv: list[str] | None) -> int:
         with sigterm_as_interrupt():
             return int(args._module.run(args) or 0)
     except InputError as exc:
-        print(f"gopose {args.command}: error: {exc}", file=sys.stderr)
+        say(f"gopose {args.command}: error: {exc}")
         return 2
     except OSError as exc:  # a file system problem outside any input's handling: one line, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"gopose {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        say(f"gopose {args.command}: error: {where}{exc.strerror or exc}")
         LOG.debug("%s", exc, exc_info=True)
         return 2
     except Terminated:
-        print(f"gopose {args.command}: terminated (SIGTERM); unfinished outputs were discarded", file=sys.stderr)
+        say(f"gopose {args.command}: terminated (SIGTERM); unfinished outputs were discarded")
         return TERMINATED_EXIT
     except KeyboardInterrupt:
-        print(f"gopose {args.command}: interrupted", file=sys.stderr)
+        say(f"gopose {args.command}: interrupted")
         return 130
 
 

@@ -99,3 +99,29 @@ def test_the_overview_of_commands_with_sub_commands_names_each(capsys) -> None:
     bench = out[out.index(" bench "):]
     assert [n for n in SUBCOMMANDS if not re.search(rf"\b{n}\b", models)] == []
     assert [n for n in BENCHES if not re.search(rf"\b{n}\b", bench)] == []
+
+
+class _Writes:
+    """A stderr that keeps each write apart, as processes sharing one pipe see them."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_an_error_line_is_one_write(eval_args: list[str], tmp_path: Path, monkeypatch) -> None:
+    """Under torchrun every rank prints the same error line to one stderr: a line whose newline came in a second
+    write was interleaved with another rank's (CI saw two lines glued into one)."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    stderr = _Writes()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert main([*eval_args, "--out", str(a_file)]) == 2
+    errors = [w for w in stderr.writes if "error:" in w]
+    assert len(errors) == 1 and errors[0].endswith("is a file, not a folder\n"), stderr.writes
