@@ -33,6 +33,16 @@ VARIANTS = {
 }
 
 
+def variant_fields(name: str) -> dict:
+    """Every grouping field of variant ``name``, the library defaults where it names none: applied over a model's
+    stored decoder it means what its label says (a model storing the coverage score is not "linked score")."""
+    from core.decoder import DecoderConfig
+
+    defaults = DecoderConfig()
+    grouping = {k for fields in VARIANTS.values() for k in fields}
+    return {**{k: getattr(defaults, k) for k in sorted(grouping)}, **VARIANTS[name]}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from app.commands.options import at_least
     from eval.shared_data import shared_path

@@ -5,7 +5,8 @@
 Stage 1 decodes the network through each skeleton its output contains (a network trained on ``all`` holds
 ``default``, ``redundant`` and ``dense``) and keeps the best; stage 2 searches the input long edge and the keypoint
 threshold for that skeleton; stage 3 compares the grouping variants of ``gopose bench decoder --compare`` (the
-paper's limb score and order against ours) on the network's own output at the chosen setting, for the record.
+paper's limb score and order against ours) on the network's own output at the chosen setting, for the record;
+each of its rows sets every grouping field the rows differ in, so a row means its label whatever the model stores.
 The score of a setting is the mean COCO AP over the tuning sets: LSPET ``val`` (its first ``--lspet-images``
 images) and ``coco/train2017_mini`` (multi-person COCO scenes; the network saw them in training, so they weigh
 crowded scenes in, not generalisation). ``coco/val2017_subset`` is never looked at.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
-from eval.bench_decoder import VARIANTS
+from eval.bench_decoder import VARIANTS, variant_fields
 
 #: LSPET ``val`` images the tuning may look at: its first 200 (the rest are held out for reporting, docs/model_card.md)
 LSPET_TUNING_IMAGES = 200
@@ -132,7 +133,7 @@ def tune(args: argparse.Namespace) -> int:
     rows = []
 
     def run(stage: str, skeleton: str, long_edge: int, threshold: float, variant: str = "") -> dict[str, Any]:
-        fields = VARIANTS[variant] if variant else None
+        fields = variant_fields(variant) if variant else None
         row = {"stage": stage, "skeleton": skeleton, "long_edge": long_edge, "threshold": threshold,
                "variant": variant, **score(model, sets, skeleton, long_edge, threshold, args.workers, fields)}
         rows.append(row)

@@ -52,3 +52,15 @@ def test_grid_values_the_evaluation_refuses_stop_before_any_evaluation(option: l
         main(["--checkpoint", str(BUILTIN), "--data", str(tmp_path), *option])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert stop.value.code == 2 and option[0] in err and message in err
+
+
+def test_each_grouping_variant_sets_every_field_the_variants_differ_in() -> None:
+    """Stage 3 applies a variant over the model's stored decoder: a model storing the coverage score was run as
+    'linked score (default)' unchanged (the variant named no field)."""
+    from core.decoder import DecoderConfig
+    from eval.bench_decoder import VARIANTS, variant_fields
+
+    stored = DecoderConfig(person_score="coverage", order="skeleton", limb_norm="distance", single_radius=0.0)
+    for name, fields in VARIANTS.items():
+        config = stored.with_(**variant_fields(name))
+        assert config == DecoderConfig().with_(**fields), name
