@@ -36,7 +36,7 @@ class DataConfig:
     input_size: int = 512                 # side of the square training crop (multiple of the model's input_multiple)
     batch_size: int = 8                   # per process
     workers: int = 2                      # DataLoader worker processes per training process
-    worker_start: str = "forkserver"      # forkserver | spawn | fork (fork can dead-lock in OpenCV's thread pool)
+    worker_start: str = "spawn"           # spawn | forkserver | fork (fork can dead-lock in OpenCV's thread pool)
     target_sigma: float = 7.0             # Gaussian sigma of the keypoint heatmaps, input pixels
     target_window: int = 7                # cells around a limb start that receive guiding offsets
     drop_last: bool = True
@@ -166,7 +166,7 @@ class TrainConfig:
 
 _CHOICES = {
     "data.dataset": ("coco", "crowdpose"),
-    "data.worker_start": ("forkserver", "spawn", "fork"),
+    "data.worker_start": ("spawn", "forkserver", "fork"),
     "schedule.kind": ("step", "cosine", "constant"),
     "run.amp": ("none", "fp16", "bf16", "auto"),
 }

@@ -11,6 +11,8 @@ import functools
 import multiprocessing
 import random
 import signal
+import threading
+from multiprocessing import resource_tracker
 from typing import Iterator
 
 import numpy as np
@@ -54,17 +56,38 @@ def seed_worker(worker_id: int, seed: int, epoch: int, rank: int) -> None:
 
 
 def init_worker(worker_id: int, seed: int, epoch: int, rank: int) -> None:
-    """A DataLoader worker's start: ignore SIGINT, then :func:`seed_worker`. Ctrl-C in a terminal reaches every
-    process of the foreground group; the trainer stops after the current step (and writes its checkpoint), so the
-    workers must go on loading that step's batch, and they end with the loader as usual."""
+    """A DataLoader worker's start: ignore SIGINT and SIGTERM, then :func:`seed_worker`. Ctrl-C in a terminal
+    reaches every process of the foreground group, and Slurm, systemd or ``kill -- -PGID`` send SIGTERM to every
+    process of the job; the trainer stops after the current step (and writes its checkpoint), so the workers must
+    go on loading that step's batch, and they end with the loader as usual. (Ignored, not handled: Python puts
+    its own handlers back to the default while a worker exits, and a SIGTERM then killed it.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held back since its start: start_batches
     seed_worker(worker_id, seed, epoch, rank)
 
 
-def worker_context(start: str = "forkserver"):
+def start_batches(loader: DataLoader) -> Iterator:
+    """``iter(loader)``, its workers started with SIGTERM held back: they inherit the block (through spawn's exec
+    too) until :func:`init_worker` has set their handler, so a SIGTERM sent to the whole job while they import
+    torch no longer kills them. Here a SIGTERM that came meanwhile is delivered once they are started."""
+    if not loader.num_workers or threading.current_thread() is not threading.main_thread():
+        return iter(loader)
+    # the first spawned process starts multiprocessing's resource tracker, which unblocks SIGTERM after it
+    resource_tracker.ensure_running()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def worker_context(start: str = "spawn"):
     """The multiprocessing context for DataLoader workers. ``fork`` is fastest to start but a forked child can
     dead-lock in OpenCV's (or OpenMP's) thread pool when the parent used it before (validation, a previous
-    epoch in-process); ``forkserver`` / ``spawn`` start clean processes."""
+    epoch in-process); ``spawn`` / ``forkserver`` start clean processes, equally fast once torch is imported.
+    ``spawn`` is the default: its workers are the trainer's own children, while ``forkserver``'s are the
+    children of a server process that a SIGTERM sent to the whole job ends, and with it every worker."""
     if start not in ("fork", "forkserver", "spawn"):
         raise ValueError(f"unknown worker start method {start!r}")
     if start not in multiprocessing.get_all_start_methods():
@@ -91,7 +114,7 @@ def collate_samples(samples: list[dict]) -> dict:
 
 def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, workers: int, seed: int,
                 epoch: int, rank: int = 0, drop_last: bool = True, pin_memory: bool = False,
-                start_method: str = "forkserver") -> DataLoader:
+                start_method: str = "spawn") -> DataLoader:
     """A DataLoader for one epoch (call ``sampler.set_position`` and ``dataset.set_epoch`` first)."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate_samples,

@@ -34,7 +34,7 @@ from train import state as S
 from train.config import TrainConfig, dump_config
 from train.datasets import TARGET_KEYS, PoseDataset
 from train.ema import WeightAverage
-from train.loader import ResumableSampler, make_loader
+from train.loader import ResumableSampler, make_loader, start_batches
 
 LOG = logging.getLogger(__name__)
 
@@ -569,7 +569,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         skipped = 0  # images this process skipped since the last count over all processes
         try:
-            for batch in loader:
+            for batch in start_batches(loader):
                 skipped += int(batch["skipped"].sum())
                 losses = self.train_step(batch)
                 self.step += 1

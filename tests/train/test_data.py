@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from core.keypoints import COCO, CROWDPOSE
 from train import augment
 from train.config import AugmentationConfig
 from train.datasets import Piece, PoseDataset
-from train.loader import ResumableSampler, make_loader
+from train.loader import ResumableSampler, make_loader, start_batches
 
 COCO_C = PoseContract(COCO)
 
@@ -304,30 +305,47 @@ def test_loader_batches_do_not_depend_on_worker_count(data_dir):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["offsets"], b["offsets"])
 
 
-class _CtrlCInWorker(torch.utils.data.Dataset):
-    """Four samples; loading the first sends SIGINT to the worker process, as Ctrl-C in a terminal does to every
-    process of the foreground group (a training run's DataLoader workers too)."""
+class _SignalInWorker(torch.utils.data.Dataset):
+    """Four samples; loading the first sends ``signum`` (if any) to the worker process, as Ctrl-C in a terminal does to
+    every process of the foreground group, and Slurm, systemd or ``kill -- -PGID`` do with SIGTERM (a training
+    run's DataLoader workers too)."""
+
+    def __init__(self, signum: int | None) -> None:
+        self.signum = signum
 
     def __len__(self) -> int:
         return 4
 
     def __getitem__(self, i: int) -> dict:
         import os
-        import signal
 
-        if i == 0:
-            os.kill(os.getpid(), signal.SIGINT)
+        if i == 0 and self.signum is not None:
+            os.kill(os.getpid(), self.signum)
         return {"index": torch.tensor(i)}
 
 
-def test_ctrl_c_reaching_the_loader_workers_leaves_them_loading():
-    """The trainer stops after the current step on Ctrl-C and writes a checkpoint; its workers, which get the same
-    SIGINT, must keep serving that step (before: they quit on KeyboardInterrupt, and `gopose train` ended in
-    'DataLoader worker exited unexpectedly', exit 1, without its checkpoint)."""
-    ds = _CtrlCInWorker()
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_reaching_the_loader_workers_leaves_them_loading(signum):
+    """The trainer stops after the current step on SIGINT / SIGTERM and writes a checkpoint; its workers, which
+    get the same signal when it goes to the whole process group, must keep serving that step (before: they quit,
+    and `gopose train` ended in 'DataLoader worker exited unexpectedly', exit 1, without its checkpoint)."""
+    ds = _SignalInWorker(signum)
     sampler = ResumableSampler(ds, shuffle=False)
     loader = make_loader(ds, sampler, 2, 1, seed=0, epoch=0)  # not fork: it dead-locks after OpenCV ran here
     assert [b["index"].tolist() for b in loader] == [[0, 1], [2, 3]]
+
+
+def test_workers_that_a_sigterm_reaches_while_they_start_keep_loading():
+    """A SIGTERM sent to the whole job while an epoch's workers import torch (before their handler is set) killed
+    them: ``start_batches`` starts them with SIGTERM held back, also in the first epoch, whose start launches
+    multiprocessing's resource tracker (which unblocks SIGTERM after itself)."""
+    import os
+
+    ds = _SignalInWorker(None)
+    batches = start_batches(make_loader(ds, ResumableSampler(ds, shuffle=False), 2, 2, seed=0, epoch=0))
+    for worker in batches._workers:
+        os.kill(worker.pid, signal.SIGTERM)
+    assert [b["index"].tolist() for b in batches] == [[0, 1], [2, 3]]
 
 
 # ---------------------------------------------------------------------------------------------- LSPET ignore rules
