@@ -31,6 +31,7 @@ class PoseNet(nn.Module):
 
     arch: str = ""
     input_multiple: int = 32
+    n_stacks: int = 1  # outputs ``forward`` returns (stacked networks set their own)
 
     def __init__(self, contract: PoseContract, *, kwargs: dict | None = None,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,

@@ -215,6 +215,7 @@ class Trainer:
             raise InputError(f"data.batch_size {cfg.data.batch_size} is larger than the {per_rank} training images "
                              f"per process; lower it or set data.drop_last=false")
         self.loss_fn = self._build_loss()
+        self.loss_fn.stack_weights(self.model.n_stacks)  # weights that do not fit stop here, not at the first step
         self.lr = cfg.optim.lr * (self.info.world_size if cfg.optim.scale_lr_with_world_size else 1)
         self.optimizer = torch.optim.Adam(self._param_groups(), lr=self.lr, betas=tuple(cfg.optim.betas),
                                           weight_decay=cfg.optim.weight_decay)

@@ -446,6 +446,16 @@ def test_list_values_of_the_wrong_kind_name_their_key(key, value):
         load_config(None, [f"{key}={value}"])
 
 
+def test_stack_weights_that_do_not_fit_the_network_stop_before_the_run_starts(tmp_path):
+    """Two weights for a one-stack network: refused while the run is built (before: at the first step, after the
+    run folder and the data workers were made)."""
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="2 weights for a network with 1 stack"):
+        Trainer(_cfg(**{"loss.stack_weights": [1.0, 1.0]}), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_of_a_missing_run_names_the_folder(tmp_path):
     from core.errors import InputError
 
