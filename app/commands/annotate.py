@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -147,7 +148,24 @@ def scan_inputs(items: list[str]) -> tuple[list[str], list[str]]:
             out.extend(str(p) for p in videos)
         elif any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries) or not own:
             out.append(item)  # an image sequence, or an empty folder that fails with its own message
-    return list(dict.fromkeys(out)), notes
+    return _once(out, notes), notes
+
+
+def _once(items: list[str], notes: list[str]) -> list[str]:
+    """``items`` with each input once, the first spelling kept: ``a.mp4``, ``./a.mp4`` and ``/abs/a.mp4`` are one
+    path (before: annotated twice, into ``a.*`` and ``a-2.*``); each one left out is noted. Links stay inputs of
+    their own (a folder of links to camera files names each)."""
+    from app.sources import is_url
+
+    first: dict[str, str] = {}
+    for item in items:
+        key = item if is_url(item) else os.path.abspath(item)
+        if key in first:
+            if item != first[key]:
+                notes.append(f"skipping {item}: it is {first[key]}, listed before")
+            continue
+        first[key] = item
+    return list(first.values())
 
 
 def expand_inputs(items: list[str]) -> list[str]:

@@ -205,6 +205,18 @@ def test_input_expansion_and_names(tmp_path: Path, street_video: Path) -> None:
         "clip", "clip-3", "clip-4", "clip-2", "Clip-5"]
 
 
+def test_one_file_under_two_spellings_is_annotated_once(tmp_path: Path, street_video: Path, monkeypatch) -> None:
+    """``a.mp4``, ``./a.mp4`` and its absolute path are one input (before: annotated twice, into a.* and a-2.*)."""
+    from app.commands.annotate import scan_inputs
+
+    os.symlink(street_video, tmp_path / "a.mp4")
+    monkeypatch.chdir(tmp_path)
+    inputs, notes = scan_inputs(["a.mp4", "./a.mp4", str(tmp_path / "a.mp4"), "a.mp4"])
+    assert inputs == ["a.mp4"]
+    assert notes == ["skipping ./a.mp4: it is a.mp4, listed before",
+                     f"skipping {tmp_path / 'a.mp4'}: it is a.mp4, listed before"]
+
+
 def test_a_folder_scan_leaves_hidden_files_out(tmp_path: Path, street_video: Path) -> None:
     """A folder copied from a Mac holds ``._clip.mp4`` (AppleDouble metadata, not a video): never an input, so it
     neither fails the run nor makes a folder of only such files anything but empty."""
