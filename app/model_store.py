@@ -345,8 +345,10 @@ def _named_model(model: str, folder: Path, builtin_path: Path) -> ModelChoice:
     entry = get_model(model, folder)
     if entry is not None:  # also when a folder of that name happens to be in the working directory
         return ModelChoice(entry.name, entry.path, entry.arch or None, "--model")
-    if path.is_dir():
-        raise InputError(f"--model {model} is a folder, not a checkpoint file or an installed model name")
+    if path.is_dir():  # named without its option: `--model` and `--checkpoint` are one
+        best = path / "best.pt"
+        hint = f" (a training run? its best checkpoint is {best})" if best.is_file() else ""
+        raise InputError(f"{model} is a folder, not a checkpoint file or an installed model name{hint}")
     if model == BUILTIN_NAME and builtin_path.is_file():
         return ModelChoice(BUILTIN_NAME, builtin_path, None, "--model, the built-in model")
     if path.suffix or os.sep in model:

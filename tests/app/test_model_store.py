@@ -240,6 +240,18 @@ def test_an_installed_name_wins_over_a_folder_of_that_name(checkpoint: Path, tmp
         choose_model("store", root=store)
 
 
+def test_a_training_run_folder_given_as_the_model_points_at_its_best_checkpoint(tmp_path: Path) -> None:
+    """``gopose eval --checkpoint RUN`` (the folder, not RUN/best.pt): the error names the file to pass, and not
+    ``--model`` when the user typed ``--checkpoint``."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"x")
+    with pytest.raises(InputError) as err:
+        choose_model(str(run), root=tmp_path / "store")
+    assert str(err.value) == (f"{run} is a folder, not a checkpoint file or an installed model name (a training "
+                              f"run? its best checkpoint is {run / 'best.pt'})")
+
+
 def test_models_cli_add_list_and_spec_check(checkpoint: Path, tmp_path: Path, capsys, street_video: Path,
                                             without_builtin_model: Path) -> None:
     from app.cli import main
