@@ -122,6 +122,7 @@ class HourglassNet(PoseNet):
         super().__init__(contract, kwargs={"n_stacks": n_stacks})
         if n_stacks < 1:
             raise ValueError(f"n_stacks must be >= 1, got {n_stacks}")
+        self.n_stacks = n_stacks  # outputs per forward: what loss.stack_weights must fit
         self.basenet = HourglassBackbone(n_stacks)
         self.headnets = build_heads(256, contract, n_stacks)
         init_heads(self.headnets)

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from core.errors import InputError
+from core.keypoints import get_spec
 
 
 @dataclass
@@ -321,6 +322,16 @@ def validate(cfg: TrainConfig) -> None:
         (OCCLUDER_MIN < cfg.augmentation.occlusion_size <= 2,
          f"augmentation.occlusion_size must be in ({OCCLUDER_MIN}, 2]"),
         (cfg.augmentation.stretch >= 0, "augmentation.stretch must be >= 0"),
+        *((getattr(cfg.augmentation, k) >= 0, f"augmentation.{k} must be >= 0")  # ranges are [-a, a]
+          for k in ("rotation_deg", "translate", "brightness", "contrast", "saturation", "hue_deg")),
+        (cfg.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+        *((getattr(cfg.loss, k) >= 0, f"loss.{k} must be >= 0")
+          for k in ("heatmap_weight", "offset_weight", "scale_weight")),
+        (cfg.run.val_input_size >= 32, "run.val_input_size must be >= 32"),
+        (cfg.run.val_images >= 0, "run.val_images must be >= 0 (0: all)"),
+        (cfg.run.val_every_epochs >= 0, "run.val_every_epochs must be >= 0 (0: never)"),
+        (cfg.data.min_keypoints >= 0, "data.min_keypoints must be >= 0"),
+        (cfg.run.threads >= 0, "run.threads must be >= 0 (0: torch's default)"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (len(cfg.optim.betas) == 2 and all(_number(b) and 0 <= b < 1 for b in cfg.optim.betas),
          "optim.betas must hold two numbers in [0, 1)"),
@@ -347,6 +358,10 @@ def validate(cfg: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+    skeletons = get_spec(cfg.data.dataset).skeletons
+    if cfg.model.skeleton not in skeletons:
+        raise InputError(f"model.skeleton {cfg.model.skeleton!r} is not a {cfg.data.dataset} skeleton "
+                         f"(known: {', '.join(sorted(skeletons))})")
     for i, src in enumerate(cfg.data.sources):
         known = {"annotations", "images", "repeat", "split"}
         if not isinstance(src, dict) or "annotations" not in src:
@@ -356,6 +371,9 @@ def validate(cfg: TrainConfig) -> None:
             raise InputError(f"data.sources[{i}]: unknown key {unknown[0]} (known: {', '.join(sorted(known))})")
         if not isinstance(src.get("repeat", 1), int) or src.get("repeat", 1) < 1:
             raise InputError(f"data.sources[{i}].repeat must be an integer >= 1")
+        for key in ("annotations", "images", "split"):
+            if src.get(key) is not None and not isinstance(src[key], str):
+                raise InputError(f"data.sources[{i}].{key} must be a string, got {src[key]!r}")
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

@@ -115,6 +115,15 @@ def _ends_mid_line(path: Path) -> bool:
         return False
 
 
+def _set_aside_log(path: Path) -> None:
+    """A new run in a folder whose earlier run died before its first checkpoint: that run's log becomes
+    ``log.abandoned.jsonl`` (replacing an older one), so ``path`` holds the new run's records only."""
+    if path.is_file():
+        aside = path.with_name("log.abandoned.jsonl")
+        path.replace(aside)
+        LOG.warning("%s held the log of a run without checkpoints: kept as %s", path, aside)
+
+
 class JsonLog:
     """Append-only JSON-lines log (one record per line, flushed) plus TensorBoard scalars when available."""
 
@@ -244,6 +253,8 @@ class Trainer:
         main = self.info.is_main
         if main:  # only now: a resume that fails leaves the run's config as it was
             write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
+            if resume is None:
+                _set_aside_log(self.run_dir / "log.jsonl")
         self.log = JsonLog(self.run_dir / "log.jsonl" if main else None,
                            self.run_dir / "tensorboard" if main and cfg.run.tensorboard else None)
         self._last_saved_step = self.step if resume is not None else -1
@@ -671,7 +682,13 @@ class Trainer:
                         "kept in samples, the continuation is not bit-exact", self.cfg.data.batch_size,
                         self.info.world_size, st["batch_size"], st["world_size"])
         saved = ckpt["model_state_dict"]  # the weight average when the run kept one, else the trained weights
-        self.model.load_state_dict(st.get("trained_weights", saved))
+        try:
+            self.model.load_state_dict(st.get("trained_weights", saved))
+        except RuntimeError as exc:  # another arch, width, skeleton or scale head than the run trained
+            details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+            raise InputError(f"cannot resume {path}: its weights do not fit this config's network "
+                             f"({(details or [_first_line(exc)])[0][:200].rstrip('.')}); model.arch, model.kwargs, "
+                             f"model.skeleton or model.with_scale changed: resume with the run's values") from None
         self.average = self._new_average()
         if self.average is not None and "trained_weights" in st:
             self.average.load_state_dict({"updates": st["average_updates"], "weights": saved})
@@ -726,6 +743,9 @@ class Trainer:
             ann = Path(d.val_annotations)
             images = Path(d.val_images) if d.val_images else ann.parent / "images"
             ids, key = None, "data.val_annotations"
+            if not images.is_dir():  # found now, not by the first validation after an epoch of training
+                where = "data.val_images" if d.val_images else f"data.val_images (default beside {ann})"
+                raise InputError(f"{where} {images} " + ("is not a folder" if images.exists() else "does not exist"))
         elif r.val_on_train:
             ann, images, ids = self.train_annotations, self.train_images, self._train_ids
             key = "data.sources[0].annotations" if d.sources else "data.train_annotations"

@@ -48,6 +48,24 @@ def test_overrides_are_typed():
     ("loss.gamma=-1", ["loss.gamma"]),
     ("loss.tau=0", ["loss.tau"]),
     ("loss.tau=1.5", ["loss.tau"]),  # NumPy's seed sequences refuse it: the data workers crashed
+    # these crashed with a traceback at the first sample or while the run was built, or were silently wrong
+    ("augmentation.translate=-0.1", ["augmentation.translate"]),
+    ("augmentation.brightness=-0.5", ["augmentation.brightness"]),
+    ("augmentation.contrast=-0.5", ["augmentation.contrast"]),
+    ("augmentation.saturation=-0.5", ["augmentation.saturation"]),
+    ("augmentation.hue_deg=-5", ["augmentation.hue_deg"]),
+    ("augmentation.rotation_deg=-30", ["augmentation.rotation_deg"]),  # was: no rotation at all
+    ("optim.weight_decay=-1", ["optim.weight_decay"]),
+    ("loss.heatmap_weight=-1", ["loss.heatmap_weight"]),  # was: gradient ascent on the heatmaps
+    ("run.val_input_size=16", ["run.val_input_size"]),
+    ("run.val_images=-2", ["run.val_images"]),  # was: all but the last 2 images
+    ("run.val_every_epochs=-1", ["run.val_every_epochs"]),
+    ("data.min_keypoints=-1", ["data.min_keypoints"]),
+    ("run.threads=-1", ["run.threads"]),
+    ("model.skeleton=nope", ["model.skeleton", "nope", "dense"]),
+    ("data.sources=[{annotations: 5}]", ["data.sources[0].annotations"]),
+    ("data.sources=[{annotations: a.json, images: [b]}]", ["data.sources[0].images"]),
+    ("data.sources=[{annotations: a.json, split: 3}]", ["data.sources[0].split"]),
 ])
 def test_bad_overrides_name_the_key(override, words):
     with pytest.raises(InputError) as err:
@@ -145,6 +163,24 @@ def test_shipped_recipes_load_and_round_trip(name, tmp_path):
     again.write_text(dump_config(cfg))
     assert load_config(again) == cfg
 
+
+
+@pytest.mark.parametrize("name", ["coco_hourglass104.yaml", "crowdpose_hourglass104.yaml", "coco_realtime.yaml"])
+def test_shipped_recipes_stack_weights_fit_their_network(name):
+    """The paper's recipes weight Hourglass-104's two stacks [1, 1]; the network must say it has two (it said 1,
+    so the trainer refused both recipes before their first step)."""
+    import torch
+
+    from models.factory import build_model, make_config
+    from models.losses import LossConfig, PoseLoss
+
+    cfg = load_config(CONFIGS / name)
+    with torch.device("meta"):  # shapes only: no memory or initialisation time
+        model = build_model(make_config(cfg.model.arch, spec=cfg.data.dataset, skeleton=cfg.model.skeleton,
+                                        with_scale=cfg.model.with_scale, **cfg.model.kwargs))
+    assert len(model.eval()(torch.zeros(1, 3, 128, 128, device="meta"))) == model.n_stacks
+    loss = PoseLoss(LossConfig(stack_weights=tuple(cfg.loss.stack_weights) or None))
+    assert len(loss.stack_weights(model.n_stacks)) == model.n_stacks
 
 def test_default_model_stage3_changes_only_the_canvas_schedule_and_start_of_stage2():
     stage2 = load_config(CONFIGS / "default_model_stage2.yaml")

@@ -346,6 +346,20 @@ def test_a_resume_that_cannot_load_names_the_cause_and_keeps_the_config(tmp_path
     assert (tmp_path / "config.yaml").read_text() == before
 
 
+
+@pytest.mark.parametrize("change", [{"model.with_scale": True}, {"model.skeleton": "dense"}])
+def test_a_resume_with_another_network_is_refused_in_one_line_and_keeps_the_config(tmp_path, change):
+    """Was a RuntimeError traceback listing every tensor whose shape differs."""
+    from core.errors import InputError
+
+    Trainer(_cfg(**{"schedule.max_steps": 1}), run_dir=tmp_path).train()
+    before = (tmp_path / "config.yaml").read_text()
+    with pytest.raises(InputError, match=r"cannot resume .*ckpt_00000001\.pt: its weights do not fit this config's "
+                                         r"network .*model\.") as err:
+        Trainer(_cfg(**change), resume=tmp_path)
+    assert "\n" not in str(err.value)
+    assert (tmp_path / "config.yaml").read_text() == before
+
 def test_a_run_killed_while_validating_validates_that_epoch_on_resume(tmp_path, data_dir):
     val = {"run.val_every_epochs": 1, "run.val_on_train": True, "run.val_images": 2, "run.val_input_size": 64}
     Trainer(_cfg(**val, **{"schedule.epochs": 1}), run_dir=tmp_path).train()
@@ -512,6 +526,32 @@ def test_a_validation_file_without_people_fails_before_training_naming_it(tmp_pa
         Trainer(_cfg(**val), run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
+
+
+def test_a_missing_validation_image_folder_fails_before_training_naming_it(tmp_path, data_dir):
+    """Not after the first epoch (hours on COCO) as 'image folder ... does not exist'."""
+    from core.errors import InputError
+
+    val = {"data.val_annotations": str(MINI / "annotations.json"), "data.val_images": str(tmp_path / "val2017"),
+           "run.val_every_epochs": 1}
+    with pytest.raises(InputError, match=r"data\.val_images .*val2017 does not exist"):
+        Trainer(_cfg(**val), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_new_run_in_a_folder_of_a_run_killed_before_its_first_checkpoint_starts_its_own_log(tmp_path, data_dir):
+    """The shipped recipes name their run folder (run.name); rerunning one after a crash in its first epoch
+    appended the new run's records (steps from 1 again) to the dead run's log.jsonl. That log is kept aside."""
+    from train.trainer import read_log_records
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    dead = json.dumps({"kind": "train", "step": 40, "epoch": 0, "loss": 9.0}) + "\n"
+    (run / "log.jsonl").write_text(dead)
+    Trainer(_cfg(**{"schedule.max_steps": 1}), run_dir=run).train()
+    steps = [r["step"] for r in read_log_records(run / "log.jsonl")]
+    assert steps == [1, 1]  # its train record and its end record only
+    assert (run / "log.abandoned.jsonl").read_text() == dead
 
 def test_a_folder_given_as_training_annotations_is_called_a_folder_and_leaves_no_run_folder(tmp_path):
     from core.errors import InputError
