@@ -50,7 +50,7 @@ class EvalOptions:
     flip: bool = False
     fixed_height: bool = False
     long_edge: int | None = None         # None: the model's codec default (640 for the oracle)
-    height: int = 640
+    height: int | None = None            # with fixed_height; None: DEFAULT_HEIGHT
     multiple: int | None = None
     topk: int | None = None
     threshold: float | None = None
@@ -243,6 +243,22 @@ def _backend(opts: EvalOptions, runner, size: int):
     return name, network
 
 
+#: the canvas height of ``--fixed-height`` without ``--height`` (the paper's CrowdPose protocol)
+DEFAULT_HEIGHT = 640
+
+
+def canvas_size(opts: EvalOptions) -> tuple[int | None, int | None]:
+    """``(long_edge, fixed_height)`` of the run (None: the model's long edge / no fixed height); a size option the
+    chosen canvas would silently ignore is an ``InputError``."""
+    if opts.fixed_height:
+        if opts.long_edge is not None:
+            raise InputError(f"--long-edge {opts.long_edge} has no effect with --fixed-height (give --height)")
+        return None, DEFAULT_HEIGHT if opts.height is None else opts.height
+    if opts.height is not None:
+        raise InputError(f"--height {opts.height} needs --fixed-height (without it --long-edge sizes the canvas)")
+    return opts.long_edge, None
+
+
 def _multiple(opts: EvalOptions, default: int) -> int:
     """``--multiple`` when given (0 too: the predictor refuses it), else the network's own."""
     return default if opts.multiple is None else opts.multiple
@@ -254,8 +270,8 @@ def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torc
     for a network, and a description of where the network came from."""
     decoder_opts = {**opts.decoder, **{k: getattr(opts, k) for k in ("topk", "threshold", "dist_max",
                                                                      "person_threshold")}}
-    geometry = {"long_edge": opts.long_edge, "fixed_height": opts.height if opts.fixed_height else None,
-                "flip": opts.flip}
+    long_edge, fixed_height = canvas_size(opts)
+    geometry = {"long_edge": long_edge, "fixed_height": fixed_height, "flip": opts.flip}
     try:
         if opts.oracle_model:
             from eval.oracle_model import OracleModel
@@ -271,8 +287,7 @@ def build_predictor(opts: EvalOptions, dataset_gt: KeypointDataset, device: torc
 
         net, ck = _load_model(opts, model)
         runner = InferenceModel(net, device, precision="fp16" if opts.amp and device.type == "cuda" else "fp32")
-        ck["backend"], backend_net = _backend(opts, runner, opts.height if opts.fixed_height else (
-            opts.long_edge or net.codec.long_edge))
+        ck["backend"], backend_net = _backend(opts, runner, fixed_height or long_edge or net.codec.long_edge)
         network, codec = _sub_skeleton(backend_net, net.codec, opts.skeleton, ck["path"] or "the model")
         predictor = Predictor(network, codec, normalize=runner.model.normalize,
                               input_multiple=_multiple(opts, int(getattr(net, "input_multiple", 32))),
@@ -325,7 +340,8 @@ def run_evaluation(opts: EvalOptions, progress: bool = False, model: torch.nn.Mo
     _check_images(opts.images, records, opts.annotations)
     if opts.batch_size < 1 or opts.workers < 0:
         raise InputError(f"--batch-size must be >= 1 and --workers >= 0, got {opts.batch_size}, {opts.workers}")
-    size = opts.height if opts.fixed_height else opts.long_edge
+    long_edge, fixed_height = canvas_size(opts)
+    size = fixed_height if opts.fixed_height else long_edge
     if size is not None and size < 16:
         raise InputError(f"--{'height' if opts.fixed_height else 'long-edge'} must be at least 16 pixels, got {size}")
     for wanted, option in ((opts.grouping_bound, "--grouping-bound"), (opts.draw_misses, "--draw-misses")):

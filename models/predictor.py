@@ -193,13 +193,17 @@ class Predictor:
     def decode(self, maps: Maps) -> list[Poses]:
         """People of each canvas of ``maps``, in the coordinates of the frame it came from."""
         t0 = time.perf_counter()
+        heatmaps = maps.heatmaps
         bad = _nonfinite(maps)
         if bad:
             self.nonfinite_batches += 1
             if self.nonfinite_batches == 1:  # once per predictor: a broken model would flood the log every frame
                 logger.warning("the network's output holds %d NaN or infinite values; no keypoints are found there "
                                "(a numeric overflow: try another --precision or backend, or check the weights)", bad)
-        decoded = self.codec.decode(maps.heatmaps, maps.offsets, maps.scales, self._decoder)
+            # a +inf cell would be a peak of infinite score (a person ranked first, Infinity in results.json);
+            # non-finite offsets and scales already reject their links (their distances compare False)
+            heatmaps = torch.nan_to_num(heatmaps, nan=0.0, posinf=0.0, neginf=0.0)
+        decoded = self.codec.decode(heatmaps, maps.offsets, maps.scales, self._decoder)
         poses = [p.map_points(functools.partial(_into_frame, t)) for p, t in zip(decoded, maps.transforms)]
         maps.timings["decode"] = (time.perf_counter() - t0) * 1e3 / max(1, len(poses))
         return poses

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="resize to --height, pad right/bottom (default: long edge with centre padding)")
     g.add_argument("--long-edge", type=int, default=None,
                    help="long edge in pixels (default: the model's own, from its codec; 640 for the oracle)")
-    g.add_argument("--height", type=int, default=640, help="height for --fixed-height (default 640)")
+    g.add_argument("--height", type=int, default=None, help="height for --fixed-height (default 640)")
     g.add_argument("--multiple", type=int, default=None,
                    help="pad canvases to a multiple of this (default: the network's input multiple, 128 for "
                         "Hourglass-104 and the oracle)")

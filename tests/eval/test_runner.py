@@ -255,7 +255,10 @@ def test_image_size_differs_from_annotation(subset: Path, tmp_path: Path, capsys
                                              (["--batch-size", "0"], "--batch-size"), (["--limit", "0"], "--limit"),
                                              (["--multiple", "6"], "multiple of the network's stride (4), got 6"),
                                              (["--multiple", "-8"], "multiple of the network's stride (4), got -8"),
-                                             (["--multiple", "0"], "multiple of the network's stride (4), got 0")])
+                                             (["--multiple", "0"], "multiple of the network's stride (4), got 0"),
+                                             (["--height", "320"], "--height 320 needs --fixed-height"),
+                                             (["--fixed-height", "--long-edge", "320"],
+                                              "--long-edge 320 has no effect with --fixed-height")])
 def test_bad_options(subset: Path, tmp_path: Path, capsys, option: list[str], message: str) -> None:
     err = _cli_error(["--oracle-model", "--annotations", str(subset / "annotations.json"), "--images",
                       str(subset / "images"), "--out", str(tmp_path / "o"), *option], capsys)

@@ -1,6 +1,8 @@
 """The one inference path: flip test through a network whose output is known, codec in checkpoints."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -129,3 +131,17 @@ def test_nonfinite_network_output_is_reported_once_and_the_rest_still_decodes(ca
     clean = _predictor(flip=False)
     clean.predict([frame])
     assert clean.nonfinite_batches == 0
+
+
+def test_an_infinite_heatmap_cell_gives_no_keypoint_and_results_stay_valid_json():
+    class Overflowing(MarkerNetwork):  # one heatmap cell overflowed to +inf (fp16), away from the person
+        def __call__(self, x):
+            out = super().__call__(x)
+            out["heatmaps"][:, 0, 2, 2] = float("inf")
+            return out
+
+    predictor = Predictor(Overflowing(CODEC), CODEC, normalize=lambda b: b.permute(0, 3, 1, 2).float())
+    people = predictor.predict([marker_frame(PERSON)])[0]
+    assert np.isfinite(people.scores).all() and np.isfinite(people.keypoints).all()
+    assert len(people) == 1 and people.visible[0].sum() == 17  # the person, not an infinitely sure nose
+    json.dumps(people.to_coco(1), allow_nan=False)  # results.json must be JSON (no Infinity)
