@@ -33,7 +33,7 @@ from core.errors import InputError
 LOG = logging.getLogger(__name__)
 
 AUTHORS_URL = "https://github.com/hellojialee/OffsetGuided"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would let a trailing newline in
 BUILTIN_NAME = "default"  # the built-in model's name (reserved)
 DEFAULT_FILE = ".default-model"  # in the model folder: the name chosen with `gopose models default NAME`
 STORE_LOCK = ".store"  # <folder>/.store.lock: one install at a time, so each .pt matches its .json
@@ -260,6 +260,11 @@ def _install(src: Path, name: str, folder: Path, arch: str, contract: dict, sour
     return entry
 
 
+def _is_html(head: bytes) -> bool:
+    """Whether the first bytes of a download are an HTML page (a sign-in or share page instead of the file)."""
+    return head.lstrip()[:14].lower().startswith((b"<!doctype html", b"<html"))
+
+
 def download_model(url: str, sha256: str, name: str | None = None, arch: str | None = None,
                    root: str | Path | None = None, timeout: float = 30.0, force: bool = False,
                    progress: Callable[[int, int | None], None] | None = None) -> ModelEntry:
@@ -284,8 +289,10 @@ def download_model(url: str, sha256: str, name: str | None = None, arch: str | N
         with urllib.request.urlopen(url, timeout=timeout) as resp, part.handle as out:
             total = resp.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
+            page = resp.headers.get_content_type() == "text/html"
             done = 0
             for block in iter(lambda: resp.read(1 << 20), b""):
+                page = page or (done == 0 and _is_html(block))
                 digest.update(block)
                 out.write(block)
                 done += len(block)
@@ -295,7 +302,9 @@ def download_model(url: str, sha256: str, name: str | None = None, arch: str | N
             raise InputError(f"download of {url} is incomplete: {done} of {total} bytes arrived before the "
                              f"connection closed; nothing was installed, try again")
         if digest.hexdigest() != expected:
-            raise InputError(f"download of {url} failed verification: sha256 {digest.hexdigest()} "
+            what = ("the server sent a web page (HTML), not the file; is the URL a direct download link? "
+                    if page else "")
+            raise InputError(f"download of {url} failed verification: {what}sha256 {digest.hexdigest()} "
                              f"differs from the expected {expected}")
         try:
             return add_model(tmp, name=name, arch=arch, root=folder, force=force, source=url)

@@ -164,6 +164,9 @@ def _not_a_checkpoint(path: Path) -> str | None:
         if not any(n.endswith("data.pkl") for n in names):
             return (f"cannot read checkpoint {path}: it is a zip archive but not a PyTorch checkpoint "
                     f"(no data.pkl inside)")
+        if any(n.endswith("/constants.pkl") for n in names):  # how torch itself tells TorchScript apart
+            return (f"cannot read checkpoint {path}: it is a TorchScript archive (torch.jit.save), not a checkpoint "
+                    f"of weights; save its state_dict() with torch.save and use that file (with --arch)")
         if bad is not None:
             return f"cannot read checkpoint {path}: the file is damaged ({bad} fails its checksum)"
         return None

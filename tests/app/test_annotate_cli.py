@@ -101,7 +101,7 @@ def test_global_errors_are_one_line(street_video: Path, checkpoint: Path, tmp_pa
     model_dir.mkdir()
     assert main(["annotate", str(street_video), "--model", str(model_dir)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"--model {model_dir} is a folder" in err
+    assert len(err.splitlines()) == 1 and f"error: {model_dir} is a folder" in err
     assert not (tmp_path / "annotations").exists()
 
 

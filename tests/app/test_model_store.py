@@ -230,6 +230,20 @@ def test_a_downloaded_file_that_is_no_checkpoint_is_named_by_its_url(tmp_path: P
     assert list(store.iterdir()) == []
 
 
+def test_a_web_page_instead_of_the_model_is_named_as_such(tmp_path: Path, http_folder) -> None:
+    """A link to a download page (a sign-in or a share page) sent HTML; the error only said the sha256 differed,
+    as if the file were damaged, and trying again could not help."""
+    folder, base = http_folder
+    (folder / "model.pt").write_text("\n  <!DOCTYPE html>\n<html><body>Sign in to download</body></html>\n")
+    store = tmp_path / "store"
+    with pytest.raises(InputError) as err:
+        download_model(f"{base}/model.pt", "0" * 64, root=store)
+    msg = str(err.value)
+    assert msg.startswith(f"download of {base}/model.pt failed verification: the server sent a web page (HTML), "
+                          f"not the file; is the URL a direct download link?") and "0" * 64 in msg, msg
+    assert list(store.iterdir()) == []
+
+
 def test_an_installed_name_wins_over_a_folder_of_that_name(checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
     store = tmp_path / "store"
     add_model(checkpoint, name="foo", root=store)
@@ -348,6 +362,20 @@ def test_model_names_with_spaces(checkpoint: Path, tmp_path: Path, capsys) -> No
     assert f"{tmp_path} is a folder, not a checkpoint file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["rt\n", "rt.\n"])
+def test_a_name_ending_in_a_newline_is_refused(name: str, checkpoint: Path, tmp_path: Path) -> None:
+    """A name read from a file or a shell variable kept its newline: the model was installed as 'rt\\n.pt' and
+    then neither `list` showed it on one line nor `remove rt` found it."""
+    store = tmp_path / "store"
+    with pytest.raises(InputError, match="invalid model name"):
+        add_model(checkpoint, name=name, root=store)
+    assert not store.exists() or _visible(store) == []
+    add_model(checkpoint, name="rt", root=store)
+    with pytest.raises(InputError, match="no installed model named"):
+        remove_model("rt\n", root=store)
+    assert _visible(store) == ["rt.json", "rt.pt"]
+
+
 class _RunsCode:
     def __reduce__(self):
         import os
@@ -357,6 +385,7 @@ class _RunsCode:
 
 def _not_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
     import pickle
+    import warnings
     import zipfile
 
     import torch
@@ -378,10 +407,14 @@ def _not_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
         zf.writestr("readme.txt", "hello")
     files["empty"] = (folder / "empty.pt", "the file is empty (not a PyTorch checkpoint)")
     files["empty"][0].write_bytes(b"")
+    files["torchscript"] = (folder / "scripted.pt", "it is a TorchScript archive (torch.jit.save), not a checkpoint")
+    with warnings.catch_warnings():  # torch.jit.script is deprecated, and still writes what users have
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(files["torchscript"][0]))
     return files
 
 
-@pytest.mark.parametrize("kind", ["random", "pickle", "code", "torch-code", "zip", "empty"])
+@pytest.mark.parametrize("kind", ["random", "pickle", "code", "torch-code", "zip", "empty", "torchscript"])
 def test_files_that_are_not_checkpoints(kind: str, tmp_path: Path, capsys) -> None:
     """Each refused with one line saying what the file is (no torch.load advice, no warning); pickles that
     would run code are refused without being run."""
