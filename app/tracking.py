@@ -11,7 +11,9 @@ Each frame:
    both poses share and divided by the *larger* of their keypoint counts, so a partial pose can reach at most
    its share of the other: a 1-keypoint fragment scores at most 1/n against an n-keypoint person and can never
    take that person's track. A track keeps the keypoints its person stops showing (occlusion) for
-   ``keypoint_memory`` frames, moved along with the person, so the whole person is recognised when it reappears.
+   ``keypoint_memory`` frames, moved along with the person, so the whole person is recognised when it reappears;
+   these carried keypoints add to the sum but not to the track's count (the keypoints its person showed when
+   last matched), so a person half hidden, or walking out of the image, still matches its own track.
 3. **Assignment**: confirmed tracks first, then tentative ones, each by an optimal assignment
    (``scipy.optimize.linear_sum_assignment``) over the pairs above ``min_similarity``.
 4. **Life cycle**: an unmatched person starts a *tentative* track. It is *confirmed* after ``min_hits``
@@ -52,13 +54,14 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
-def pairwise_oks(a: np.ndarray, b: np.ndarray, sigmas: np.ndarray, norm: str = "larger") -> np.ndarray:
+def pairwise_oks(a: np.ndarray, b: np.ndarray, sigmas: np.ndarray, norm: str = "larger",
+                 counts_b: np.ndarray | None = None) -> np.ndarray:
     """OKS between ``(N, K, 3)`` and ``(M, K, 3)`` poses -> ``(N, M)``, summed over the keypoints present in both.
 
     ``norm="larger"`` divides by the larger of the two poses' keypoint counts (a partial pose scores at most
-    its share of the other); ``"shared"`` by the number of shared keypoints (a mean, with which a fragment
-    matching one keypoint scores like a whole person). The scale is the larger keypoint-box area of the pair
-    (as COCO uses the object area).
+    its share of the other; ``counts_b``, when given, replaces ``b``'s counts); ``"shared"`` by the number of
+    shared keypoints (a mean, with which a fragment matching one keypoint scores like a whole person). The
+    scale is the larger keypoint-box area of the pair (as COCO uses the object area).
     """
     if norm not in OKS_NORMS:
         raise ValueError(f"norm must be one of {OKS_NORMS}, got {norm!r}")
@@ -75,7 +78,8 @@ def pairwise_oks(a: np.ndarray, b: np.ndarray, sigmas: np.ndarray, norm: str = "
     e = (dx * dx + dy * dy) * inv / area[..., None]
     sim = (np.exp(-e) * both).sum(-1)
     if norm == "larger":
-        n = np.maximum(va.sum(1)[:, None], vb.sum(1)[None, :])
+        nb = vb.sum(1) if counts_b is None else np.asarray(counts_b)
+        n = np.maximum(va.sum(1)[:, None], nb[None, :])
     else:
         n = both.sum(-1)
     return np.where(n > 0, sim / np.maximum(n, 1), 0.0)
@@ -133,6 +137,11 @@ class _Track:
     def __post_init__(self) -> None:
         if self.unseen is None:
             self.unseen = np.zeros(len(self.keypoints), np.int64)
+
+    @property
+    def shown(self) -> int:
+        """Keypoints the person showed when last matched (carried ones left out)."""
+        return int(((self.keypoints[:, 2] > 0) & (self.unseen == 0)).sum())
 
     @property
     def confirmed(self) -> bool:
@@ -230,7 +239,8 @@ class Tracker:
         prev = np.stack([t.predicted(self.predict_frames) for t in tracks]) if tracks else np.zeros((0, 1, 3))
         if len(keypoints) == 0 or len(prev) == 0:
             return np.zeros((len(keypoints), len(prev)))
-        oks = pairwise_oks(keypoints, prev, self.sigmas, self.oks_norm)
+        shown = np.array([t.shown for t in tracks])  # carried keypoints help a match but never outweigh one
+        oks = pairwise_oks(keypoints, prev, self.sigmas, self.oks_norm, shown)
         return np.maximum(oks, box_iou(keypoint_boxes(keypoints), keypoint_boxes(prev)))
 
     def _eligible(self, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:

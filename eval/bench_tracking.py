@@ -31,7 +31,7 @@ HELP = "tracking: id switches (jumps + fragmentations), track counts and lengths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from app.commands.options import at_least, positive
+    from app.commands.options import at_least, fraction, positive
     from eval.shared_data import shared_path
     from models.backends import CHOICES
 
@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="checkpoint file or installed model (default: the installed one)")
     parser.add_argument("--arch", default=None, help="architecture of an authors' checkpoint")
     parser.add_argument("--long-edge", type=at_least(32), default=None, help="network long edge (default: the model's)")
-    parser.add_argument("--threshold", type=float, default=None, help="decoder threshold (default: the model's)")
+    parser.add_argument("--threshold", type=fraction, default=None,
+                        help="decoder threshold, in (0, 1] (default: the model's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=at_least(1), default=None)
     parser.add_argument("--backend", default="auto", choices=CHOICES, help="network runtime (default auto)")

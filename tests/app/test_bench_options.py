@@ -17,6 +17,7 @@ CASES = [
     ("pipeline", ["--batch-size", "0"]),
     ("gui", ["--repeats", "0"]),              # StatisticsError
     ("tracking", ["--gap", "0"]),
+    ("tracking", ["--threshold", "0"]),       # ValueError traceback from the decoder, after loading the model
     ("faults", ["--runs", "0"]),              # StatisticsError after the calibration run
 ]
 

@@ -293,6 +293,27 @@ def test_occlusion_and_reappearance(coco_singles) -> None:
     assert tracker.tracks_created == 2
 
 
+def test_a_person_walking_out_of_the_image_keeps_its_id(coco_singles) -> None:
+    """The keypoints a leaving person no longer shows are carried by its track (``keypoint_memory``); they counted
+    in the OKS normalisation, so once 4 of 15 keypoints were left on the image the person could score at most
+    4/15 < ``min_similarity`` against its own track, lost its id and, 2 frames later, showed a new one."""
+    people = [_standing(kp) for kp in coco_singles if (kp[:, 2] > 0).sum() >= 14][:20]
+    rng = np.random.default_rng(3)
+    width, changed = 640, 0
+    for walker, stander in zip(people[::2], people[1::2]):
+        tracker, shown = Tracker(COCO), set()
+        for f in range(40):
+            w = _place(walker, width - 60 + 5.0 * f, 200, rng)
+            w[(w[:, 0] < 0) | (w[:, 0] >= width), 2] = 0.0  # off the image: not detected
+            w[:, :2] *= w[:, 2:3] > 0
+            if (w[:, 2] > 0).sum() < tracker.min_keypoints:
+                break
+            out = tracker.update(Poses(np.stack([_place(stander, 300, 220, rng), w]), [0.9, 0.8]))
+            shown.add(int(out.track_ids[1]))
+        changed += shown != {1}
+    assert changed == 0
+
+
 def test_new_people_are_tentative_until_confirmed(coco_singles) -> None:
     a, b, c = (_standing(kp) for kp in coco_singles[:3])
     rng = np.random.default_rng(0)
