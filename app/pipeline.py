@@ -185,7 +185,7 @@ class Pipeline:
             raise RuntimeError("pipeline already started")
         self._started = True
         meta = StreamMeta(self.source.name, self.source.size, self.source.fps, self.estimator.contract,
-                          self.source.frame_count)
+                          self.source.frame_count, sample_aspect=getattr(self.source, "sample_aspect", None))
         try:
             for sink in self.sinks:
                 sink.open(meta)

@@ -45,6 +45,7 @@ class StreamMeta:
     contract: PoseContract
     frame_count: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    sample_aspect: Fraction | None = None  # non-square pixels of the input, kept by the annotated video
 
 
 class Sink(Protocol):
@@ -312,6 +313,8 @@ class VideoSink:
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = self.threads
         stream.codec_context.time_base = Fraction(1, 90000)  # fine clock: variable frame rate survives
+        if meta.sample_aspect:  # shown as wide as the input (DV, DVD: 720x480 pixels of a 16:9 picture)
+            stream.codec_context.sample_aspect_ratio = meta.sample_aspect
         self._stream = stream
         self._last_pts = -1
         self._t0: float | None = None

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
@@ -51,6 +52,7 @@ class FrameSource:
     frame_count: int | None = None
     is_live: bool = False
     seekable: bool = False
+    sample_aspect: Fraction | None = None  # pixels shown wider or narrower than square (DV, DVD: 32:27), else None
 
     def __init__(self) -> None:
         self._decode_errors = 0
@@ -144,9 +146,7 @@ class VideoSource(FrameSource):
             what = "cannot open stream" if is_url else "not a readable video"
             raise InputError(f"{what}: {spec} ({_short(exc)})") from None
         try:
-            if not self._container.streams.video:
-                raise InputError(f"no video stream in {spec}")
-            self._stream = self._container.streams.video[0]
+            self._stream = _moving_video(self._container, spec)
             cc = self._stream.codec_context
             if (cc.width or 0) * (cc.height or 0) > 1280 * 720:  # threads pay for large frames; small ones
                 self._stream.thread_type = "AUTO"  # decode in ~1 ms and extra threads only compete with the net
@@ -177,6 +177,9 @@ class VideoSource(FrameSource):
             self._index = 0
             self._packet_pts: list[int] = []   # pts of demuxed packets not yet passed by a decoded frame
             self._pts_everywhere = True        # False once a packet without pts is seen (number frames as read)
+            # AVI: pts count the packets in decode order, so reordered (B-) frames come out with the wrong ones;
+            # while packet pts only rise, the pts not yet given to a frame (see _reorder_pts)
+            self._rising_pts, self._last_packet_pts, self._unshown = True, None, []
             # packets up to this pts are pre-roll, not frames of the stream: before its start (edit lists), or after
             # a seek, before the first frame shown (None: that frame's, still to come)
             self._first_pts: int | None = None if start is None else int(start) - 1
@@ -194,6 +197,7 @@ class VideoSource(FrameSource):
                 self.frame_count = max(1, self._announced - self._preroll)
             image = self._to_bgr(first)
             self.size = (image.shape[1], image.shape[0])
+            self.sample_aspect = _sample_aspect(self._stream, turned=self.size != (first.width, first.height))
             if not self.fps:
                 self.fps = 25.0
         except InputError:
@@ -229,12 +233,14 @@ class VideoSource(FrameSource):
                     self._pts_everywhere = False
                 else:
                     heapq.heappush(self._packet_pts, packet.pts)
+                    self._note_rising(packet)
                     if self._track_seconds is not None:  # only MKV/WebM check their end against it
                         self._note_packet_time(packet)
                     if not self._seeked and self._start_pts is not None and packet.pts < self._start_pts:
                         self._preroll += 1
             try:
                 self._decoded = list(packet.decode())
+                self._reorder_pts(self._decoded)
             except (av.error.FFmpegError, ValueError) as exc:
                 self._decode_errors += 1
                 LOG.debug("%s: skipped an undecodable packet (%s)", self.name, _short(exc))
@@ -242,6 +248,29 @@ class VideoSource(FrameSource):
             if packet.size == 0 and not self._decoded:  # flush packet at the end of the stream
                 return None
         return self._decoded.pop(0)
+
+    def _note_rising(self, packet) -> None:
+        """Keep the packet's pts for :meth:`_reorder_pts` while the packets' pts rise in decode order, from the
+        first key frame on (packets before it never decode: a stream cut in the middle of a group of pictures)."""
+        pts = packet.pts
+        if not self._rising_pts or (self._last_packet_pts is None and not packet.is_keyframe):
+            return
+        if self._last_packet_pts is not None and pts <= self._last_packet_pts:
+            self._rising_pts, self._unshown = False, []  # real presentation times: B-frames show as a step back
+            return
+        heapq.heappush(self._unshown, pts)
+        self._last_packet_pts = pts
+
+    def _reorder_pts(self, frames: list) -> None:
+        """While every packet's pts rose in decode order although the codec reorders frames (H.264 with B-frames
+        in AVI, whose pts just count packets), give each decoded frame, in the display order the decoder hands
+        them, the earliest pts not yet given: the times a player shows."""
+        reorders = bool(self._stream.codec_context.has_b_frames)
+        for frame in frames:
+            if self._rising_pts and frame.pts is not None and self._unshown:
+                earliest = heapq.heappop(self._unshown)
+                if reorders:
+                    frame.pts = earliest
 
     def _note_packet_time(self, packet) -> None:
         """Widen the span of the demuxed packets' times (seconds) by this packet's (its pts to its end)."""
@@ -378,20 +407,41 @@ class VideoSource(FrameSource):
 
     def _do_seek(self, seconds: float) -> None:
         """Seek to the key frame before ``seconds`` and decode forward to the frame nearest to it (the earlier one
-        on a tie; past the last frame, that frame if ``seconds`` is within half a frame of it)."""
+        on a tie; past the last frame, that frame if ``seconds`` is within half a frame of it). Where the seek
+        lands too late (MPEG-TS/PS have no index: decoding then starts at a later key frame, or not at all), it
+        is repeated 1, 2, 4, ... s earlier, down to the start."""
+        back = 0.0
+        while True:
+            self._seek_container(max(0.0, seconds - back))
+            first = self._next_av_frame()
+            if first is None and self.duration is not None and seconds > self.duration + 1.0:
+                break  # past the end
+            if seconds - back <= 0 or (first is not None and
+                                       self._timestamp(first, 0) <= seconds + 0.5 / max(self.fps, 1.0)):
+                break
+            back = max(1.0, 2 * back)
+        if first is not None:
+            self._decoded.insert(0, first)
+        self._first = self._nearest_frame(seconds)
+        ts = self._timestamp(self._first, 0) if self._first is not None else seconds
+        self._index = int(round(ts * self.fps))
+
+    def _seek_container(self, seconds: float) -> None:
+        """Seek the container to the key frame before ``seconds`` (the very start for 0) and forget what was
+        queued."""
         av = self._av
         self._first = None
         self._decoded = []
         self._packet_pts, self._first_pts = [], None
+        self._last_packet_pts, self._unshown = None, []
         offset = int((seconds + self._start) / self._time_base)
+        if seconds <= 0:  # before the start (where an index-less seek to the first pts may land later)
+            offset = min(offset, 0)
         try:
             self._container.seek(offset, stream=self._stream, backward=True, any_frame=False)
         except av.error.FFmpegError as exc:
             raise InputError(f"cannot seek {self.name} to {seconds:.3f}s ({_short(exc)})") from None
         self._packets = self._container.demux(self._stream)
-        self._first = self._nearest_frame(seconds)
-        ts = self._timestamp(self._first, 0) if self._first is not None else seconds
-        self._index = int(round(ts * self.fps))
 
     def _nearest_frame(self, seconds: float):
         """Decode forward to the frame shown nearest to ``seconds`` (by the frames' own timestamps, so also in a
@@ -527,6 +577,7 @@ class PacedSource(FrameSource):
         self.inner = inner
         self.speed = float(speed)
         self.name, self.fps, self.size = inner.name, inner.fps * self.speed, inner.size
+        self.sample_aspect = inner.sample_aspect
         self.frame_count = inner.frame_count
         self.is_live = True
 
@@ -609,6 +660,28 @@ def _natural_key(path: Path) -> tuple:
     the name itself breaks ties."""
     parts = re.split(r"(\d+)", path.name)
     return tuple(int(t) if i % 2 else t.casefold() for i, t in enumerate(parts)), path.name
+
+
+def _sample_aspect(stream, turned: bool) -> Fraction | None:
+    """The stream's sample aspect ratio (of the frames as shown: inverted when the display matrix turns them), None
+    for square pixels or none given."""
+    sar = stream.codec_context.sample_aspect_ratio or stream.sample_aspect_ratio
+    if not sar or sar == 1:
+        return None
+    return 1 / Fraction(sar) if turned else Fraction(sar)
+
+
+def _moving_video(container, spec: str):
+    """The first video stream that is not a cover picture (disposition ``attached_pic``: the art that music and
+    podcast files carry as a one-picture stream); ``InputError`` when there is none."""
+    from av.stream import Disposition
+
+    streams = container.streams.video
+    video = next((s for s in streams if not s.disposition & Disposition.attached_pic), None)
+    if video is None:
+        why = " (only a cover picture: an audio file)" if streams else ""
+        raise InputError(f"no video stream in {spec}{why}")
+    return video
 
 
 def _track_duration(stream) -> float | None:

@@ -262,6 +262,31 @@ def test_export_meta_matches_stream(street_video: Path, estimator, tmp_path: Pat
     assert all(a["track_id"] == -1 for a in data["annotations"])
 
 
+def test_annotated_video_of_an_anamorphic_input_keeps_its_shape(estimator, tmp_path: Path) -> None:
+    """DV, DVD and some broadcast or phone videos store 720x480 pixels that are shown wider (sample aspect ratio
+    32:27, a 16:9 picture): the annotated video keeps that ratio, so it plays as wide as the input instead of
+    squeezed; the keypoints stay in the stored pixels, like the frames."""
+    from fractions import Fraction
+
+    import av
+
+    path = tmp_path / "dv.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 72, 48, "yuv420p"
+        s.codec_context.sample_aspect_ratio = Fraction(32, 27)
+        for i in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 72, 3), 60 * i, np.uint8), format="bgr24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    res = export_video_annotations(path, tmp_path / "out", estimator, formats=["video"], track=False)
+    with av.open(str(res.outputs["video"])) as c:
+        stream = c.streams.video[0]
+        assert (stream.width, stream.height) == (72, 48)
+        assert stream.sample_aspect_ratio == Fraction(32, 27)
+
+
 class _LoggedTracker(Tracker):
     """The real tracker, logging its resets and updates into a shared event log."""
 

@@ -44,6 +44,55 @@ def test_seek_lands_on_the_requested_time(ped_video: Path) -> None:
     np.testing.assert_array_equal(linear.image, f.image)
 
 
+def test_seek_in_mpeg_ts_lands_on_the_requested_time(tmp_path: Path) -> None:
+    """MPEG-TS (camcorder ``.mts``, broadcast ``.ts``) has no index: FFmpeg's seek there may land after the key
+    frame before the target, so decoding starts only at a later key frame. The frame after a seek is still the
+    one shown nearest the target (also the start), not one several seconds later, nor the end of the stream."""
+    path = tmp_path / "clip.ts"
+    with av.open(str(path), "w", format="mpegts") as c:
+        s = c.add_stream("libx264", rate=10, options={"g": "20", "keyint_min": "20", "sc_threshold": "0"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(60):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 4 * i, np.uint8), format="bgr24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with open_source(path) as src:
+        linear = list(src)
+    with open_source(path) as src:
+        it = iter(src)
+        next(it)
+        for target in (0.2, 3.0, 0.0, 5.0):
+            src.seek(target)
+            frame = next(it)
+            assert frame.timestamp == pytest.approx(target, abs=1e-3), target
+            assert frame.index == round(target * 10), target
+            np.testing.assert_array_equal(frame.image, linear[frame.index].image)
+
+
+def test_h264_with_b_frames_in_avi_keeps_display_order_timestamps(tmp_path: Path) -> None:
+    """AVI stores no presentation times: FFmpeg gives its packets times in decode order, so with B-frames (H.264
+    from DVRs and older encoders) the decoder hands frames in display order with times out of order. Frames keep
+    their numbers 0, 1, 2, ... and rising timestamps, as a player shows them (before: 0, 3, 4, 5, 6, 8, ... and
+    times going backwards, which also restarted the tracks at every step back)."""
+    path = tmp_path / "dvr.avi"
+    with av.open(str(path), "w", format="avi") as c:
+        s = c.add_stream("libx264", rate=10, options={"bf": "3", "b_strategy": "0"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            image = np.full((48, 64, 3), 40 + 15 * i, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with open_source(path) as src:
+        frames = list(src)
+    assert [f.index for f in frames] == list(range(12))
+    stamps = np.array([f.timestamp for f in frames])
+    np.testing.assert_allclose(np.diff(stamps), 0.1, atol=1e-6)
+    assert np.all(np.diff([f.image.mean() for f in frames]) > 5)  # display order: brighter every frame
+
+
 def test_frames_hidden_by_an_edit_list_are_not_lost(tmp_path: Path, caplog) -> None:
     """An MP4 cut without re-encoding (``ffmpeg -ss 2 -i in.mp4 -c copy out.mp4``) keeps the frames from the key
     frame before the cut, hidden by an edit list (they have pts before the stream's start): the file plays 25
@@ -173,6 +222,31 @@ def test_not_a_video(tmp_path: Path, content: bytes, match: str) -> None:
     with pytest.raises(InputError, match=match) as info:
         open_source(p)
     assert str(p) in str(info.value)
+
+
+def test_audio_with_a_cover_picture_is_not_a_video(tmp_path: Path) -> None:
+    """Music and podcasts saved as ``.mp4`` carry their cover art as a one-picture "video" stream (disposition
+    ``attached_pic``): that is no video to annotate (before: one frame of the cover was annotated, exit 0)."""
+    path = tmp_path / "song.mp4"
+    with av.open(str(path), "w") as c:
+        audio = c.add_stream("aac", rate=44100)
+        cover = c.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        for p in [*cover.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="bgr24")),
+                  *cover.encode()]:
+            c.mux(p)
+        silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        silence.sample_rate = 44100
+        for i in range(10):
+            silence.pts = i * 1024
+            for p in audio.encode(silence):
+                c.mux(p)
+        for p in audio.encode():
+            c.mux(p)
+    with pytest.raises(InputError, match="no video stream in .*song.mp4") as info:
+        open_source(path)
+    assert "cover" in str(info.value)
 
 
 def test_zero_frame_video(ped_video: Path, tmp_path: Path, make_damaged) -> None:
