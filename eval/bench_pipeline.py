@@ -29,7 +29,7 @@ MODES = ("throughput", "live", "rss")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from app.commands.options import at_least, positive
+    from app.commands.options import at_least, fraction, positive
     from eval.shared_data import shared_path
 
     parser.add_argument("--video", default=str(shared_path("videos/pedestrians_480x360.mp4")))
@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default=None, help="architecture of an authors' checkpoint")
     parser.add_argument("--long-edge", type=at_least(32), default=None,
                         help="network long edge (default: the model's)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="decoder threshold (a random net needs ~1e-4 to produce people)")
+    parser.add_argument("--threshold", type=fraction, default=None,
+                        help="decoder threshold, in (0, 1] (a random net needs ~1e-4 to produce people)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=at_least(1), default=None)
     parser.add_argument("--frames", type=at_least(1), default=None,

@@ -15,6 +15,7 @@ CASES = [
     ("pipeline", ["--frames", "0"]),          # ZeroDivisionError
     ("pipeline", ["--live-frames", "0"]),
     ("pipeline", ["--batch-size", "0"]),
+    ("pipeline", ["--threshold", "0"]),       # ValueError traceback from the decoder, after loading the model
     ("gui", ["--repeats", "0"]),              # StatisticsError
     ("tracking", ["--gap", "0"]),
     ("tracking", ["--threshold", "0"]),       # ValueError traceback from the decoder, after loading the model
