@@ -80,8 +80,9 @@ def _set_pen(painter: QPainter, pen: QPen, colour: QColor, level: int) -> None:
 
 
 def paint_poses(painter: QPainter, poses: Poses, limbs: np.ndarray, style: OverlayStyle | None = None,
-                scale: float = 1.0, offset: tuple[float, float] = (0.0, 0.0)) -> None:
-    """Draw ``poses`` (frame pixel coordinates) onto ``painter``, mapped by ``(xy + 0.5) * scale + offset``.
+                scale: float | tuple[float, float] = 1.0, offset: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Draw ``poses`` (frame pixel coordinates) onto ``painter``, mapped by ``(xy + 0.5) * scale + offset``
+    (``scale``: one factor, or ``(sx, sy)`` for pixels that are not square).
 
     ``limbs`` is ``(L, 2)`` keypoint index pairs (the drawing skeleton). The painter state is restored.
     """
@@ -90,7 +91,8 @@ def paint_poses(painter: QPainter, poses: Poses, limbs: np.ndarray, style: Overl
         return
     kp = poses.keypoints
     # project pixel centres are integers; QPainter's pixel i spans [i, i+1): shift by half a source pixel
-    xy = (kp[:, :, :2] + np.float32(0.5)) * np.float32(scale) + np.asarray(offset, np.float32)
+    sxy = np.broadcast_to(np.asarray(scale, np.float32), (2,))
+    xy = (kp[:, :, :2] + np.float32(0.5)) * sxy + np.asarray(offset, np.float32)
     score = kp[:, :, 2]
     present = score > 0
     device = painter.device()
@@ -126,7 +128,7 @@ def paint_poses(painter: QPainter, poses: Poses, limbs: np.ndarray, style: Overl
             painter.drawPoints(QPolygonF([QPointF(*r) for r in rows]))
 
     if style.show_boxes or style.show_ids:
-        boxes = (poses.boxes() + np.float32(0.5)) * np.float32(scale)
+        boxes = (poses.boxes() + np.float32(0.5)) * np.tile(sxy, 2)
         boxes[:, [0, 2]] += offset[0]
         boxes[:, [1, 3]] += offset[1]
         has = present.any(axis=1)

@@ -29,6 +29,7 @@ class PlaybackSource(FrameSource):
         super().__init__()
         self.inner = inner
         self.name, self.fps, self.size = inner.name, inner.fps, inner.size
+        self.sample_aspect = inner.sample_aspect
         self.frame_count = inner.frame_count
         self.is_live = True  # frames arrive in real time, like a camera
         self.seekable = bool(inner.seekable)

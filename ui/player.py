@@ -80,6 +80,7 @@ class PlayerController(QObject):
         self.status.set_resolution(*source.size)
         self.stats.reset()
         self.view.clear()
+        self.view.sample_aspect = float(source.sample_aspect or 1)
         self.store.add_recent(spec)
         self.restart_runner()
         self.mailbox.drop_older_than(self._generation)  # a late frame of the previous source: not shown nor counted

@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,13 +33,14 @@ class Recorder:
     recording's time one frame after the last (a source of another size is letterboxed onto the first one's).
     """
 
-    def __init__(self, path: str, size: tuple[int, int], fps: float, contract: Any, name: str) -> None:
+    def __init__(self, path: str, size: tuple[int, int], fps: float, contract: Any, name: str,
+                 sample_aspect: Fraction | None = None) -> None:
         from app.sinks import StreamMeta, VideoSink
 
         self.path = path
         self.sink = VideoSink(path)
         self.fps = fps or 25.0
-        self.sink.open(StreamMeta(name=name, size=size, fps=self.fps, contract=contract))
+        self.sink.open(StreamMeta(name=name, size=size, fps=self.fps, contract=contract, sample_aspect=sample_aspect))
         self.contract = contract
         self.frames = 0
         self.dropped = 0
@@ -147,7 +149,8 @@ class RecordingController(QObject):
         contract = self._contract()
         try:
             guard_inputs([Path(path)], [self.player.source_spec], advice="choose another file")
-            self.recorder = Recorder(path, playback.size, playback.fps, contract, self.player.source_spec)
+            self.recorder = Recorder(path, playback.size, playback.fps, contract, self.player.source_spec,
+                                     playback.sample_aspect)
         except Exception as exc:  # noqa: BLE001 - an unwritable file or a missing encoder becomes a dialog
             self._report(describe_error(exc), "Record")
             self.recorder = None

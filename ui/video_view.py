@@ -12,7 +12,7 @@ from core.poses import Poses
 from ui.overlay import OverlayStyle, bgr_to_qimage, paint_poses, render_annotated
 
 
-def fit_rect(image_w: int, image_h: int, area_w: int, area_h: int) -> QRectF:
+def fit_rect(image_w: float, image_h: float, area_w: int, area_h: int) -> QRectF:
     """The largest rectangle of the image's aspect ratio centred in the area."""
     if image_w <= 0 or image_h <= 0 or area_w <= 0 or area_h <= 0:
         return QRectF(0, 0, 0, 0)
@@ -37,6 +37,7 @@ class VideoView(QWidget):
         self.setAttribute(Qt.WA_OpaquePaintEvent, True)
         self.style_options = OverlayStyle()
         self.limbs = np.zeros((0, 2), np.int64)
+        self.sample_aspect = 1.0  # how much wider than tall the source's pixels are shown (DV, DVD: 32/27)
         self.placeholder = "Open a video file, a stream or a webcam (File menu), or drop a file here."
         self._frame: np.ndarray | None = None
         self._qimage: QImage | None = None
@@ -69,7 +70,7 @@ class VideoView(QWidget):
         """Where the frame is drawn in widget coordinates."""
         if self._qimage is None:
             return QRectF()
-        return fit_rect(self._qimage.width(), self._qimage.height(), self.width(), self.height())
+        return fit_rect(self._qimage.width() * self.sample_aspect, self._qimage.height(), self.width(), self.height())
 
     def annotated_image(self) -> QImage | None:
         """The current frame at full resolution with the overlay (what a snapshot saves)."""
@@ -98,7 +99,7 @@ class VideoView(QWidget):
         painter.drawImage(target, self._qimage)
         if self._poses is not None and len(self._poses):
             t0 = time.perf_counter()
-            scale = target.width() / self._qimage.width()
+            scale = (target.width() / self._qimage.width(), target.height() / self._qimage.height())
             paint_poses(painter, self._poses, self.limbs, self.style_options, scale, (target.x(), target.y()))
             self.paint_ms = (time.perf_counter() - t0) * 1e3
         painter.end()

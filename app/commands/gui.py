@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=seconds, default=300.0, metavar="S",
                         help="scripted run: give up (exit 1) after S seconds (default 300)")
     parser.add_argument("--settings", metavar="FILE.ini", help="read/write settings in this INI file instead of "
-                        "the user's settings")
+                        "the user's settings (an existing file of another kind is refused)")
     parser.add_argument("--size", metavar="WxH", help="initial window size, e.g. 1280x720")
 
 
@@ -102,6 +102,18 @@ def _check_folder(option: str, path: str | None) -> None:
             raise InputError(f"{option} folder does not exist: {folder}")
 
 
+def _check_settings(path: str | None) -> None:
+    """``--settings`` names a settings file or a new one: never a folder nor another kind of file (a video, a
+    checkpoint), which saving the settings would overwrite."""
+    from PyQt5.QtCore import QSettings
+
+    from core.errors import InputError
+
+    check_output_file("--settings", path)
+    if path and os.path.isfile(path) and QSettings(path, QSettings.IniFormat).status() == QSettings.FormatError:
+        raise InputError(f"--settings {path} is not a settings (INI) file: refusing to overwrite it")
+
+
 def _validate(args: argparse.Namespace) -> tuple[int, int] | None:
     """Check the options (raises ``InputError``); returns the window size asked for."""
     from core.errors import InputError
@@ -116,6 +128,7 @@ def _validate(args: argparse.Namespace) -> tuple[int, int] | None:
         raise InputError("--record needs --source (what to record)")
     _check_folder("--screenshot", args.screenshot)
     _check_folder("--record", args.record)
+    _check_settings(args.settings)
     return _parse_size(args.size)
 
 

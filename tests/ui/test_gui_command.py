@@ -235,6 +235,23 @@ def test_bad_numbers_and_folders_for_files_exit_2_before_the_window_opens(argv, 
     assert fragment.format(**names) in err and len(err.splitlines()) == 1
 
 
+def test_a_settings_file_that_is_not_one_is_refused_not_overwritten(tmp_path, data_dir, capsys):
+    """``--settings clip.mp4`` (a slip of the option order) exits 2 with one line and leaves the file as it was;
+    before, the window's settings were written over the video."""
+    from app.cli import main as cli_main
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes((data_dir / "videos" / "street_5frames_960x540.mp4").read_bytes())
+    before = clip.read_bytes()
+    script = ["--screenshot", str(tmp_path / "s.png"), "--timeout", "30", "--backend", "torch"]
+    assert cli_main(["gui", "--settings", str(clip), *script]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--settings {clip} is not a settings (INI) file" in err and len(err.splitlines()) == 1
+    assert clip.read_bytes() == before
+    assert cli_main(["gui", "--settings", str(tmp_path), *script]) == 2
+    assert f"--settings {tmp_path} is a folder, not a file" in capsys.readouterr().err
+
+
 def test_an_unexpected_error_in_a_scripted_run_is_shown_and_exits_1(tmp_path, data_dir):
     """A Qt callback that raises during ``gopose gui --quit-after-frames`` (the real command, in its own process):
     logged with its traceback, shown as an error dialog, and the run exits 1 (before: PyQt5 aborted the process

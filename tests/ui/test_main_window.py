@@ -276,6 +276,67 @@ def test_snapshot_and_recording(qtbot, make_window, tmp_path, video):
     assert "nope" in window.errors[-1]
 
 
+def _anamorphic_video(path: Path, frames: int = 20) -> Path:
+    """A 72x48 H.264 video of pixels shown 32/27 as wide as tall (DV, DVD: a 16:9 picture)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 72, 48, "yuv420p"
+        s.codec_context.sample_aspect_ratio = Fraction(32, 27)
+        for i in range(frames):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 72, 3), 10 * i, np.uint8), format="bgr24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_an_anamorphic_source_is_shown_as_wide_as_it_plays(qtbot, make_window, tmp_path):
+    """The view draws a source with non-square pixels at its display aspect ratio (72x48 pixels of 32:27: 16:9),
+    not squeezed to 3:2, and the skeletons stay on the pixels they were found on."""
+    from PyQt5.QtGui import QPainter
+
+    window = make_window()
+    _open(qtbot, window, str(_anamorphic_video(tmp_path / "dv.mp4")), frames=1)
+    window.act_play.trigger()  # pause
+    _wait_idle(qtbot, window)
+    r = window.view.image_rect()
+    assert r.width() / r.height() == pytest.approx(16 / 9, rel=0.01)
+    # a keypoint at the frame's centre pixel is drawn at the centre of the drawn picture
+    one = Poses(np.array([[[35.5, 23.5, 1.0]] * 17], np.float32), np.array([1.0]))
+    window.view.set_frame(window.view.frame, one)
+    image = QImage(window.view.size(), QImage.Format_RGB32)
+    painter = QPainter(image)
+    window.view.render(painter)
+    painter.end()
+    centre = image.pixelColor(int(r.center().x()), int(r.center().y()))
+    left = image.pixelColor(int(r.x() + r.width() * 0.1), int(r.center().y()))
+    assert centre != left  # the dot, over the uniform frame
+
+
+def test_a_recording_of_an_anamorphic_source_keeps_its_shape(qtbot, make_window, tmp_path):
+    """A source with non-square pixels (DV, DVD: sample aspect 32:27) is recorded with that ratio, so the recording
+    plays as wide as the source (before: square pixels, a squeezed picture)."""
+    from fractions import Fraction
+
+    import av
+
+    window = make_window()
+    _open(qtbot, window, str(_anamorphic_video(tmp_path / "dv.mp4")), frames=1)
+    out = tmp_path / "rec.mp4"
+    assert window.start_recording(str(out))
+    n = window.frames_displayed
+    qtbot.waitUntil(lambda: window.frames_displayed >= n + 2, timeout=WAIT)
+    assert window.stop_recording() == str(out) and not window.errors
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        assert (stream.width, stream.height) == (72, 48)
+        assert stream.sample_aspect_ratio == Fraction(32, 27)
+
+
 def test_a_recording_never_replaces_the_source_it_records(qtbot, make_window, tmp_path, short_video):
     """Recording to the file being played (a slip in the save dialog, or ``--record`` naming the ``--source``)
     is refused with a dialog; before, the finished recording was renamed over the input video."""
