@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from os import PathLike, fspath
 from pathlib import Path
 from typing import Sequence
 
@@ -39,6 +40,19 @@ CACHE = ".cache"  # in the user's model folder: INT8 models (int8/) and the meas
 __all__ = ["EngineConfig", "FrameResult", "PoseEstimator", "NoModelError", "load_estimator", "resolve_device"]
 
 
+def _paths(value: object, what: str) -> tuple[str, ...]:
+    """One path (a string or ``Path``), a sequence of them or None as a tuple of strings (a lone string is one
+    path, not its letters)."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, PathLike)):
+        return (fspath(value),)
+    try:
+        return tuple(fspath(v) for v in value)
+    except TypeError:
+        raise InputError(f"{what} must be a path or a sequence of paths, got {value!r}") from None
+
+
 @dataclass
 class EngineConfig:
     """How to run a network: device, precision, CPU threads, input size, flip test, decoder thresholds."""
@@ -57,6 +71,8 @@ class EngineConfig:
     calibration_videos: tuple[str, ...] = ()  # else frames of these videos (annotate and the app: the user's input)
 
     def __post_init__(self) -> None:
+        self.calibration = _paths(self.calibration, "calibration")
+        self.calibration_videos = _paths(self.calibration_videos, "calibration_videos")
         if not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", str(self.device))):
             raise InputError(f"device must be one of {DEVICES} (or cuda:N), got {self.device!r}")
         if self.precision not in PRECISIONS:

@@ -62,12 +62,12 @@ class BackendUnavailable(InputError):
     """A backend whose Python packages are not installed (the message names the extra to install)."""
 
 
-def backend(name: str) -> Backend:
-    """The backend called ``name`` (``InputError`` listing the choices otherwise)."""
+def backend(name: str, also: Sequence[str] = ()) -> Backend:
+    """The backend called ``name`` (``InputError`` listing the names, and ``also`` accepted by the caller)."""
     try:
         return BACKENDS[name]
     except KeyError:
-        raise InputError(f"unknown backend {name!r}; choose from {', '.join(CHOICES)}") from None
+        raise InputError(f"unknown backend {name!r}; choose from {', '.join((*NAMES, *also))}") from None
 
 
 def missing_modules(name: str) -> list[str]:
@@ -100,7 +100,7 @@ def parse_list(text: str) -> list[str]:
         return installed()
     names = [n.strip() for n in text.split(",") if n.strip()]
     for n in names:
-        backend(n)
+        backend(n, also=("all",))
     if not names:
         raise InputError("no backend named")
     return names

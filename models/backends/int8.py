@@ -47,7 +47,12 @@ DEFAULT_IMAGES = 200  # calibration images (NNCF's default subset is 300; 200 ca
 
 # ------------------------------------------------------------------------------------------------ identity
 def model_digest(model: torch.nn.Module) -> str:
-    """sha256 of what makes the network's graph: its config (architecture, options, output contract) and weights."""
+    """sha256 of what makes the network's graph: its config (architecture, options, output contract) and weights,
+    batch norms folded (as the backends run it), so a model as loaded and its ``InferenceModel`` copy share one."""
+    if not getattr(model, "fused_for_inference", False):
+        from models.precision import fuse_for_inference
+
+        model = fuse_for_inference(model)
     h = hashlib.sha256()
     config = getattr(model, "config", None)
     h.update(json.dumps(config.to_dict() if config is not None else type(model).__name__, sort_keys=True,
@@ -60,9 +65,10 @@ def model_digest(model: torch.nn.Module) -> str:
 
 
 def tool_versions() -> dict[str, str]:
-    """Versions of the tools that make the artefact (a new version rebuilds it)."""
+    """Versions of the tools that make the artefact, GOPose's export of the network included (a new version
+    rebuilds it)."""
     out = {}
-    for name in ("torch", "onnx", "onnxruntime", "nncf"):
+    for name in ("gopose", "torch", "onnx", "onnxruntime", "nncf"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -94,7 +100,11 @@ class CalibrationSource:
         if not folder.is_dir():
             raise InputError(f"calibration image folder {folder} does not exist")
         if self.annotations is None:
-            return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"calibration image folder {folder} holds no images "
+                                 f"({', '.join(IMAGE_SUFFIXES)}; sub-folders are not searched)")
+            return found
         try:
             records = json.loads(Path(self.annotations).read_text(encoding="utf-8"))["images"]
         except (OSError, ValueError, KeyError, TypeError) as exc:

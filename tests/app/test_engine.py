@@ -139,6 +139,19 @@ def test_cpu_ignores_amp_and_auto_picks_cpu(estimator, frames) -> None:
     est.model.to("cpu")  # the shared module must stay on the CPU for the other tests
 
 
+def test_one_calibration_folder_or_video_given_as_a_string(estimator, data_dir: Path, street_video) -> None:
+    """``calibration="photos/"`` was iterated letter by letter: building the INT8 model failed with "calibration
+    image folder p does not exist" (and a video given as a string was silently not used)."""
+    folder = data_dir / "coco" / "train2017_mini" / "images"
+    config = EngineConfig(device="cpu", long_edge=128, backend="torch", calibration=str(folder),
+                          calibration_videos=street_video)
+    assert config.calibration == (str(folder),) and config.calibration_videos == (str(street_video),)
+    images = PoseEstimator(estimator.model, config)._calibration_images()  # what an INT8 backend calibrates on
+    assert images and all(Path(p).parent == folder for p in images)
+    with pytest.raises(InputError, match="calibration"):
+        EngineConfig(calibration=3)
+
+
 def test_from_checkpoint(checkpoint: Path, frames, tmp_path) -> None:
     est = PoseEstimator.from_checkpoint(checkpoint, EngineConfig(long_edge=128, cache_dir=str(tmp_path)))
     assert est.name == "realtime_random" and est.info["kind"] and "optimizer_state_dict" not in est.info

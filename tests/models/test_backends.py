@@ -160,6 +160,42 @@ def test_stale_truncated_or_corrupt_int8_is_rebuilt_never_used(net, images, tmp_
     assert store.check(net, SIZE) == (path, "")
 
 
+def test_int8_of_another_gopose_version_is_rebuilt(net, tmp_path, monkeypatch) -> None:
+    """The artefact is GOPose's export of the network: after upgrading GOPose (whose network code may have changed
+    with the same weights) the old INT8 model was still used."""
+    import models.backends.int8 as int8
+
+    store = Int8Store(tmp_path)
+    where = store.entry(net, SIZE)
+    where.mkdir(parents=True)
+    (where / ARTEFACT).write_bytes(b"an int8 model")
+    meta = {**store._key(net, SIZE, model_digest(net)),
+            "artefact": {"file": ARTEFACT, "bytes": 13, "sha256": int8.sha256_file(where / ARTEFACT)}}
+    (where / META).write_text(json.dumps(meta))
+    assert store.check(net, SIZE) == (where / ARTEFACT, "")
+    real = int8.version
+    monkeypatch.setattr(int8, "version", lambda name: "99.0" if name == "gopose" else real(name))
+    found, why = store.check(net, SIZE)
+    assert found is None and "another versions" in why
+
+
+def test_a_model_and_its_bn_folded_copy_share_one_int8_model_and_auto_record() -> None:
+    """The docs' ``create_runner(net, ...)`` with a model as loaded built an INT8 model (minutes) that annotate,
+    eval and ``models export --int8`` (which run the BN-folded network) never found, and the reverse."""
+    torch.manual_seed(3)
+    raw = build_model(ModelConfig("realtime", PoseContract(COCO), {})).eval()
+    for m in raw.modules():  # trained-looking batch-norm statistics, so folding changes the weights
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.uniform_(-0.1, 0.1)
+    folded = InferenceModel(raw, "cpu", "fp32").model
+    assert model_digest(raw) == model_digest(folded)
+    assert Int8Store("cache").entry(raw, SIZE) == Int8Store("cache").entry(folded, SIZE)
+    with torch.no_grad():
+        next(raw.parameters()).mul_(1.5)
+    assert model_digest(raw) != model_digest(folded)  # other weights: another model
+
+
 @pytest.mark.parametrize("flags, fix", [({"sse2", "avx2", "fma"}, "enable"),              # AVX2 only: u8 x s8 saturates
                                        ({"sse2", "avx2", "avx512f", "avx512_vnni"}, "first_layer_only"),
                                        ({"sse2", "avx2", "avx_vnni"}, "first_layer_only"),
@@ -192,6 +228,17 @@ def test_int8_without_calibration_images_is_one_clear_error(net, tmp_path) -> No
     assert not (Int8Store(tmp_path / "int8").entry(net, SIZE) / META).exists()
 
 
+def test_a_calibration_folder_without_images_is_named(images, tmp_path) -> None:
+    """``models export --int8 --calibration DIR`` with the photos in a sub-folder of DIR said "none were found:
+    build it once with `gopose models export MODEL --int8 --calibration DIR`", the command just run."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(images[0].read_bytes())
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(InputError, match=f"calibration image folder {tmp_path} holds no images"):
+        calibration_images([CalibrationSource(tmp_path)])
+    assert calibration_images([CalibrationSource(tmp_path / "photos")]) == [tmp_path / "photos" / "a.jpg"]
+
+
 def test_calibration_keeps_only_images_that_decode(images, tmp_path, caplog) -> None:
     """Undecodable files are left out with one warning (and not counted as calibration images); none left is one
     error naming a file."""
@@ -219,6 +266,21 @@ def test_backend_not_installed_names_the_extra(net, monkeypatch) -> None:
     assert "openvino" not in installed()
     with pytest.raises(InputError, match="unknown backend"):
         require("tensorrt")
+
+
+def test_a_backend_list_names_only_the_choices_it_takes() -> None:
+    """``gopose bench model --backends auto`` said "unknown backend 'auto'; choose from auto, torch, ...": a list
+    takes backend names or ``all``, never ``auto``."""
+    from models.backends import NAMES, parse_list
+
+    for text in ("auto", "onnx,opnvino"):
+        with pytest.raises(InputError, match="unknown backend") as err:
+            parse_list(text)
+        assert "auto" not in str(err.value).split("choose from")[1], str(err.value)
+        assert "all" in str(err.value) and all(n in str(err.value) for n in NAMES)
+    with pytest.raises(InputError, match=r"unknown backend 'auto'; choose from torch, onnx"):
+        require("auto")  # create_runner's names (select takes auto)
+    assert parse_list("all") == installed() and parse_list(" torch , onnx ") == ["torch", "onnx"]
 
 
 def test_auto_is_measured_once_then_read(net, tmp_path) -> None:
