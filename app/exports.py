@@ -82,6 +82,8 @@ def output_stem(spec: str | Path) -> str:
         stem = path.stem if path.suffix.lower() in VIDEO_SUFFIXES else tail
         return re.sub(r"[^A-Za-z0-9._-]", "_", stem) or "stream"
     path = Path(text)
+    if path.name in ("", ".", ".."):  # ".", "..", "./": the folder's own name (not "input", nor a hidden "...")
+        path = Path(os.path.abspath(text))
     return (path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name) or "input"
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from core.errors import InputError
 from core.io.files import stale_temp_files, temp_owner, write_json_atomic
 
 LOG = logging.getLogger(__name__)
@@ -55,19 +56,23 @@ def input_identity(spec: str | Path) -> dict[str, Any]:
 
 
 def input_name(spec: str | Path) -> str:
-    """The input as its manifest records it: its absolute path when it exists, else the URL / name as given."""
+    """The input as its manifest records it: its absolute path with ``..`` resolved when it exists (``job/../a.mp4``
+    from ``job`` and ``a.mp4`` from its parent are one input), else the URL / name as given."""
     path = Path(str(spec))
-    return str(path.absolute()) if path.exists() else str(spec)
+    return os.path.abspath(path) if path.exists() else str(spec)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any] | None:
-    """The manifest's content, or None when it is absent, unreadable or not ours."""
+    """The manifest's content, or None when it is absent, unreadable or not ours. An input path recorded with
+    ``..`` (by earlier versions) reads as :func:`input_name` records it now."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("gopose_manifest") != VERSION:
         return None
+    if isinstance(data.get("input"), str) and os.path.isabs(data["input"]):
+        data["input"] = os.path.normpath(data["input"])
     return data
 
 
@@ -84,12 +89,24 @@ class Manifest:
         self._data: dict[str, Any] | None = None
 
     def begin(self, pending: dict[Path, Path]) -> None:
+        self._check_owner()
         outputs = {Path(final).name: {"size": Path(tmp).stat().st_size} for final, tmp in pending.items()}
         data = {"gopose_manifest": VERSION, **self.identity, **(self.details() if self.details else {}),
                 "outputs": outputs, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "state": "publishing",
                 "pending": {Path(final).name: Path(tmp).name for final, tmp in pending.items()}}
         write_json_atomic(self.path, data, indent=2)
         self._data = data  # only now is the manifest ours: a failed write leaves an earlier run's in place
+
+    def _check_owner(self) -> None:
+        """``InputError`` when the manifest here records another input: a run into the same folder at the same time
+        chose this name too and published first (its outputs must not be replaced; a new run picks another name)."""
+        other = (read_manifest(self.path) or {}).get("input")
+        mine = self.identity.get("input")
+        if other is not None and mine is not None and other != mine:
+            stem = self.path.name[: -len(MANIFEST_SUFFIX)]
+            raise InputError(f"another run into {self.path.parent} wrote the outputs of {other} as {stem}.* "
+                             f"meanwhile; none of this input's was kept (run it again to write them under "
+                             f"another name)")
 
     def commit(self) -> None:
         if self._data is None:

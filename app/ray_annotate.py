@@ -336,6 +336,11 @@ def connected(ray, address: str, worker_logs: bool = False) -> Iterator[str]:
             else:
                 check_reachable(address)
                 ray.init(address=address, **common)
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM through Ray's own handler: sys.exit(15)
+        ray.shutdown()  # what of a local Ray had started
+        if isinstance(exc, SystemExit) and exc.code == signal.SIGTERM:
+            raise Terminated() from None
+        raise
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError, ...
         raise InputError(f"--ray {address}: cannot start or join Ray: {_first_line(exc)}") from None
     try:

@@ -268,7 +268,15 @@ def report_outcome(item: str, res, error: str | None) -> None:
     if error is not None:
         print(f"gopose annotate: {item}: {error}", file=sys.stderr)
     else:
-        print(f"{item}: {_describe(res)} -> {', '.join(str(p) for p in res.outputs.values())}")
+        print(_printable(f"{item}: {_describe(res)} -> {', '.join(str(p) for p in res.outputs.values())}"))
+
+
+def _printable(line: str) -> str:
+    """``line`` encodable by stdout: a file name in another encoding, which Python reads with
+    surrogate escapes (``caf\\udce9.mp4``), would stop the run with ``UnicodeEncodeError`` under a UTF-8 locale
+    other than C; its odd bytes show escaped instead, as on stderr."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return line.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def summarize(outcomes: list[tuple[str, object, str | None]], seconds: float, out_dir: Path, model: str,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
+from core.errors import InputError
 
 FAST = ["--long-edge", "128", "--threshold", "1e-4", "--quiet"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,6 +218,20 @@ def test_one_file_under_two_spellings_is_annotated_once(tmp_path: Path, street_v
                      f"skipping {tmp_path / 'a.mp4'}: it is a.mp4, listed before"]
 
 
+def test_a_folder_given_as_dot_is_named_after_the_folder(tmp_path: Path, monkeypatch) -> None:
+    """``cd shoot && gopose annotate .`` names the outputs after the folder (before: ``input.*``), and
+    ``gopose annotate ..`` from a subfolder never writes hidden ``...jsonl`` files."""
+    from app.exports import output_stem
+
+    shoot = tmp_path / "shoot"
+    (shoot / "sub").mkdir(parents=True)
+    monkeypatch.chdir(shoot)
+    assert [output_stem(p) for p in (".", "./", str(shoot) + "/")] == ["shoot", "shoot", "shoot"]
+    monkeypatch.chdir(shoot / "sub")
+    assert output_stem("..") == "shoot" and output_stem("../sub/..") == "shoot"
+    assert output_stem("/") == "input"
+
+
 def test_a_folder_scan_leaves_hidden_files_out(tmp_path: Path, street_video: Path) -> None:
     """A folder copied from a Mac holds ``._clip.mp4`` (AppleDouble metadata, not a video): never an input, so it
     neither fails the run nor makes a folder of only such files anything but empty."""
@@ -248,6 +263,66 @@ def test_a_rerun_of_two_inputs_of_one_name_warns_about_nothing(tmp_path: Path, c
         assert "holds the outputs of" not in caplog.text
         assert unique_stems([str(tmp_path / "other" / "a.mp4")], tmp_path) == ["a-3"]  # a third a.mp4 is warned
     assert "holds the outputs of" in caplog.text
+
+
+def test_an_input_given_through_dotdot_is_the_same_input(tmp_path: Path, monkeypatch) -> None:
+    """A batch started as ``cd job && gopose annotate ../vids/a.mp4 --out ../ann`` and resumed from the parent
+    (``gopose annotate vids/a.mp4 --out ann --skip-existing``): one input, its manifest found (before: recorded as
+    ``job/../vids/a.mp4``, so the resumed run annotated it again into ``a-2``, warning about another input)."""
+    from app.exports import unique_stems
+    from app.manifest import VERSION, completed, input_identity, manifest_path
+
+    (tmp_path / "vids").mkdir()
+    (tmp_path / "vids" / "a.mp4").write_bytes(b"x" * 10)
+    (tmp_path / "job").mkdir()
+    (tmp_path / "ann").mkdir()
+    monkeypatch.chdir(tmp_path / "job")
+    first = input_identity("../vids/a.mp4")
+    manifest_path(tmp_path / "ann", "a").write_text(json.dumps({"gopose_manifest": VERSION, **first}))
+    monkeypatch.chdir(tmp_path)
+    assert first["input"] == str(tmp_path / "vids" / "a.mp4") and input_identity("vids/a.mp4") == first
+    assert unique_stems(["vids/a.mp4"], tmp_path / "ann") == ["a"]
+    earlier = {"gopose_manifest": VERSION, **first, "input": str(tmp_path / "job" / ".." / "vids" / "a.mp4"),
+               "state": "complete", "outputs": {}}  # as earlier versions recorded it
+    manifest_path(tmp_path / "ann", "a").write_text(json.dumps(earlier))
+    assert unique_stems(["vids/a.mp4"], tmp_path / "ann") == ["a"]
+    assert completed(manifest_path(tmp_path / "ann", "a"), input_identity("vids/a.mp4"), []) is not None
+
+
+def test_a_concurrent_run_never_replaces_another_inputs_outputs(street_video: Path, estimator, tmp_path: Path) -> None:
+    """``gopose annotate cam1/clip.mp4 --out ann & gopose annotate cam2/clip.mp4 --out ann``: both runs chose
+    ``clip`` before either had published; the one publishing second is refused in one line and keeps nothing,
+    and the other's outputs stay (before: replaced without a word, both runs reporting ``ann/clip.jsonl``)."""
+    from app.exports import export_video_annotations
+    from app.manifest import manifest_path, read_manifest
+
+    cam1, cam2, out = tmp_path / "cam1", tmp_path / "cam2", tmp_path / "ann"
+    for cam in (cam1, cam2):
+        cam.mkdir()
+        os.symlink(street_video, cam / "clip.mp4")
+    export_video_annotations(str(cam1 / "clip.mp4"), out, estimator, formats=["jsonl"], stem="clip", manifest=True)
+    before = _sha(out / "clip.jsonl")
+    with pytest.raises(InputError, match=r"another run .*/cam1/clip\.mp4 as clip\.\* "):
+        export_video_annotations(str(cam2 / "clip.mp4"), out, estimator, formats=["jsonl"], stem="clip",
+                                 manifest=True)
+    assert _sha(out / "clip.jsonl") == before and read_manifest(manifest_path(out, "clip"))["input"] == str(
+        cam1 / "clip.mp4")
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.manifest.json"]
+    export_video_annotations(str(cam1 / "clip.mp4"), out, estimator, formats=["jsonl"], stem="clip", manifest=True)
+
+
+def test_an_input_line_survives_a_file_name_in_another_encoding(tmp_path: Path, capsys) -> None:
+    """A file named in Latin-1 (``caf\\xe9.mp4``, read by Python with a surrogate escape) printed to a strict UTF-8
+    stdout (any UTF-8 locale but C): its line shows the odd byte escaped (before: UnicodeEncodeError, a traceback
+    that stopped the run after that input)."""
+    from app.commands.annotate import report_outcome
+    from app.exports import ExportResult
+
+    item = os.fsdecode(b"videos/caf\xe9.mp4")
+    res = ExportResult(item, {"jsonl": tmp_path / os.fsdecode(b"caf\xe9.jsonl")}, frames=5, seconds=1.0)
+    report_outcome(item, res, None)
+    out = capsys.readouterr().out
+    assert out.startswith("videos/caf\\udce9.mp4: 5 frames, 5.0 frames/s -> ") and "caf\\udce9.jsonl" in out
 
 
 def test_output_never_replaces_an_input(street_video: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:

@@ -116,7 +116,7 @@ def test_a_manifest_the_disk_cannot_take_leaves_the_earlier_runs_in_place(tmp_pa
     write_json_atomic(path, earlier)
     part = tmp_path / ".clip.jsonl.1.abcdef12.part"
     part.write_text("{}\n")
-    journal = Manifest(path, {"input": "/b/clip.mp4"})
+    journal = Manifest(path, {"input": "/a/clip.mp4"})  # its rerun (another input is refused before writing)
 
     def disk_full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
