@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from app.commands.options import at_least, check_output_folder, fraction, positive
@@ -93,10 +95,13 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     checkpoint, arch = args.checkpoint, args.arch
     if not args.oracle_model:  # a file, an installed model's name, or the default model
-        from app.model_store import resolve_model
+        from app.model_store import choose_model
 
-        path, stored_arch = resolve_model(None if checkpoint is None else str(checkpoint))
-        checkpoint, arch = Path(path), arch or stored_arch
+        choice = choose_model(None if checkpoint is None else str(checkpoint))
+        if checkpoint is not None:  # eval's option is --checkpoint (--model is its alias)
+            choice = replace(choice, reason=choice.reason.replace("--model", "--checkpoint"))
+        print(f"gopose eval: model {choice.describe()}", file=sys.stderr, flush=True)
+        checkpoint, arch = Path(choice.path), arch or choice.arch
     opts = EvalOptions(
         annotations=args.annotations, images=args.images, out=args.out, dataset=args.dataset,
         checkpoint=checkpoint, arch=arch, oracle_model=args.oracle_model, skeleton=args.skeleton,

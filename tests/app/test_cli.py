@@ -74,6 +74,23 @@ def test_eval_checks_its_output_folders_before_evaluating(eval_args: list[str], 
     assert not out.exists()
 
 
+def test_eval_names_its_model_before_it_starts(data_dir: Path, tmp_path: Path, capsys) -> None:
+    """As ``gopose annotate``, ``gopose eval`` says which model runs and why before any work (before: only the
+    file's path, in the report printed after the whole evaluation, and nothing when the run then failed)."""
+    subset = data_dir / "coco" / "val2017_subset"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["eval", "--annotations", str(subset / "annotations.json"), "--images", str(empty), "--limit", "1",
+            "--workers", "0", "--no-progress", "--out", str(tmp_path / "out")]
+    builtin = ROOT / "resources" / "models" / "default.pt"
+    assert main(args) == 2
+    model, error = capsys.readouterr().err.strip().splitlines()
+    assert model == f"gopose eval: model default (the built-in model): {builtin}"
+    assert "missing from" in error
+    assert main([*args, "--checkpoint", str(builtin)]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == f"gopose eval: model default (--checkpoint): {builtin}"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--skeleton", "bogus"], "--skeleton 'bogus' is not a coco skeleton"),  # was: a KeyError traceback
     (["--topk", "0"], "argument --topk: must be at least 1, got 0"),        # was: the whole DecoderConfig
