@@ -119,6 +119,10 @@ class TaskHost(QObject):
             return
         on_fail(message)
 
+    def running(self) -> list[str]:
+        """Names of the tasks still running."""
+        return sorted(t.name for t in self._tasks if t.running)
+
     def shutdown(self, timeout: float) -> None:
         """Cancel every task and wait for each up to ``timeout`` seconds; results that come later are released."""
         self.closed = True

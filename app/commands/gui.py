@@ -191,10 +191,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bridge.uninstall()
         unexpected.uninstall()
-    if interrupts.signum:
-        return 128 + interrupts.signum
-    code = script.code if script is not None else code
-    return code or (1 if unexpected.count else 0)
+    code = 128 + interrupts.signum if interrupts.signum else (script.code if script is not None else code)
+    code = code or (1 if unexpected.count else 0)
+    _leave_now_if_busy(window.tasks.running(), code)
+    return code
+
+
+def _leave_now_if_busy(busy: list[str], code: int) -> None:
+    """Exit at once with ``code`` when a worker is still busy after the window's shutdown waited for it (a model
+    load or INT8 calibration deep inside torch / OpenVINO): letting Python tear down the libraries under it
+    aborted the process ("terminate called without an active exception", exit 134). Settings and recordings are
+    saved by then."""
+    if not busy:
+        return
+    print(f"gopose gui: {', '.join(busy)} still running: exiting without waiting for it", file=sys.stderr,
+          flush=True)
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def _record_when_ready(window, path: str) -> None:

@@ -267,3 +267,24 @@ def test_an_unexpected_error_in_a_scripted_run_is_shown_and_exits_1(tmp_path, da
                           text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" in proc.stderr and "ZeroDivisionError: division by zero" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_model_load_still_running_when_the_window_closes_does_not_abort_the_process(tmp_path, data_dir):
+    """A scripted run that times out while its model still loads inside torch (a long INT8 calibration): after the
+    shutdown's 10 s wait the command exits with its own code and says why (before: Python tore torch down under
+    the busy thread, "terminate called without an active exception", exit 134). ~15 s: ``-m slow``."""
+    code = ("import sys, torch\n"
+            "import ui.backend\n"
+            "def busy(*_a, **_k):\n"
+            "    a = torch.ones(256, 256)\n"
+            "    while True:\n"
+            "        a = torch.tanh(a @ a)\n"
+            "ui.backend.load_model = busy\n"
+            "from app.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    cmd = [sys.executable, "-c", code, "gui", "--source", str(data_dir / "videos" / "street_5frames_960x540.mp4"),
+           "--quit-after-frames", "3", "--settings", str(tmp_path / "s.ini"), "--timeout", "2", "--threads", "1"]
+    proc = subprocess.run(cmd, cwd=str(ROOT), env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "load-model still running: exiting without waiting for it" in proc.stderr
