@@ -182,6 +182,13 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _increasing_epochs(values: list) -> bool:
+    """Whether ``values`` are integer epochs >= 0, each above the one before (a learning-rate milestone list: a
+    negative one decayed the rate before the first step, an unsorted or repeated one is most likely a typo)."""
+    epochs = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+    return len(epochs) == len(values) and all(a < b for a, b in zip(epochs, epochs[1:]))
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Check ``value`` against the field type ``typ``; ints are accepted for floats."""
     origin = typing.get_origin(typ) or typ
@@ -346,7 +353,9 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.schedule.max_steps >= 0, "schedule.max_steps must be >= 0"),
         (cfg.schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0"),
         (0 < cfg.schedule.warmup_factor <= 1, "schedule.warmup_factor must be in (0, 1]"),
-        (all(isinstance(m, int) for m in cfg.schedule.milestones), "schedule.milestones must be a list of epochs"),
+        (_increasing_epochs(cfg.schedule.milestones),
+         f"schedule.milestones must be epochs (integers >= 0) in increasing order, without repeats; "
+         f"got {cfg.schedule.milestones!r}"),
         (cfg.schedule.gamma > 0, "schedule.gamma must be > 0"),
         (0 <= cfg.schedule.min_lr_factor <= 1, "schedule.min_lr_factor must be in [0, 1]"),
         (cfg.run.keep_last >= 1, "run.keep_last must be >= 1"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import signal
 import threading
 import time
@@ -74,6 +75,12 @@ def freeze_batchnorm(model: nn.Module) -> None:
             m.eval()
 
 
+def _has_local_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has a BatchNorm layer that normalises with this process's batch alone (not SyncBatchNorm)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
+               for m in model.modules())
+
+
 def head_parameter_names(model: nn.Module) -> set[str]:
     return {n for n, _ in model.named_parameters() if n.startswith("headnets.")}
 
@@ -115,26 +122,40 @@ def _ends_mid_line(path: Path) -> bool:
         return False
 
 
-def _set_aside_log(path: Path) -> None:
-    """A new run in a folder whose earlier run died before its first checkpoint: that run's log becomes
-    ``log.abandoned.jsonl`` (replacing an older one), so ``path`` holds the new run's records only."""
-    if path.is_file():
-        aside = path.with_name("log.abandoned.jsonl")
-        path.replace(aside)
-        LOG.warning("%s held the log of a run without checkpoints: kept as %s", path, aside)
+def _set_aside(path: Path, aside: Path) -> None:
+    """Rename ``path`` (a file or a folder) to ``aside``, replacing what ``aside`` held; nothing when it is absent."""
+    if not path.exists():
+        return
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside)
+    elif aside.exists() or aside.is_symlink():
+        aside.unlink()
+    path.replace(aside)
+    LOG.warning("%s belonged to a run without checkpoints: kept as %s", path, aside)
+
+
+def _set_aside_dead_run(run_dir: Path) -> None:
+    """A new run in a folder whose earlier run died before its first checkpoint: that run's ``log.jsonl`` becomes
+    ``log.abandoned.jsonl`` and its ``tensorboard/`` folder ``tensorboard.abandoned/`` (each replacing an older
+    one), so the folder's log and TensorBoard scalars are the new run's only."""
+    _set_aside(run_dir / "log.jsonl", run_dir / "log.abandoned.jsonl")
+    _set_aside(run_dir / "tensorboard", run_dir / "tensorboard.abandoned")
 
 
 class JsonLog:
-    """Append-only JSON-lines log (one record per line, flushed) plus TensorBoard scalars when available."""
+    """Append-only JSON-lines log (one record per line, flushed) plus TensorBoard scalars when available.
 
-    def __init__(self, path: Path | None, tensorboard_dir: Path | None) -> None:
+    ``purge_step`` (a resumed run: the first step it logs) makes TensorBoard hide the scalars the folder's earlier
+    event files hold from that step on: those the run logged after its last checkpoint, logged again now."""
+
+    def __init__(self, path: Path | None, tensorboard_dir: Path | None, purge_step: int | None = None) -> None:
         self.path = path
         self.writer = None
         if tensorboard_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(tensorboard_dir))
+                self.writer = SummaryWriter(str(tensorboard_dir), purge_step=purge_step)
             except Exception as exc:  # noqa: BLE001 - tensorboard is an optional extra
                 LOG.info("TensorBoard logging off (%s)", exc)
 
@@ -223,6 +244,7 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise InputError(f"data.batch_size {cfg.data.batch_size} is larger than the {per_rank} training images "
                              f"per process; lower it or set data.drop_last=false")
+        self._check_batchnorm_batches(per_rank)
         self.loss_fn = self._build_loss()
         self.loss_fn.stack_weights(self.model.n_stacks)  # weights that do not fit stop here, not at the first step
         self.lr = cfg.optim.lr * (self.info.world_size if cfg.optim.scale_lr_with_world_size else 1)
@@ -254,9 +276,10 @@ class Trainer:
         if main:  # only now: a resume that fails leaves the run's config as it was
             write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
             if resume is None:
-                _set_aside_log(self.run_dir / "log.jsonl")
+                _set_aside_dead_run(self.run_dir)
         self.log = JsonLog(self.run_dir / "log.jsonl" if main else None,
-                           self.run_dir / "tensorboard" if main and cfg.run.tensorboard else None)
+                           self.run_dir / "tensorboard" if main and cfg.run.tensorboard else None,
+                           purge_step=self.step + 1 if resume is not None else None)
         self._last_saved_step = self.step if resume is not None else -1
 
     # ------------------------------------------------------------------------------------------------ building
@@ -408,6 +431,25 @@ class Trainer:
         self.train_annotations, self.train_images = sources[0][1], sources[0][2]
         self._train_ids = set(parts[0].image_ids)
         return parts[0] if len(parts) == 1 else PoseDataset.merge(parts)
+
+    def _check_batchnorm_batches(self, per_rank: int) -> None:
+        """Refuse a step of one image when the network's deepest feature map is 1x1 (``data.input_size`` equal to
+        its ``input_multiple``, the deepest stride of every arch here): a training-mode BatchNorm layer would get
+        one value per channel and crash at that step (with ``data.drop_last=false``, at the last, partial batch of
+        the first epoch). Frozen BatchNorm and SyncBatchNorm over several processes take it."""
+        d, arch = self.cfg.data, self.cfg.model.arch
+        multiple = int(getattr(self.model, "input_multiple", 32))
+        if d.input_size > multiple or self.cfg.model.freeze_bn or not _has_local_batchnorm(self.model):
+            return
+        deepest = (f"{arch}'s deepest feature map is 1x1, so its BatchNorm layers would normalise a single value "
+                   f"per channel")
+        if d.batch_size == 1:
+            raise InputError(f"data.batch_size 1 with data.input_size {d.input_size}: {deepest}; use "
+                             f"data.batch_size >= 2, data.input_size >= {2 * multiple} or model.freeze_bn=true")
+        if not d.drop_last and per_rank % d.batch_size == 1:
+            raise InputError(f"data.drop_last=false leaves a last batch of 1 image per process ({per_rank} images, "
+                             f"data.batch_size {d.batch_size}) and with data.input_size {d.input_size} {deepest}; "
+                             f"set data.drop_last=true, another data.batch_size or data.input_size >= {2 * multiple}")
 
     def _build_loss(self) -> nn.Module:
         from models.losses import LossConfig, PoseLoss

@@ -324,3 +324,18 @@ def test_default_model_stage20_is_stage14s_recipe_from_stage14s_file():
     assert (stage20.model.kwargs, stage20.optim, stage20.schedule, stage20.data, stage20.augmentation,
             stage20.loss) == (stage14.model.kwargs, stage14.optim, stage14.schedule, stage14.data,
                               stage14.augmentation, stage14.loss)
+
+
+@pytest.mark.parametrize("milestones", ["[-1, 5]", "[5, 3]", "[3, 3]", "[true]", "[2.5]"])
+def test_milestones_must_be_increasing_epochs_from_0(milestones):
+    """A negative milestone decayed the rate before the first step (epoch >= -1 always holds); an unsorted or
+    repeated list, most likely a typo, was taken as is. Each is refused in one line naming the key."""
+    with pytest.raises(InputError) as err:
+        load_config(None, [f"schedule.milestones={milestones}"])
+    message = str(err.value)
+    assert "schedule.milestones" in message and "increasing" in message and len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("milestones, value", [("[]", []), ("[0]", [0]), ("[70, 90]", [70, 90])])
+def test_increasing_milestones_from_epoch_0_are_accepted(milestones, value):
+    assert load_config(None, [f"schedule.milestones={milestones}"]).schedule.milestones == value

@@ -629,3 +629,94 @@ def test_a_heatmap_sigma_too_narrow_for_the_stride_is_refused_before_training(tm
         Trainer(_cfg(**{"data.target_sigma": 1.0}), run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
     Trainer(_cfg(**{"data.target_sigma": 1.2, "schedule.max_steps": 1}), run_dir=tmp_path / "ok").train()
+
+
+class _RecordingWriter:
+    """Stands in for TensorBoard's ``SummaryWriter`` (an optional extra): records its arguments and scalars and
+    leaves an event file, as the real one does."""
+
+    def __init__(self, made: list, log_dir: str, purge_step: int | None = None, **_: object) -> None:
+        self.log_dir, self.purge_step, self.scalars = Path(log_dir), purge_step, []
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        (self.log_dir / f"events.out.tfevents.{len(made)}.test").write_bytes(b"")
+        made.append(self)
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.scalars.append((tag, step))
+
+    def close(self) -> None:
+        pass
+
+
+def _fake_tensorboard(monkeypatch) -> list:
+    """Install a recording ``torch.utils.tensorboard``; returns the list of writers the trainer makes."""
+    import functools
+    import types
+
+    made: list = []
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = functools.partial(_RecordingWriter, made)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
+    return made
+
+
+def test_a_new_run_sets_the_tensorboard_events_of_a_run_killed_before_its_first_checkpoint_aside(tmp_path,
+                                                                                                 monkeypatch):
+    """The dead run's log.jsonl was set aside, but its event files stayed in tensorboard/, where TensorBoard
+    showed its curves mixed with the new run's (the same steps, one run folder)."""
+    writers = _fake_tensorboard(monkeypatch)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "log.jsonl").write_text(json.dumps({"kind": "train", "step": 40, "epoch": 0, "loss": 9.0}) + "\n")
+    dead = run / "tensorboard" / "events.out.tfevents.1.dead"
+    dead.parent.mkdir()
+    dead.write_bytes(b"the dead run")
+    (run / "tensorboard.abandoned").mkdir()  # an older abandoned run's: replaced, as log.abandoned.jsonl is
+    (run / "tensorboard.abandoned" / "events.out.tfevents.0.older").write_bytes(b"older")
+    Trainer(_cfg(**{"schedule.max_steps": 1, "run.tensorboard": True}), run_dir=run).train()
+    assert [p.name for p in (run / "tensorboard.abandoned").iterdir()] == [dead.name]
+    assert (run / "tensorboard.abandoned" / dead.name).read_bytes() == b"the dead run"
+    assert [p.name for p in (run / "tensorboard").iterdir()] == ["events.out.tfevents.0.test"]
+    assert len(writers) == 1 and writers[0].purge_step is None and {s for _, s in writers[0].scalars} == {1}
+
+
+def test_a_resumed_run_hides_the_tensorboard_scalars_logged_after_its_checkpoint(tmp_path, monkeypatch):
+    """A run killed after logging steps past its last checkpoint logs them again when resumed: TensorBoard's
+    purge step (the first step the resumed run logs) hides the earlier values, so each step has one."""
+    writers = _fake_tensorboard(monkeypatch)
+    run = tmp_path / "run"
+    Trainer(_cfg(**{"schedule.max_steps": 2, "run.tensorboard": True}), run_dir=run).train()
+    Trainer(_cfg(**{"schedule.max_steps": 3, "run.tensorboard": True}), resume=run).train()
+    assert [w.purge_step for w in writers] == [None, 3]
+    assert not (run / "tensorboard.abandoned").exists()
+
+
+FIVE_IMAGES = [535506, 84533, 30752, 37666, 463557]
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"data.batch_size": 1}, ["data.batch_size 1", "data.input_size 32", "model.freeze_bn"]),
+    ({"data.batch_size": 2, "data.drop_last": False, "data.image_ids": FIVE_IMAGES},
+     ["data.drop_last", "last batch of 1", "data.input_size 32", "per channel"]),
+])
+def test_a_step_of_one_image_on_a_1x1_deepest_feature_map_is_refused_before_training(tmp_path, extra, words):
+    """BatchNorm cannot normalise one value per channel: a batch of one image crashed at its first step (the
+    whole epoch lost when it was the last, partial batch) once the network's deepest map was 1x1 (data.input_size
+    equal to its input multiple: 32 here, 128 for hourglass104)."""
+    from core.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        Trainer(_cfg(**{"data.input_size": 32, **extra}), run_dir=tmp_path / "run")
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and all(w in message for w in words), message
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("extra", [
+    {"data.batch_size": 1, "data.input_size": 64},  # a 2x2 deepest map: 2 values per channel
+    {"data.batch_size": 1, "data.input_size": 32, "model.freeze_bn": True},  # running statistics
+    {"data.batch_size": 2, "data.input_size": 32, "data.image_ids": FIVE_IMAGES},  # drop_last drops the 5th
+])
+def test_a_batch_of_one_image_trains_where_batchnorm_can_take_it(tmp_path, extra):
+    summary = Trainer(_cfg(**{"schedule.epochs": 1, "schedule.max_steps": 3, **extra}), run_dir=tmp_path).train()
+    assert summary["step"] >= 2 and math.isfinite(summary["losses"]["loss"])
