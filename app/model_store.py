@@ -21,6 +21,7 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,6 +129,15 @@ def _name_from_file(stem: str) -> str:
     """A valid model name made from a file name (``my model (v2)`` -> ``my-model-v2``)."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:64]
     return name if name and name != BUILTIN_NAME else f"{name or 'model'}-1"
+
+
+def _name_from_url(url: str) -> str:
+    """A valid model name made from the file name ending a URL's path, %-escapes decoded
+    (``https://host/my%20model.pt?dl=1`` -> ``my-model``); an escaped ``/`` (``%2F``) is part of that one name, so
+    ``coco%2Fhg.pt`` -> ``coco-hg``, never a folder."""
+    segment = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    file_name = urllib.parse.unquote(segment).replace("/", "-").replace("\\", "-")
+    return _name_from_file(Path(file_name).stem)
 
 
 def builtin_model_path() -> Path:
@@ -274,15 +284,15 @@ def download_model(url: str, sha256: str, name: str | None = None, arch: str | N
     if not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise InputError(f"sha256 must be 64 hex digits, got {sha256!r}")
     folder = store_dir(root)
-    base = Path(urllib.request.url2pathname(url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])).stem or "model"
-    name = _validate_name(name if name is not None else _name_from_file(base))
+    from_url = _name_from_url(url)
+    name = _validate_name(name if name is not None else from_url)
     _check_free(name, folder, force)  # before the download, not after it
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create model folder {folder}: {exc.strerror or exc}") from None
     _remove_stale(folder)
-    part = AtomicFile(folder / f"{_name_from_file(base)}.download", "wb")  # never committed: removed below
+    part = AtomicFile(folder / f"{from_url}.download", "wb")  # never committed: removed below
     tmp = part.tmp
     digest = hashlib.sha256()
     try:

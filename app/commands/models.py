@@ -8,7 +8,7 @@ import argparse
 import json
 from typing import Any, Callable
 
-from app.commands.options import at_least
+from app.commands.options import at_least, long_edge
 from app.commands.models_store import STORE_SUBCOMMANDS
 from core.errors import InputError
 
@@ -180,7 +180,8 @@ def _export_int8(model, args: argparse.Namespace) -> None:
             raise InputError(f"--force: no calibration images to rebuild the INT8 model with in "
                              f"{', '.join(map(str, args.calibration)) or 'the default folders'}")
         store.discard(net, size, "--force")
-    path = store.ensure(net, size, lambda: images if args.force else default_images(args.calibration, limit))
+    path = store.ensure(net, size, lambda: images if args.force else default_images(args.calibration, limit),
+                        in_memory=False)  # the point of an export is the file: a read-only cache is an error
     print(f"INT8 model of {args.file} at {size}x{size}: {path} (metadata {path.parent / 'meta.json'})")
 
 
@@ -192,8 +193,8 @@ def _add_package(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skeleton", default=None,
                    help="keep only this skeleton's limbs (a part of the trained one, e.g. redundant of all)")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
-    p.add_argument("--long-edge", type=at_least(32), default=None,
-                   help="the input long edge the model runs at by default")
+    p.add_argument("--long-edge", type=long_edge, default=None,
+                   help="the input long edge the model runs at by default, 32 to 4096")
     p.add_argument("--decoder", action="append", default=[], metavar="KEY=VALUE",
                    help="decoder default stored in the codec, e.g. --decoder threshold=0.1 (repeatable)")
     p.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE",

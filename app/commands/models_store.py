@@ -12,6 +12,8 @@ from typing import Callable
 from app.commands.options import folder, seconds
 from core.errors import InputError
 
+MB = 1e6  # sizes are printed in decimal megabytes, as file managers show them
+
 
 def _add_store_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", type=folder, default=None, metavar="DIR",
@@ -31,7 +33,7 @@ def _run_add(args: argparse.Namespace) -> int:
 
     e = add_model(args.file, name=args.name, arch=args.arch, root=args.store, force=args.force)
     print(f"installed {e.name}: {e.arch}, {e.contract.get('spec')}/{e.contract.get('skeleton')}, "
-          f"{e.size / 2**20:.1f} MB, sha256 {e.sha256[:16]}... in {e.path.parent}")
+          f"{e.size / MB:.1f} MB, sha256 {e.sha256[:16]}... in {e.path.parent}")
     _print_default(args.store)
     return 0
 
@@ -70,7 +72,7 @@ def _run_list(args: argparse.Namespace) -> int:
         print(f"no models installed in {store_dir(args.store)}; add one with `gopose models add FILE`")
         return 0
     rows = [("*" if is_default[e.name] else "", e.name + (" (built-in)" if e.builtin else ""), e.arch,
-             f"{e.contract.get('spec')}/{e.contract.get('skeleton')}", f"{e.size / 2**20:.1f} MB",
+             f"{e.contract.get('spec')}/{e.contract.get('skeleton')}", f"{e.size / MB:.1f} MB",
              e.added or "-", e.sha256[:12]) for e in entries]
     head = ("", "NAME", "ARCH", "SPEC/SKELETON", "SIZE", "ADDED", "SHA256")
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
@@ -119,7 +121,7 @@ def _run_download(args: argparse.Namespace) -> int:
     def progress(done: int, total: int | None) -> None:
         if sys.stderr.isatty():
             pct = f" {100 * done / total:5.1f}%" if total else ""
-            print(f"\r{done / 2**20:8.1f} MB{pct}", end="", file=sys.stderr, flush=True)
+            print(f"\r{done / MB:8.1f} MB{pct}", end="", file=sys.stderr, flush=True)
 
     e = download_model(args.url, args.sha256, name=args.name, arch=args.arch, root=args.store,
                        timeout=args.timeout, force=args.force, progress=progress)

@@ -117,7 +117,8 @@ def create_runner(model: torch.nn.Module, name: str, *, size: int, threads: int 
 
     ``threads``: intra-op threads of ONNX Runtime / OpenVINO (PyTorch uses the process's setting). INT8 backends
     need ``cache_dir`` (the quantised artefact is kept in its ``int8/`` folder, validated before use and rebuilt
-    when stale or damaged) and ``calibration`` (called only when the artefact must be built: the images).
+    when stale or damaged; a folder that cannot be written gives one warning and a model built in memory) and
+    ``calibration`` (called only when the artefact must be built: the images).
     """
     import torch
 
@@ -137,9 +138,9 @@ def create_runner(model: torch.nn.Module, name: str, *, size: int, threads: int 
     from models.backends.int8 import Int8Store
 
     store = Int8Store(Path(cache_dir) / INT8_FOLDER)
-    path = store.ensure(model, size, calibration)
+    source = store.ensure(model, size, calibration)  # the cached file, or bytes where the cache is read-only
     try:
-        return runners.runtime_runner(spec.runtime, path, model, threads, name)
+        return runners.runtime_runner(spec.runtime, source, model, threads, name)
     except Exception as exc:  # noqa: BLE001 - a file that passed validation but does not load: rebuild once
         store.discard(model, size, f"{spec.runtime} cannot load it ({type(exc).__name__}: {exc})")
         return runners.runtime_runner(spec.runtime, store.ensure(model, size, calibration), model, threads, name)

@@ -12,7 +12,8 @@ Cache (:class:`Int8Store`): ``FOLDER/<arch>-<weights sha256[:16]>-<size>/`` hold
 ``meta.json`` (sha256 of the network's weights and config, input size, tool versions, overflow fix, and the
 artefact's byte count and sha256). Before use the metadata must match and the file must have its recorded size and
 digest; a stale (other weights, size, tool versions or overflow fix), truncated or corrupt artefact is rebuilt,
-never used.
+never used. A cache folder that cannot be written (read-only) does not stop a run: the INT8 model is then built in
+memory, with one warning naming the folder.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -147,24 +148,21 @@ def decodable_images(images: Sequence[Path | np.ndarray]) -> list[Path | np.ndar
     return kept
 
 
-def video_frames(path: str | Path, count: int = 64) -> list[np.ndarray]:
-    """``count`` frames spread over a video (BGR uint8), for calibrating on a user's own footage when no image
-    folder is at hand; an unreadable video gives an ``InputError`` naming it. At most ``2 * count`` frames are held
-    at a time: every ``stride``-th frame is kept, and the stride doubles whenever the kept ones fill that budget."""
-    import av
-
-    kept, stride = [], 1
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            for i, frame in enumerate(container.decode(stream)):
-                if i % stride == 0:
-                    kept.append(frame.to_ndarray(format="bgr24"))
-                    if len(kept) == 2 * count:
-                        kept, stride = kept[::2], stride * 2
-    except (av.error.FFmpegError, IndexError, OSError) as exc:
-        raise InputError(f"cannot read calibration video {path}: {exc}") from None
-    idx = np.unique(np.linspace(0, len(kept) - 1, min(count, len(kept))).round().astype(int)) if kept else []
+def spread_frames(frames: Iterable[np.ndarray], count: int = 64) -> list[np.ndarray]:
+    """``count`` frames evenly spread over ``frames`` (decoded BGR images, e.g. of a user's video, for calibrating
+    on that footage when no image folder is at hand; the caller decodes them, ``app`` picking the video stream).
+    At most ``2 * count`` frames are held at a time: every ``stride``-th frame is kept, and the stride doubles
+    whenever the kept ones fill that budget."""
+    kept: list[np.ndarray] = []
+    stride = 1
+    for i, frame in enumerate(frames):
+        if i % stride == 0:
+            kept.append(frame)
+            if len(kept) == 2 * count:
+                kept, stride = kept[::2], stride * 2
+    if not kept:
+        return []
+    idx = np.unique(np.linspace(0, len(kept) - 1, min(count, len(kept))).round().astype(int))
     return [kept[i] for i in idx]
 
 
@@ -218,7 +216,7 @@ def overflow_fix(flags: frozenset[str] | None = None) -> str:
     return "enable" if x86_without_vnni else "first_layer_only"
 
 
-def quantize(model: torch.nn.Module, size: int, images: Sequence[Path], out: Path) -> Path:
+def quantize(model: torch.nn.Module, size: int, images: Sequence[Path | np.ndarray], out: Path) -> Path:
     """Quantise ``model`` to INT8 with NNCF, calibrated on ``images`` at ``size``, into the ONNX file ``out``."""
     import nncf
     import onnx
@@ -247,11 +245,36 @@ def quantize(model: torch.nn.Module, size: int, images: Sequence[Path], out: Pat
 
 
 # ------------------------------------------------------------------------------------------------ cache
+def quantize_in_memory(model: torch.nn.Module, size: int, images: Sequence[Path | np.ndarray]) -> bytes:
+    """:func:`quantize` into a temporary folder: the INT8 model as ONNX bytes (for a cache that cannot be written)."""
+    with tempfile.TemporaryDirectory(prefix="gopose-int8-") as tmp:
+        return quantize(model, size, images, Path(tmp) / ARTEFACT).read_bytes()
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder``, or None when they can. A real probe (a temporary file in the
+    folder, or in its nearest existing parent while it is still to be created; nothing is left behind), since
+    permission bits do not tell a read-only mount, and root ignores them."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return f"{existing} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".gopose-probe-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 class Int8Store:
-    """INT8 artefacts in ``folder`` (one sub-folder per network and input size), validated before use."""
+    """INT8 artefacts in ``folder`` (one sub-folder per network and input size), validated before use.
+
+    A folder that cannot be written (a read-only mount, another user's cache) does not stop a run: :meth:`ensure`
+    then builds the INT8 model in memory, with one warning naming the folder (it is built again next time)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+        self._discarded: set[Path] = set()  # entries that did not load but could not be removed (read-only)
 
     def entry(self, model: torch.nn.Module, size: int, digest: str | None = None) -> Path:
         digest = digest or model_digest(model)
@@ -267,6 +290,8 @@ class Int8Store:
         digest = digest or model_digest(model)
         where = self.entry(model, size, digest)
         meta_path, path = where / META, where / ARTEFACT
+        if where in self._discarded:
+            return None, f"{path} was discarded (it did not load) but its read-only folder keeps it"
         if not meta_path.exists() and not path.exists():
             return None, "not built yet"
         try:
@@ -287,45 +312,68 @@ class Int8Store:
             return None, f"{path} is corrupt (sha256 differs from the recorded one)"
         return path, ""
 
-    def build(self, model: torch.nn.Module, size: int, images: Sequence[Path], digest: str | None = None) -> Path:
-        """Quantise ``model`` calibrated on ``images`` and record it (artefact first, metadata last)."""
+    def build(self, model: torch.nn.Module, size: int, images: Sequence[Path | np.ndarray],
+              digest: str | None = None) -> Path:
+        """Quantise ``model`` calibrated on ``images`` and record it (artefact first, metadata last); an
+        ``InputError`` naming the folder when it cannot be written (found before the build starts)."""
         digest = digest or model_digest(model)
         where = self.entry(model, size, digest)
+        why = unwritable(where)
+        if why is not None:
+            raise InputError(f"cannot write the INT8 model folder {where}: {why}")
         try:
             where.mkdir(parents=True, exist_ok=True)
+            (where / META).unlink(missing_ok=True)  # an artefact without metadata is never used
         except OSError as exc:
-            raise InputError(f"cannot create the INT8 model folder {where}: {exc.strerror or exc}") from None
-        (where / META).unlink(missing_ok=True)  # an artefact without metadata is never used
+            raise InputError(f"cannot write the INT8 model folder {where}: {exc.strerror or exc}") from None
         t0 = time.perf_counter()
         path = quantize(model, size, images, where / ARTEFACT)
         meta = {**self._key(model, size, digest), "calibration_images": len(images),
                 "artefact": {"file": ARTEFACT, "bytes": path.stat().st_size, "sha256": sha256_file(path)},
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "build_seconds": round(time.perf_counter() - t0, 1)}
         write_json_atomic(where / META, meta, indent=2)
+        self._discarded.discard(where)
         LOG.info("built the INT8 model %s (%d calibration images, %.0f s)", path, len(images), meta["build_seconds"])
         return path
 
     def ensure(self, model: torch.nn.Module, size: int,
-               calibration: Callable[[], Sequence[Path | np.ndarray]] | None) -> Path:
-        """A valid cached artefact, built (or rebuilt, saying why) when there is none."""
+               calibration: Callable[[], Sequence[Path | np.ndarray]] | None, *,
+               in_memory: bool = True) -> Path | bytes:
+        """A valid cached artefact, built (or rebuilt, saying why) when there is none. When the folder cannot be
+        written, the model built in memory (ONNX bytes, one warning naming the folder), or with ``in_memory=False``
+        an ``InputError`` naming it (before any calibration image is read)."""
         digest = model_digest(model)
         path, why = self.check(model, size, digest)
         if path is not None:
             return path
-        if why != "not built yet":
-            LOG.warning("cached INT8 model in %s not used: %s; rebuilding it", self.entry(model, size, digest), why)
+        where = self.entry(model, size, digest)
+        blocked = unwritable(where)
+        if blocked is not None and not in_memory:
+            raise InputError(f"cannot write the INT8 model folder {where}: {blocked}")
+        stale = "" if why == "not built yet" else f"the cached one is not used ({why}); "
+        if stale and blocked is None:
+            LOG.warning("cached INT8 model in %s not used: %s; rebuilding it", where, why)
         images = decodable_images(list(calibration()) if calibration is not None else [])
         if not images:
             raise InputError("building the INT8 model needs calibration images and none were found: build it "
                              "once with `gopose models export MODEL --int8 --calibration DIR` "
                              "(a folder of photos of people)")
-        LOG.warning("building the INT8 model of %s at %d px from %d calibration images (once; cached in %s)",
-                    getattr(model, "arch", "the network"), size, len(images), self.folder)
+        what = f"the INT8 model of {getattr(model, 'arch', 'the network')} at {size} px from {len(images)} " \
+               "calibration images"
+        if blocked is not None:
+            LOG.warning("cannot keep the INT8 model in %s (%s): %sbuilding %s in memory, again on every run until "
+                        "that folder is writable or another cache folder is given", where, blocked, stale, what)
+            return quantize_in_memory(model, size, images)
+        LOG.warning("building %s (once; cached in %s)", what, self.folder)
         return self.build(model, size, images, digest)
 
     def discard(self, model: torch.nn.Module, size: int, reason: str) -> None:
-        """Forget a cached artefact (its metadata first, so a half-removed entry is never used)."""
+        """Forget a cached artefact (its metadata first, so a half-removed entry is never used); in a folder that
+        cannot be written it is only forgotten by this store."""
         where = self.entry(model, size)
         LOG.warning("cached INT8 model in %s not used: %s; rebuilding it", where, reason)
-        (where / META).unlink(missing_ok=True)
-        (where / ARTEFACT).unlink(missing_ok=True)
+        try:
+            (where / META).unlink(missing_ok=True)
+            (where / ARTEFACT).unlink(missing_ok=True)
+        except OSError:
+            self._discarded.add(where)

@@ -468,3 +468,40 @@ def test_models_remove_command(checkpoint: Path, tmp_path: Path, capsys, without
     assert main(["models", "remove", "default", "--store", str(store)]) == 2
     assert "the built-in model 'default' is part of the package" in capsys.readouterr().err
     assert main(["models", "remove", "../x", "--store", str(store)]) == 2
+
+
+def test_a_model_named_from_a_url_is_decoded_and_valid(checkpoint: Path, tmp_path: Path, http_folder,
+                                                        capsys) -> None:
+    """The name a download takes from its URL: %-escapes decoded and made valid; an escaped '/' (%2F) is part of
+    the one name (before: ``coco%2Fhg.pt`` installed as ``hg``), a query or fragment is no part of it."""
+    from app.cli import main
+
+    folder, base = http_folder
+    (folder / "coco").mkdir()
+    for served in ("my model.pt", "coco/hg.pt", "net.pt"):  # the server decodes the escapes of the request
+        (folder / served).write_bytes(checkpoint.read_bytes())
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    store = tmp_path / "store"
+    assert download_model(f"{base}/my%20model.pt", digest, root=store).name == "my-model"
+    assert download_model(f"{base}/coco%2Fhg.pt", digest, root=store).name == "coco-hg"
+    assert main(["models", "download", f"{base}/net.pt?dl=1#weights", "--sha256", digest,
+                 "--store", str(store)]) == 0
+    assert "installed net from" in capsys.readouterr().out
+    assert [e.name for e in list_models(store)] == ["coco-hg", "my-model", "net"]
+    assert _visible(store) == ["coco-hg.json", "coco-hg.pt", "my-model.json", "my-model.pt", "net.json", "net.pt"]
+
+
+def test_sizes_are_printed_in_decimal_megabytes(checkpoint: Path, tmp_path: Path, capsys,
+                                                without_builtin_model: Path) -> None:
+    """``models add`` and ``list`` printed ``size / 2**20`` labelled "MB" (MiB, 5 % less than the MB a file
+    manager shows); they print decimal megabytes now."""
+    from app.cli import main
+
+    size = checkpoint.stat().st_size
+    assert f"{size / 1e6:.1f}" != f"{size / 2**20:.1f}"  # the file tells the two units apart
+    store = tmp_path / "store"
+    assert main(["models", "add", str(checkpoint), "--name", "rt", "--store", str(store)]) == 0
+    assert f"{size / 1e6:.1f} MB, sha256" in capsys.readouterr().out
+    assert main(["models", "list", "--store", str(store)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.split()[1:2] == ["rt"])
+    assert f"{size / 1e6:.1f} MB" in row

@@ -2,9 +2,11 @@
 real randomly initialised network, real calibration images and tiny inputs."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -398,8 +400,7 @@ def test_calibration_images_are_deterministic_and_never_the_eval_split(data_dir:
 def test_int8_on_a_fresh_install_calibrates_on_frames_of_the_users_video(tmp_path, monkeypatch, data_dir) -> None:
     """Without the shared calibration images (a user's machine), annotate's INT8 build uses frames of its input."""
     _need("onnx-int8")
-    from app.engine import EngineConfig, PoseEstimator
-    from models.backends.int8 import video_frames
+    from app.engine import EngineConfig, PoseEstimator, video_frames
 
     frames = video_frames(data_dir / "videos" / "street_5frames_960x540.mp4", 64)
     assert len(frames) == 5 and frames[0].shape == (540, 960, 3) and frames[0].dtype == np.uint8
@@ -414,3 +415,110 @@ def test_int8_on_a_fresh_install_calibrates_on_frames_of_the_users_video(tmp_pat
     assert meta["calibration_images"] == 5
     with pytest.raises(InputError, match="calibration images"):
         PoseEstimator(model, EngineConfig(backend="onnx-int8", long_edge=SIZE, cache_dir=str(tmp_path / "c2")))
+
+
+def _song_with_cover(path: Path) -> Path:
+    """An audio file with cover art: AAC plus a one-picture MJPEG stream of disposition ``attached_pic`` (how music
+    and podcasts carry their artwork; ``streams.video[0]`` of such a file is the picture)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        audio = c.add_stream("aac", rate=44100)
+        cover = c.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        art = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="bgr24")
+        for packet in [*cover.encode(art), *cover.encode()]:
+            c.mux(packet)
+        silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        silence.sample_rate = 44100
+        for i in range(10):
+            silence.pts = i * 1024
+            for packet in audio.encode(silence):
+                c.mux(packet)
+        for packet in audio.encode():
+            c.mux(packet)
+    return path
+
+
+def test_int8_never_calibrates_on_the_cover_art_of_a_music_file(tmp_path, monkeypatch) -> None:
+    """Calibrating on the user's input read ``container.streams.video[0]``: for a song with cover art, the INT8
+    model was built from that one picture, silently. It now reads the input as every run does (``app.sources``:
+    the moving picture) and names a file that has none."""
+    _need("onnx-int8")
+    from app.engine import EngineConfig, PoseEstimator
+
+    song = _song_with_cover(tmp_path / "song.mp4")
+    monkeypatch.setenv("GOPOSE_DATA", str(tmp_path / "no_shared_data"))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("realtime", PoseContract(COCO), {}))
+    config = EngineConfig(backend="onnx-int8", long_edge=SIZE, cache_dir=str(tmp_path / "cache"),
+                          calibration_videos=(str(song),))
+    with pytest.raises(InputError, match=r"no video stream in .*song\.mp4 \(only a cover picture"):
+        PoseEstimator(model, config)
+    assert not list((tmp_path / "cache").rglob(META))  # no INT8 model was built from the picture
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path):
+    """``folder`` read-only for this process while the block runs: by its permission bits for a normal user, by a
+    read-only bind mount for root (whom permission bits do not stop); skips where neither can be done."""
+    if os.geteuid() != 0:
+        modes = {d: d.stat().st_mode for d in [folder, *folder.rglob("*")] if d.is_dir()}
+        for d in modes:
+            d.chmod(0o555)
+        try:
+            yield
+        finally:
+            for d, mode in modes.items():
+                d.chmod(mode)
+        return
+    if subprocess.run(["mount", "--bind", folder, folder], capture_output=True).returncode:
+        pytest.skip("root without the right to mount: no way to make a folder read-only")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", folder, folder], capture_output=True).returncode:
+            pytest.skip("cannot remount a bind mount read-only here")
+        yield
+    finally:
+        subprocess.run(["umount", folder], capture_output=True)
+
+
+def test_int8_in_a_read_only_cache_folder_is_built_in_memory_with_one_warning(net, images, x, tmp_path,
+                                                                                caplog) -> None:
+    """A stale INT8 model in a read-only cache (a shared or read-only mounted model folder) stopped the run with a
+    raw ``OSError: [Errno 30] Read-only file system: .../meta.json``; now the model is built in memory and one
+    warning names the folder. A valid model there is used as is, and an export (whose point is the file) is one
+    error naming the folder, before any calibration image is read."""
+    _need("onnx-int8")
+    store = Int8Store(tmp_path / "int8")
+    built = store.ensure(net, SIZE, lambda: images)
+    entry, good_meta = built.parent, (built.parent / META).read_text()
+    with _read_only(tmp_path):
+        assert create_runner(net, "onnx-int8", size=SIZE, cache_dir=tmp_path, calibration=lambda: 1 / 0)(x)
+    (entry / META).write_text(json.dumps({**json.loads(good_meta), "versions": {"nncf": "0.0"}}))  # stale
+    caplog.clear()
+    with _read_only(tmp_path):
+        with caplog.at_level(logging.WARNING, logger="models.backends.int8"):
+            runner = create_runner(net, "onnx-int8", size=SIZE, cache_dir=tmp_path, calibration=lambda: images)
+        with pytest.raises(InputError, match=f"cannot write the INT8 model folder {entry}"):
+            Int8Store(tmp_path / "int8").ensure(net, SIZE, lambda: 1 / 0, in_memory=False)
+    ref = net.infer(x)["heatmaps"].detach().numpy().ravel()
+    assert np.corrcoef(runner(x)["heatmaps"].numpy().ravel(), ref)[0, 1] > 0.9
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and f"cannot keep the INT8 model in {entry}" in warned[0] and "versions" in warned[0]
+    assert "nncf" in json.loads((entry / META).read_text())["versions"]  # nothing in the folder was changed
+
+
+def test_int8_in_a_cache_folder_that_cannot_be_created_runs_with_one_warning(net, images, x, tmp_path,
+                                                                               caplog) -> None:
+    """A cache folder that cannot be created stopped the run ("cannot create the INT8 model folder"); the run now
+    goes on with the INT8 model built in memory and one warning naming the folder."""
+    _need("onnx-int8")
+    if not Path("/proc/sys").is_dir():
+        pytest.skip("needs /proc/sys, a folder where even root cannot create files")
+    (tmp_path / "cache").symlink_to("/proc/sys")
+    with caplog.at_level(logging.WARNING, logger="models.backends.int8"):
+        runner = create_runner(net, "onnx-int8", size=SIZE, cache_dir=tmp_path / "cache", calibration=lambda: images)
+    assert runner(x)["heatmaps"].shape == net.infer(x)["heatmaps"].shape
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and "cannot keep the INT8 model in" in warned[0] and str(tmp_path / "cache") in warned[0]
