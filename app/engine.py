@@ -24,6 +24,7 @@ import torch
 from core.codec import Codec
 from core.decoder import DecoderConfig
 from core.errors import InputError
+from core.geometry import long_edge_problem
 from core.poses import Poses
 from app.model_store import NoModelError, resolve_model, store_dir
 from models.backends import CHOICES as BACKENDS
@@ -38,6 +39,17 @@ AUTO_ARCHS = ("realtime", "midsize", "mobilenet")  # small CPU networks where an
 CACHE = ".cache"  # in the user's model folder: INT8 models (int8/) and the measured backend choice
 
 __all__ = ["EngineConfig", "FrameResult", "PoseEstimator", "NoModelError", "load_estimator", "resolve_device"]
+
+
+def video_frames(path: str | Path, count: int = 64) -> list[np.ndarray]:
+    """``count`` frames (BGR uint8, as shown) spread over the video ``path``, to calibrate an INT8 model on a user's
+    own footage. Read as every run reads it (``app.sources``): its moving picture, never the cover art of a music
+    file (an ``InputError`` names such a file, or a video that does not decode)."""
+    from app.sources import VideoSource
+    from models.backends.int8 import spread_frames
+
+    with VideoSource(str(path)) as source:
+        return spread_frames((frame.image for frame in source), count)
 
 
 def _paths(value: object, what: str) -> tuple[str, ...]:
@@ -77,8 +89,9 @@ class EngineConfig:
             raise InputError(f"device must be one of {DEVICES} (or cuda:N), got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.long_edge is not None and int(self.long_edge) < 32:
-            raise InputError(f"long edge must be at least 32 pixels, got {self.long_edge}")
+        problem = None if self.long_edge is None else long_edge_problem(int(self.long_edge))
+        if problem is not None:
+            raise InputError(f"long edge {problem}")
         if self.backend not in BACKENDS:
             raise InputError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.threshold is not None and not 0 < float(self.threshold) <= 1:  # heatmap peaks are in (0, 1]
@@ -214,7 +227,6 @@ class PoseEstimator(Predictor):
         """The INT8 calibration inputs: the given folders, else the shared LSPET/COCO train images, else frames of
         the user's own videos (say so: the INT8 model is then tuned to that footage)."""
         from eval.calibration import default_images
-        from models.backends.int8 import video_frames
 
         images = default_images(self.config.calibration)
         videos = [v for v in self.config.calibration_videos if Path(v).is_file()]

@@ -50,6 +50,7 @@ class ExportResult:
     cancelled: bool = False
     skipped: bool = False
     manifest: Path | None = None
+    removed: list[Path] = field(default_factory=list)  # an earlier run's outputs of this input it superseded
 
     @property
     def fps(self) -> float:
@@ -225,6 +226,7 @@ def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Pat
         result.frames_expected = source.frame_count
         result.frames_lost = source.lost_frames
         result.frames_damaged = getattr(source, "damaged_frames", 0)
+        result.removed = list(journal.removed) if journal is not None else []
     except BaseException:  # Ctrl-C / SIGTERM may land between creating a temporary file and recording it
         if pipeline is not None:
             pipeline.stop(discard=True)

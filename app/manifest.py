@@ -6,6 +6,11 @@ the outputs are renamed into place, then the manifest says ``"state": "complete"
 manifest writes is completed by the next run in that folder (:func:`recover`): every pending temporary file was
 already complete, so finishing the renames is safe (roll forward). ``--skip-existing`` trusts only a complete
 manifest whose input is unchanged and whose outputs are all present with their recorded sizes (:func:`completed`).
+
+The manifest lists exactly the input's outputs in the folder: the outputs an earlier run of the same input wrote
+that a new set does not replace (it was run with fewer ``--formats``) are *superseded* (recorded while publishing,
+removed before the set is complete, also by :func:`recover`), never a file GOPose did not write: only names the
+earlier manifest lists, of this stem, with the size it recorded (a file changed since is kept, with a warning).
 """
 from __future__ import annotations
 
@@ -87,6 +92,8 @@ class Manifest:
         self.identity = dict(identity)
         self.details = details
         self._data: dict[str, Any] | None = None
+        self.removed: list[Path] = []  # earlier outputs of this input that the published set superseded
+        self.kept: list[Path] = []     # such outputs left in place: changed since GOPose wrote them
 
     def begin(self, pending: dict[Path, Path]) -> None:
         self._check_owner()
@@ -94,8 +101,18 @@ class Manifest:
         data = {"gopose_manifest": VERSION, **self.identity, **(self.details() if self.details else {}),
                 "outputs": outputs, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "state": "publishing",
                 "pending": {Path(final).name: Path(tmp).name for final, tmp in pending.items()}}
+        superseded = self._superseded(outputs)
+        if superseded:
+            data["superseded"] = superseded
         write_json_atomic(self.path, data, indent=2)
         self._data = data  # only now is the manifest ours: a failed write leaves an earlier run's in place
+
+    def _superseded(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """The outputs the earlier manifest here lists (a run of this input with other ``--formats``) that this set
+        does not replace: ``{name: {"size": recorded size}}``, removed when the set is published."""
+        earlier = read_manifest(self.path) or {}
+        return {name: {"size": entry.get("size")} for name, entry in (earlier.get("outputs") or {}).items()
+                if name not in outputs and isinstance(entry, dict) and _own_output_name(self.path, name)}
 
     def _check_owner(self) -> None:
         """``InputError`` when the manifest here records another input: a run into the same folder at the same time
@@ -109,9 +126,12 @@ class Manifest:
                              f"another name)")
 
     def commit(self) -> None:
+        """Record the set as complete, after removing the earlier outputs it supersedes (:attr:`removed`; one
+        changed since the earlier run wrote it is kept, :attr:`kept`)."""
         if self._data is None:
             return
-        data = {k: v for k, v in self._data.items() if k != "pending"}
+        self.removed, self.kept = remove_superseded(self.path, self._data.get("superseded") or {})
+        data = {k: v for k, v in self._data.items() if k not in ("pending", "superseded")}
         data["state"] = "complete"
         write_json_atomic(self.path, data, indent=2)
         self._data = None
@@ -121,6 +141,38 @@ class Manifest:
         if self._data is not None:
             self.path.unlink(missing_ok=True)
             self._data = None
+
+
+def _own_output_name(manifest: Path, name: str) -> bool:
+    """True for a plain file name of the manifest's own stem (``clip.csv`` beside ``clip.manifest.json``): the only
+    names a manifest may have GOPose remove."""
+    stem = manifest.name[: -len(MANIFEST_SUFFIX)]
+    return (isinstance(name, str) and name == Path(name).name and name.startswith(f"{stem}.")
+            and name != manifest.name)
+
+
+def remove_superseded(manifest: Path, superseded: dict[str, Any]) -> tuple[list[Path], list[Path]]:
+    """Remove the earlier outputs ``superseded`` lists (``{name: {"size": ...}}``) beside ``manifest``, each only
+    when named like its outputs and while it still has the size GOPose recorded for it; ``(removed, kept)``. A kept
+    file (changed since, by someone else) is named in a warning: it is no longer part of the input's outputs."""
+    removed: list[Path] = []
+    kept: list[Path] = []
+    for name, entry in superseded.items():
+        if not _own_output_name(manifest, name) or not isinstance(entry, dict):
+            continue
+        path = manifest.parent / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue  # already gone
+        if size != entry.get("size"):
+            LOG.warning("kept %s: an earlier run wrote it for this input, but it changed since; it is not one of "
+                        "the outputs of this run (see the manifest)", path)
+            kept.append(path)
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed, kept
 
 
 def completed(path: str | Path, identity: dict[str, Any], outputs: Iterable[Path]) -> dict[str, Any] | None:
@@ -178,6 +230,7 @@ def recover(out_dir: str | Path, names: set[str] | None = None) -> Recovery:
                 os.replace(tmp, final)
                 stale.discard(tmp)
         if all(final.exists() for final in temps):
+            remove_superseded(mf, data.pop("superseded", None) or {})
             data.pop("pending", None)
             data["state"] = "complete"
             write_json_atomic(mf, data, indent=2)
@@ -198,4 +251,4 @@ def recover(out_dir: str | Path, names: set[str] | None = None) -> Recovery:
 
 
 __all__ = ["MANIFEST_SUFFIX", "Manifest", "Recovery", "completed", "input_identity", "manifest_path",
-           "read_manifest", "recover"]
+           "read_manifest", "recover", "remove_superseded"]

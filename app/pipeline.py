@@ -13,7 +13,8 @@ Seeking: ``seek()`` only records the target; the decode thread applies it betwee
 frame with a *seek epoch* (the number of seeks applied before it was read), so tracking and smoothing restart
 exactly at the first frame read after the seek, not at a pre-seek frame still in the queues. A source that applies
 seeks itself while the decode thread waits in it (the app's interactive player) counts them in ``seek_count``;
-that count, read right after each frame, is added to the frame's epoch.
+that count, read right after each frame, is added to the frame's epoch. A run also starts with fresh tracks and
+smoothing (``Tracker.restart``, ``PoseSmoother.reset``): a tracker reused for the next input carries nothing over.
 Shutdown is clean on end of stream, on an error in any stage, on ``stop()`` and on Ctrl-C (``run``): every
 sink is closed (``close()``; ``stop(discard=True)`` and errors call ``abort()`` instead, leaving no file).
 """
@@ -184,6 +185,7 @@ class Pipeline:
         if self._started:
             raise RuntimeError("pipeline already started")
         self._started = True
+        self._fresh_state()
         meta = StreamMeta(self.source.name, self.source.size, self.source.fps, self.estimator.contract,
                           self.source.frame_count, sample_aspect=getattr(self.source, "sample_aspect", None))
         try:
@@ -210,6 +212,14 @@ class Pipeline:
                 self._opened = []
             raise
         return self
+
+    def _fresh_state(self) -> None:
+        """A run starts with fresh tracks (ids from 0) and smoothing: a tracker or smoother given to several
+        pipelines (one per input) never carries the last frames of one input into the first of the next."""
+        if self.tracker is not None:
+            self.tracker.restart()
+        if self.smoother is not None:
+            self.smoother.reset()
 
     def stop(self, discard: bool = False) -> None:
         """Ask every stage to finish; sinks are closed (or aborted with ``discard=True``). Non-blocking."""

@@ -166,8 +166,13 @@ class VideoSource(FrameSource):
             frames = int(self._stream.frames or 0)
             self.frame_count = frames if frames > 0 and not self.is_live else None
             self._announced = self.frame_count or 0  # samples of the track, the pre-roll below included
-            # no frame count (MKV/WebM): the video track's announced length, to notice a file that ends early
+            # no frame count (MKV/WebM): the video track's announced length, to notice a file that ends early;
+            # without one, the container's length, but only when the file is shorter than its header declares
             self._track_seconds = None if self.frame_count else _track_duration(self._stream)
+            self._cut = None if is_url or self.frame_count else matroska_cut(spec, self._container)
+            self._end_seconds = self._track_seconds
+            if self._end_seconds is None and self._cut is not None:
+                self._end_seconds = self._container_seconds
             self._packet_span: list[float] = []  # [first pts, last end] of the demuxed packets, seconds
             self._packets_timed = 0
             self._start_pts: int | None = None if start is None else int(start)
@@ -234,7 +239,7 @@ class VideoSource(FrameSource):
                 else:
                     heapq.heappush(self._packet_pts, packet.pts)
                     self._note_rising(packet)
-                    if self._track_seconds is not None:  # only MKV/WebM check their end against it
+                    if self._end_seconds is not None:  # only MKV/WebM check their end against it
                         self._note_packet_time(packet)
                     if not self._seeked and self._start_pts is not None and packet.pts < self._start_pts:
                         self._preroll += 1
@@ -347,12 +352,13 @@ class VideoSource(FrameSource):
         return max(0, self._announced - self._preroll - self._frames_read)
 
     def _missing_end(self) -> float:
-        """Seconds of the video track's announced length (MKV/WebM, which announce no frame count) after its
-        last packet, once read from the start to the end: a file cut short; 0 within 1.5 frame intervals."""
-        if (self._track_seconds is None or self._seeked or not getattr(self, "_ended", False)
+        """Seconds of the video track's announced length (MKV/WebM, which announce no frame count; without a
+        ``DURATION`` tag, the container's length when the file is cut short) after its last packet, once read from
+        the start to the end: a file cut short; 0 within 1.5 frame intervals."""
+        if (self._end_seconds is None or self._seeked or not getattr(self, "_ended", False)
                 or not self._packet_span):
             return 0.0
-        missing = self._track_seconds - self._packet_span[1]
+        missing = self._end_seconds - self._packet_span[1]
         return missing if missing > 1.5 * self._packet_interval() else 0.0
 
     def _packet_interval(self) -> float:
@@ -387,13 +393,20 @@ class VideoSource(FrameSource):
 
     def _report_end(self) -> None:
         self._ended = True
+        if self._cut is not None and not self.lost_frames and not self._seeked:
+            LOG.warning("%s is cut short: it holds %d of the %d bytes its header declares; %s", self.name, *self._cut,
+                        "frames may be missing, but it announces no length to count them by"
+                        if self._end_seconds is None else
+                        "its frames reach the length it announces (the part missing held no frames, e.g. its index)")
         if self.lost_frames or self.damaged_frames:
             total = f" of {self._announced - self._preroll}" if self.frame_count and not self._seeked else ""
             why = f"; reading stopped at: {self._demux_error}" if self._demux_error else ""
             missing = self._missing_end()
             if missing:
-                why += (f"; the file ends {missing:.1f} s before the length its video track announces "
-                        f"({self._track_seconds:.1f} s)")
+                what = "its video track" if self._track_seconds is not None else "the file"
+                size = f"; it holds {self._cut[0]} of its {self._cut[1]} bytes" if self._cut is not None else ""
+                why += (f"; the file ends {missing:.1f} s before the length {what} announces "
+                        f"({self._end_seconds:.1f} s{size})")
             LOG.warning("%s is damaged or truncated: decoded %d%s frames (%d lost, %d damaged)%s", self.name,
                         self._frames_read, total, self.lost_frames, self.damaged_frames, why)
 
@@ -682,6 +695,56 @@ def _moving_video(container, spec: str):
         why = " (only a cover picture: an audio file)" if streams else ""
         raise InputError(f"no video stream in {spec}{why}")
     return video
+
+
+EBML_ID = b"\x1a\x45\xdf\xa3"
+SEGMENT_ID = b"\x18\x53\x80\x67"
+
+
+def _ebml_size(data: bytes, pos: int) -> tuple[int | None, int]:
+    """The EBML element size (a variable-length integer) at ``pos`` of ``data`` and the bytes it takes; the size is
+    None when it is "unknown" (all value bits set: a file written as a stream, or whose writer never finished)."""
+    if pos >= len(data) or data[pos] == 0:
+        raise ValueError("not an EBML size")
+    length = 9 - data[pos].bit_length()
+    if pos + length > len(data):
+        raise ValueError("EBML size past the data")
+    value = data[pos] & (0xFF >> length)
+    for byte in data[pos + 1: pos + length]:
+        value = (value << 8) | byte
+    return (None if value == (1 << (7 * length)) - 1 else value), length
+
+
+def matroska_segment_end(path: str | Path) -> int | None:
+    """The byte offset at which a Matroska/WebM file's Segment ends, as its header declares it; None when the file
+    is no Matroska file or the size is unknown (written live, or by a writer that never finished: nothing tells
+    how long it should be)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if not head.startswith(EBML_ID):
+            return None
+        size, n = _ebml_size(head, 4)
+        pos = 4 + n + (size or 0)
+        if size is None or head[pos: pos + 4] != SEGMENT_ID:
+            return None
+        size, n = _ebml_size(head, pos + 4)
+    except (OSError, ValueError):
+        return None
+    return None if size is None else pos + 4 + n + size
+
+
+def matroska_cut(spec: str, container) -> tuple[int, int] | None:
+    """``(file size, declared size)`` of a Matroska/WebM file shorter than its header declares (a copy or download
+    cut short), else None: the one sure sign of truncation in a file without a ``DURATION`` tag."""
+    if "matroska" not in (getattr(container.format, "name", "") or ""):
+        return None
+    end = matroska_segment_end(spec)
+    try:
+        size = Path(spec).stat().st_size
+    except OSError:
+        return None
+    return (size, end) if end is not None and size < end else None
 
 
 def _track_duration(stream) -> float | None:

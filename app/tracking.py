@@ -233,6 +233,14 @@ class Tracker:
         self._tracks = []
         self._started = False
 
+    def restart(self) -> None:
+        """Return to the state of a new tracker (a new input): no tracks, ids from 0 again, counters at 0."""
+        self._tracks = []
+        self._started = False
+        self._next_id = 0
+        self.tracks_created = 0
+        self.tracks_confirmed = 0
+
     def _similarity(self, keypoints: np.ndarray, tracks: list[_Track]) -> np.ndarray:
         """``(people, tracks)`` similarity: the larger of the OKS and the keypoint-box IoU with each track's
         predicted pose."""

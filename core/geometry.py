@@ -112,6 +112,22 @@ def round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
+MIN_LONG_EDGE = 32
+MAX_LONG_EDGE = 4096  # a 4096 x 4096 network canvas: past 4K video's long edge (3840); beyond it only memory grows
+
+
+def long_edge_problem(value: int) -> str | None:
+    """Why ``value`` is no network input long edge (pixels), or None: the one check of the engine, the app's
+    settings and every ``--long-edge`` option. The canvas is ``value`` x ``value``: 100000 would ask for tens of GB."""
+    if value < MIN_LONG_EDGE:
+        return f"must be at least {MIN_LONG_EDGE}, got {value}"
+    if value > MAX_LONG_EDGE:
+        return (f"must be at most {MAX_LONG_EDGE} (pixels of the network's square input; a larger one needs "
+                f"gigabytes of memory and finds nothing more), got {value}")
+    return None
+
+
+
 def long_edge_transform(width: int, height: int, long_edge: int = 640, multiple: int = 128) -> ImageTransform:
     """Resize so the long edge is ``long_edge`` and centre it on a square canvas (side rounded up to ``multiple``)."""
     _check_size(width, height)

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.commands.options import at_least, check_output_folder, fraction, seconds
+from app.commands.options import at_least, check_output_folder, fraction, long_edge, seconds
 from core.errors import InputError
 
 HELP = "annotate videos (files, folders, URLs): COCO JSON, JSONL, CSV and an annotated video per input"
@@ -81,8 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=_backends(),
                         help="network runtime: torch, onnx, openvino, onnx-int8, openvino-int8 (CPU); auto (default): "
                              "the fastest fp32 one, measured once per machine and model")
-    parser.add_argument("--long-edge", type=at_least(32), default=None,
-                        help="frame long edge on the network input (default: the model's own, from its codec)")
+    parser.add_argument("--long-edge", type=long_edge, default=None,
+                        help="frame long edge on the network input, 32 to 4096 (default: the model's own, from its "
+                             "codec)")
     parser.add_argument("--flip", action="store_true", help="flip test (better, about 2x slower)")
     parser.add_argument("--threshold", type=fraction, default=None, help="decoder keypoint threshold, in (0, 1]")
     parser.add_argument("--batch-size", type=at_least(1), default=None,
@@ -269,6 +270,10 @@ def report_outcome(item: str, res, error: str | None) -> None:
         print(f"gopose annotate: {item}: {error}", file=sys.stderr)
     else:
         print(_printable(f"{item}: {_describe(res)} -> {', '.join(str(p) for p in res.outputs.values())}"))
+        if res.removed:
+            names = ", ".join(str(p) for p in res.removed)
+            print(_printable(f"gopose annotate: {item}: removed {names}, written by an earlier run of this input "
+                             f"(not among this run's --formats: they would not match its outputs)"), file=sys.stderr)
 
 
 def _printable(line: str) -> str:

@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from app.commands.options import at_least, check_output_folder, fraction, positive
+from app.commands.options import at_least, check_output_folder, fraction, long_edge, positive
 from app.commands.oracle import check_skeleton
 
 HELP = "evaluate a checkpoint (or --oracle-model) on COCO / CrowdPose: AP table, timing split, results.json"
@@ -36,9 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action="store_true", help="flip test: average with the mirrored input")
     g.add_argument("--fixed-height", action="store_true",
                    help="resize to --height, pad right/bottom (default: long edge with centre padding)")
-    g.add_argument("--long-edge", type=int, default=None,
-                   help="long edge in pixels (default: the model's own, from its codec; 640 for the oracle)")
-    g.add_argument("--height", type=int, default=None, help="height for --fixed-height (default 640)")
+    g.add_argument("--long-edge", type=long_edge, default=None,
+                   help="long edge in pixels, 32 to 4096 (default: the model's own, from its codec; 640 for the "
+                        "oracle)")
+    g.add_argument("--height", type=long_edge, default=None,
+                   help="height for --fixed-height, 32 to 4096 (default 640)")
     g.add_argument("--multiple", type=int, default=None,
                    help="pad canvases to a multiple of this (default: the network's input multiple, 128 for "
                         "Hourglass-104 and the oracle)")

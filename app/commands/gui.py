@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "first frame (finished when the window closes)")
     parser.add_argument("--quit-after-frames", type=int, metavar="N",
                         help="scripted run: quit after N displayed frames (N with poses when --model is given)")
-    parser.add_argument("--screenshot", metavar="OUT.png", help="scripted run: save the window as PNG before quitting")
+    parser.add_argument("--screenshot", metavar="OUT.png", help="scripted run: save the window before quitting, in "
+                        "the format of the suffix (.png, .jpg, .bmp...; .png added to a name without one)")
     parser.add_argument("--timeout", type=seconds, default=300.0, metavar="S",
                         help="scripted run: give up (exit 1) after S seconds (default 300)")
     parser.add_argument("--settings", metavar="FILE.ini", help="read/write settings in this INI file instead of "
@@ -102,16 +103,28 @@ def _check_folder(option: str, path: str | None) -> None:
             raise InputError(f"{option} folder does not exist: {folder}")
 
 
-def _check_settings(path: str | None) -> None:
-    """``--settings`` names a settings file or a new one: never a folder nor another kind of file (a video, a
-    checkpoint), which saving the settings would overwrite."""
-    from PyQt5.QtCore import QSettings
-
+def _check_picture(option: str, path: str | None) -> None:
+    """A picture an option names must have a suffix Qt can write (the format follows it; none means PNG)."""
     from core.errors import InputError
+    from ui.pictures import picture_target
+
+    if path:
+        try:
+            picture_target(path)
+        except ValueError as exc:
+            raise InputError(f"{option} {exc}") from None
+
+
+def _check_settings(path: str | None) -> None:
+    """``--settings`` names a GOPose settings file or a new (or empty) one: never a folder nor another kind of
+    file (a video, a CSV table), which saving the settings would overwrite."""
+    from core.errors import InputError
+    from ui.settings import settings_file_problem
 
     check_output_file("--settings", path)
-    if path and os.path.isfile(path) and QSettings(path, QSettings.IniFormat).status() == QSettings.FormatError:
-        raise InputError(f"--settings {path} is not a settings (INI) file: refusing to overwrite it")
+    problem = settings_file_problem(path) if path else None
+    if problem:
+        raise InputError(f"--settings {path} {problem}: refusing to overwrite it")
 
 
 def _validate(args: argparse.Namespace) -> tuple[int, int] | None:
@@ -120,13 +133,17 @@ def _validate(args: argparse.Namespace) -> tuple[int, int] | None:
 
     if args.quit_after_frames is not None and args.quit_after_frames < 1:
         raise InputError("--quit-after-frames must be at least 1")
-    if args.long_edge is not None and args.long_edge < 32:
-        raise InputError(f"--long-edge must be at least 32, got {args.long_edge}")
+    from core.geometry import long_edge_problem
+
+    problem = None if args.long_edge is None else long_edge_problem(args.long_edge)
+    if problem is not None:  # the check of gopose annotate and eval
+        raise InputError(f"--long-edge {problem}")
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise InputError(f"--threshold must be > 0 and <= 1, got {args.threshold:g}")
     if args.record and not args.source:
         raise InputError("--record needs --source (what to record)")
     _check_folder("--screenshot", args.screenshot)
+    _check_picture("--screenshot", args.screenshot)
     _check_folder("--record", args.record)
     _check_settings(args.settings)
     return _parse_size(args.size)

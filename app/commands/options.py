@@ -51,6 +51,20 @@ def at_least(minimum: int):
     return parse
 
 
+def long_edge(text: str) -> int:
+    """The type of a ``--long-edge`` (or canvas ``--height``) option: an integer from 32 to 4096."""
+    from core.geometry import long_edge_problem  # on use: option parsing stays free of OpenCV
+
+    value = number(text, int)
+    problem = long_edge_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+long_edge.__name__ = "integer 32..4096"
+
+
 def folder(text: str) -> str:
     """A folder option's value: a folder, or a path where one can be made (not an existing file)."""
     if os.path.exists(text) and not os.path.isdir(text):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from app.commands.options import at_least, fraction, positive
+from app.commands.options import at_least, fraction, long_edge, positive
 
 HELP = "upper bound: encode ground truth to stride-4 maps, decode with the real decoder, evaluate"
 
@@ -22,7 +22,8 @@ def check_skeleton(dataset: str, skeleton: str | None) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="COCO-style person keypoints JSON")
     parser.add_argument("--dataset", choices=("coco", "crowdpose"), default="coco")
-    parser.add_argument("--long-edge", type=int, default=640, help="input long edge (centre padded square)")
+    parser.add_argument("--long-edge", type=long_edge, default=640,
+                        help="input long edge (centre padded square), 32 to 4096")
     parser.add_argument("--skeleton", default=None, help="skeleton name (coco: default, downup, redundant, "
                         "dense, all; crowdpose: default, dense)")
     parser.add_argument("--topk", type=at_least(1), default=32, help="keypoint candidates per channel (default 32)")
@@ -37,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.decoder import DecoderConfig
-    from core.errors import InputError
     from core.keypoints import get_spec
     from core.io.annotations import load_keypoint_annotations
     from eval.evaluate import format_metrics_table
@@ -45,8 +45,6 @@ def run(args: argparse.Namespace) -> int:
 
     spec = get_spec(args.dataset)
     check_skeleton(args.dataset, args.skeleton)
-    if args.long_edge < 32:
-        raise InputError(f"--long-edge {args.long_edge} is too small (at least 32)")
     data = load_keypoint_annotations(args.annotations, spec)
     ids = data.image_ids[: args.limit] if args.limit else None
     cfg = DecoderConfig(topk=args.topk, threshold=args.threshold, dist_max=args.dist_max, peak_mode=args.peak_mode)

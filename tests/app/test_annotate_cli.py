@@ -511,3 +511,57 @@ def test_network_threads_default_to_all_cpus_but_one(street_video: Path, checkpo
     assert parser.parse_args(["annotate", "v.mp4", "--threads", "3"]).threads == 3
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
     assert gui.default_threads(build_parser(["gui"]).parse_args(["gui"])) == 3
+
+
+def test_a_rerun_with_fewer_formats_removes_the_earlier_runs_other_outputs(street_video: Path, checkpoint: Path,
+                                                                           tmp_path: Path, capsys,
+                                                                           caplog) -> None:
+    """A second run of an input with fewer --formats (and another threshold) replaces the set: the outputs of the
+    first run it does not rewrite would no longer match the manifest (before: kept, stale, listed nowhere). Only
+    files that manifest lists with their recorded size go: a changed one and files GOPose never wrote stay."""
+    out = tmp_path / "out"
+    stem = "street_5frames_960x540"
+    args = ["annotate", str(street_video), "--model", str(checkpoint), "--out", str(out), "--backend", "torch",
+            *FAST]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}{ext}" for ext in EXTS)
+    (out / f"{stem}.notes.txt").write_text("mine")  # the user's, named like an output
+    with (out / f"{stem}.csv").open("a") as f:  # changed since the run wrote it
+        f.write("edited\n")
+    assert main([*args, "--formats", "jsonl", "--threshold", "0.5"]) == 0
+    _, stdout, err = _summary(capsys)
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{stem}.jsonl", f"{stem}.manifest.json",
+                                                            f"{stem}.notes.txt", f"{stem}.csv"])
+    manifest = json.loads((out / f"{stem}.manifest.json").read_text())
+    assert list(manifest["outputs"]) == [f"{stem}.jsonl"] and manifest["state"] == "complete"
+    assert "superseded" not in manifest and manifest["formats"] == ["jsonl"]
+    removed = [line for line in _errors(err) if "removed" in line]
+    assert len(removed) == 1 and f"{stem}.coco.json" in removed[0] and f"{stem}.annotated.mp4" in removed[0]
+    assert f"kept {out / stem}.csv" in caplog.text  # named, left alone
+    assert main([*args, "--formats", "jsonl", "--threshold", "0.5", "--skip-existing"]) == 0  # still complete
+    assert _summary(capsys)[0]["skipped"] == 1
+
+
+def test_recovery_of_a_rerun_killed_while_publishing_removes_what_it_superseded(tmp_path: Path) -> None:
+    """A run killed after its manifest recorded the superseded outputs: the next run finishes the renames and the
+    removals (not a file of another stem, nor one whose size changed)."""
+    from app.manifest import MANIFEST_SUFFIX, read_manifest, recover
+    from core.io.files import write_json_atomic
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    tmp = tmp_path / f".a.jsonl.{pid}.0123abcd.part"
+    tmp.write_text("{}\n")
+    for name, text in (("a.csv", "12345"), ("a.coco.json", "{}"), ("b.csv", "123")):
+        (tmp_path / name).write_text(text)
+    write_json_atomic(tmp_path / f"a{MANIFEST_SUFFIX}", {
+        "gopose_manifest": 1, "input": "/v/a.mp4", "outputs": {"a.jsonl": {"size": 3}}, "state": "publishing",
+        "pending": {"a.jsonl": tmp.name},
+        "superseded": {"a.csv": {"size": 5}, "a.coco.json": {"size": 99}, "b.csv": {"size": 3},
+                       "../a.csv": {"size": 5}}})
+    fixed = recover(tmp_path, {"a.jsonl", "a.csv", "a.coco.json", f"a{MANIFEST_SUFFIX}"})
+    assert fixed.completed == ["/v/a.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.coco.json", "a.jsonl", f"a{MANIFEST_SUFFIX}", "b.csv"]
+    data = read_manifest(tmp_path / f"a{MANIFEST_SUFFIX}")
+    assert data["state"] == "complete" and "superseded" not in data and "pending" not in data

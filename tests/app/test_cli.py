@@ -142,3 +142,31 @@ def test_an_error_line_is_one_write(eval_args: list[str], tmp_path: Path, monkey
     assert main([*eval_args, "--out", str(a_file)]) == 2
     errors = [w for w in stderr.writes if "error:" in w]
     assert len(errors) == 1 and errors[0].endswith("is a file, not a folder\n"), stderr.writes
+
+
+@pytest.mark.parametrize("value, message", [
+    ("100000", "must be at most 4096 (pixels of the network's square input"),  # was: a 17 GB allocation (or the
+    ("16", "must be at least 32, got 16"),                                      # OOM killer), a whole run for each
+])
+@pytest.mark.parametrize("command", ["annotate", "eval", "oracle", "gui"])
+def test_one_long_edge_check_for_every_command(command: str, value: str, message: str, street_video: Path,
+                                               eval_args: list[str], data_dir: Path, tmp_path: Path,
+                                               capsys) -> None:
+    """``--long-edge`` is the side of the network's square canvas: every command refuses an absurd one (and one
+    below 32) in one line naming the option and the limit, before loading or creating anything (one check,
+    ``core.geometry.long_edge_problem``; the GUI words it as its other option errors)."""
+    out = tmp_path / "out"
+    argv = {"annotate": ["annotate", str(street_video), "--out", str(out)],
+            "eval": [*eval_args, "--out", str(out)],
+            "oracle": ["oracle", "--annotations", str(data_dir / "coco" / "val2017_subset" / "annotations.json")],
+            "gui": ["gui"]}[command]
+    assert main([*argv, "--long-edge", value]) == 2
+    line = _one_line(capsys)
+    option = "--long-edge " if command == "gui" else "argument --long-edge: "  # as each command's other errors
+    assert f"{option}{message}" in line
+    assert not out.exists()
+
+
+def test_eval_refuses_an_absurd_fixed_height_as_a_long_edge(eval_args: list[str], tmp_path: Path, capsys) -> None:
+    assert main([*eval_args, "--out", str(tmp_path / "out"), "--fixed-height", "--height", "50000"]) == 2
+    assert "argument --height: must be at most 4096" in _one_line(capsys)

@@ -92,8 +92,10 @@ def test_bad_frames_and_settings(estimator) -> None:
         estimator.estimate(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(InputError, match="precision"):
         EngineConfig(precision="int4")
-    with pytest.raises(InputError, match="long edge"):
+    with pytest.raises(InputError, match="long edge must be at least 32"):
         EngineConfig(long_edge=8)
+    with pytest.raises(InputError, match="long edge must be at most 4096"):  # a library caller gets the CLI's limit
+        EngineConfig(long_edge=100000)
     with pytest.raises(InputError, match="device"):
         EngineConfig(device="tpu")
     for bad in (0.0, -0.1, 1.5):  # 0 failed later with the whole DecoderConfig, 1.5 silently found nobody

@@ -344,6 +344,7 @@ def _check_restart_at(log: list, seen: list, target: int) -> None:
     assert indices[k:] == list(range(target, target + len(indices) - k))
     # tracking and smoothing restart exactly once, right before the first frame after the seek
     events = [kind for kind, _ in log if kind != "read"]
+    events = events[events.index("update"):]  # the fresh start of the run itself is not a restart
     resets = [n for n, kind in enumerate(events) if kind == "reset"]
     assert len(resets) == 1 and events.count("smoother reset") == 1
     assert events[resets[0] + 1: resets[0] + 4] == ["smoother reset", "update", "deliver"]
@@ -364,6 +365,34 @@ def test_short_forward_seek_restarts_tracks_at_the_first_frame_after_it(ped_vide
     # against the tracks of the frames before the seek.
     log, seen = _run_with_seek(ped_video, estimator, 3.0, 10)
     _check_restart_at(log, seen, 30)
+
+
+def _tracked_run(video: Path, estimator, tracker: Tracker, smoother: PoseSmoother, frames: int) -> list:
+    """``(index, track_ids, keypoints)`` of the first ``frames`` frames of ``video`` through one pipeline."""
+    out: list = []
+    with open_source(video) as src:
+        Pipeline(src, estimator, tracker=tracker, smoother=smoother, max_frames=frames,
+                 on_result=lambda f, r: out.append((f.index, r.poses.track_ids.copy(),
+                                                    r.poses.keypoints.copy()))).run()
+    return out
+
+
+def test_a_tracker_reused_for_another_input_starts_afresh(street_video: Path, ped_video: Path, estimator) -> None:
+    """One tracker and smoother given to the pipelines of two inputs (a program annotating several files): the
+    second input gets the ids and smoothing of a new tracker. Before, its first frame was matched against the
+    tracks of the first input's last frame (ids went on from there, or stayed -1 as tentative) and its keypoints
+    were blended with that frame's people (both start at time 0, so the smoother kept their state)."""
+    fresh = _tracked_run(ped_video, estimator, Tracker(COCO), PoseSmoother(), 3)
+    tracker, smoother = Tracker(COCO), PoseSmoother()
+    _tracked_run(street_video, estimator, tracker, smoother, 1)
+    assert tracker.active_tracks > 0 and smoother.n_states > 0
+    reused = _tracked_run(ped_video, estimator, tracker, smoother, 3)
+    assert [i for i, _, _ in reused] == [0, 1, 2]
+    assert (fresh[0][1] >= 0).any()
+    for (_, ids, kp), (_, ids_fresh, kp_fresh) in zip(reused, fresh):
+        np.testing.assert_array_equal(ids, ids_fresh)
+        np.testing.assert_allclose(kp, kp_fresh, atol=1e-3)
+    assert tracker.tracks_confirmed == len({int(i) for _, ids, _ in reused for i in ids if i >= 0})
 
 
 def test_seek_on_a_live_source_is_refused(ped_video: Path, estimator) -> None:

@@ -176,6 +176,71 @@ def test_truncated_matroska_counts_the_missing_end(tmp_path: Path, make_damaged,
     assert f"decoded {n} frames ({120 - n} lost, 0 damaged)" in caplog.text
 
 
+def _matroska(path: Path, codec: str = "libx264", frames: int = 120, options: dict | None = None) -> Path:
+    """``frames`` frames at 10 fps (64 x 48) written by FFmpeg's Matroska/WebM muxer (``options``: its own)."""
+    with av.open(str(path), "w", options=options or {}) as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 2 * i, np.uint8), format="bgr24")))
+        c.mux(s.encode())
+    return path
+
+
+def _without_duration_tag(path: Path) -> Path:
+    """``path`` as writers that add no ``DURATION`` tag leave it (mkvmerge --disable-track-statistics-tags, libwebm
+    as in vpxenc): FFmpeg's tag renamed in place, every other byte (header sizes, segment length, index) kept."""
+    data = path.read_bytes()
+    assert data.count(b"DURATION") == 1
+    path.write_bytes(data.replace(b"DURATION", b"DURATIOX"))
+    return path
+
+
+@pytest.mark.parametrize("name, codec", [("clip.mkv", "libx264"), ("clip.webm", "libvpx")])
+def test_truncated_matroska_without_a_duration_tag_counts_the_missing_end(name: str, codec: str, tmp_path: Path,
+                                                                          make_damaged, caplog) -> None:
+    """Without the video track's DURATION tag, a copy cut short is told by its header: the Segment's declared
+    size is larger than the file; the missing end is then counted against the container's length (before: it was
+    reported complete, annotate exited 0)."""
+    full = _without_duration_tag(_matroska(tmp_path / name, codec))
+    with open_source(full) as src:
+        assert "DURATION" not in src._stream.metadata and src.duration == pytest.approx(12.0)
+        assert len(list(src)) == 120 and src.lost_frames == 0
+    bad = make_damaged(full, tmp_path / f"cut-{name}", keep_fraction=0.5)
+    with open_source(bad) as src:
+        n = sum(1 for _ in src)
+        assert 0 < n < 110
+        assert abs(src.lost_frames - (120 - n)) <= 1 and src.missing_frames > 0  # estimated from the mean interval
+    size, declared = bad.stat().st_size, full.stat().st_size
+    assert f"decoded {n} frames ({src.lost_frames} lost, 0 damaged)" in caplog.text
+    assert f"before the length the file announces (12.0 s; it holds {size} of its {declared} bytes)" in caplog.text
+
+
+def test_matroska_cut_in_its_index_only_loses_no_frame(tmp_path: Path, caplog) -> None:
+    """The last bytes of a Matroska file hold its index (Cues), no frame: cut there, every frame is read and none is
+    counted lost; the file is still named as cut short."""
+    full = _without_duration_tag(_matroska(tmp_path / "clip.mkv"))
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[:-10])
+    with open_source(cut) as src:
+        assert len(list(src)) == 120 and src.lost_frames == 0
+    assert "is cut short: it holds" in caplog.text and "its frames reach the length it announces" in caplog.text
+
+
+def test_matroska_written_live_announces_nothing_to_tell_truncation_by(tmp_path: Path, make_damaged,
+                                                                       caplog) -> None:
+    """A file written as a stream (a recorder stopped before finishing, ``-live 1``) declares no size and no length:
+    cut, it looks complete (docs/annotate.md says so): nothing is guessed."""
+    from app.sources import matroska_segment_end
+
+    full = _matroska(tmp_path / "live.mkv", options={"live": "1"})
+    assert matroska_segment_end(full) is None
+    bad = make_damaged(full, tmp_path / "cut.mkv", keep_fraction=0.5)
+    with open_source(bad) as src:
+        assert 0 < sum(1 for _ in src) < 120 and src.lost_frames == 0 and src.duration is None
+    assert "truncated" not in caplog.text and "cut short" not in caplog.text
+
+
 def test_overwritten_bytes_are_counted_and_skipped(ped_video: Path, tmp_path: Path, make_damaged) -> None:
     bad = make_damaged(ped_video, tmp_path / "noise.mp4", overwrite=8)
     with open_source(bad) as src:
