@@ -125,6 +125,7 @@ class ModelPanel(QWidget):
         self.model.setObjectName("model")
         self.model.setMinimumContentsLength(14)
         self.model.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.model.currentIndexChanged.connect(lambda _i: self._model_tooltip())
         form.addRow("Model", self.model)
         browse = QPushButton("Open checkpoint…", self)
         browse.clicked.connect(self.open_checkpoint)
@@ -146,11 +147,15 @@ class ModelPanel(QWidget):
         self.flip = QCheckBox("flip test", self)
         self.flip.setToolTip("Average the network's output with its mirrored input: more accurate, 2× slower")
         form.addRow("", self.flip)
-        # every value the settings and --threshold accept: keypoint (0, 1], person [0, 1]
+        # every value the settings and --threshold accept: keypoint (0, 1], person [0, 1]. Each label ("Keypoint ≥
+        # 0.035 (custom)") spans the panel above its slider: in the label column it left the fields too narrow
+        # for their text (clipped buttons, check boxes and pickers at the default window size)
         self.threshold, self.threshold_label = self._slider("keypoint_threshold", 1, SLIDER_SCALE)
-        form.addRow(self.threshold_label, self.threshold)
+        form.addRow(self.threshold_label)
+        form.addRow(self.threshold)
         self.person_threshold, self.person_label = self._slider("person_threshold", 0, SLIDER_SCALE)
-        form.addRow(self.person_label, self.person_threshold)
+        form.addRow(self.person_label)
+        form.addRow(self.person_threshold)
         self.defaults = QPushButton("Model defaults", self)
         self.defaults.setObjectName("model_defaults")
         self.defaults.setToolTip("Run at the input size and thresholds the model was tuned for (forget your changes)")
@@ -278,6 +283,11 @@ class ModelPanel(QWidget):
         index = self.model.findData(current)
         self.model.setCurrentIndex(max(0, index))
         self.model.blockSignals(False)
+        self._model_tooltip()
+
+    def _model_tooltip(self) -> None:
+        """The picker shows about 14 characters of a long model name: its tooltip holds the whole name."""
+        self.model.setToolTip(self.model.currentText())
 
     def apply(self, s: ViewerSettings) -> None:
         """Show ``s`` without emitting change signals (the input size and thresholds it sets count as the user's;

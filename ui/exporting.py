@@ -3,6 +3,7 @@ snapshots of the current frame and screenshots of the window, all written atomic
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -12,13 +13,15 @@ from PyQt5.QtGui import QImage
 from PyQt5.QtWidgets import QFileDialog, QProgressDialog, QWidget
 
 from core.io.files import atomic_path
-from ui import backend
+from ui import backend, pictures
 from ui.controls import ModelPanel
 from ui.dialogs import ExportDialog
 from ui.model_control import ModelController
 from ui.player import PlayerController
 from ui.settings import ViewerSettings
 from ui.workers import Task
+
+logger = logging.getLogger(__name__)
 
 
 def _request_problem(input_path: str, out_dir: str, formats: list[str]) -> str:
@@ -134,32 +137,38 @@ class ExportController(QObject):
         if self.player.view.frame is None:
             return
         default = str(Path(self.settings.last_dir or Path.home()) / time.strftime("gopose_%Y%m%d_%H%M%S.png"))
-        path, _ = QFileDialog.getSaveFileName(self._window, "Save snapshot", default, "PNG images (*.png)")
+        path, chosen = QFileDialog.getSaveFileName(self._window, "Save snapshot", default,
+                                                   ";;".join(pictures.dialog_filters()))
         if path:
+            if not Path(path).suffix:  # a name typed without a suffix: the one of the chosen file type
+                path += pictures.filter_suffix(chosen)
             self.save_snapshot(path)
 
     def save_snapshot(self, path: str) -> bool:
-        """The current frame at full resolution with its overlay, as PNG."""
+        """The current frame at full resolution with its overlay, in the format of the file's suffix (PNG when it
+        has none)."""
         image = self.player.view.annotated_image()
         if image is None:
             self._report("No frame to save yet.", "Snapshot")
             return False
-        return self._save_png(image, path, "Snapshot")
+        return self._save_picture(image, path, "Snapshot")
 
     def save_screenshot(self, path: str) -> bool:
-        """The whole window as PNG."""
-        return self._save_png(self._window.grab().toImage(), path, "Screenshot")
+        """The whole window, in the format of the file's suffix (PNG when it has none)."""
+        return self._save_picture(self._window.grab().toImage(), path, "Screenshot")
 
-    def _save_png(self, image: QImage, path: str, what: str) -> bool:
-        target = Path(path)
+    def _save_picture(self, image: QImage, path: str, what: str) -> bool:
+        """Write ``image`` atomically in the format its suffix names; a dialog says why when it cannot."""
         try:
+            target, fmt = pictures.picture_target(path)
             if not target.parent.is_dir():
                 raise FileNotFoundError(f"folder does not exist: {target.parent}")
-            with atomic_path(target) as tmp:
-                if not image.save(str(tmp), "PNG"):
-                    raise OSError(f"cannot write {target}")
-        except OSError as exc:
+            with atomic_path(target) as tmp:  # the temporary name ends in .part: the format is given explicitly
+                if not image.save(str(tmp), fmt):
+                    raise OSError(f"cannot write {target} as {fmt.upper()}")
+        except (OSError, ValueError) as exc:
             self._report(str(exc), what)
             return False
+        logger.info("%s saved to %s (%s)", what, target, fmt.upper())
         self._message(f"{what} saved to {target}", 5000)
         return True

@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.playbar)
         self.setCentralWidget(central)
         self.panel = ModelPanel(self)
-        self.panel.setMaximumWidth(330)
+        self.panel.setMaximumWidth(max(330, self.panel.sizeHint().width()))  # wider only for big fonts
         self.dock = QDockWidget("Model", self)
         self.dock.setObjectName("model_dock")
         self.dock.setWidget(self.panel)

@@ -12,17 +12,22 @@ from typing import Any, Callable
 
 from PyQt5.QtCore import QSettings
 
+from core.geometry import long_edge_problem
+
 ORGANISATION = "GOPose"
 APPLICATION = "gopose"
 MAX_RECENT = 10
 VERSION = 2                   # settings layout; 1 (no version key): model-tuned fields were always written
 VERSION_KEY = "viewer/settings_version"
+GROUPS = ("viewer", "recent", "window")  # the groups GOPose writes: a file with none of them is not its settings
+MAX_SETTINGS_BYTES = 1 << 20             # GOPose's settings take a few kB: a bigger file is something else
 
 
 def _long_edge(raw: Any) -> int:
     value = int(raw)
-    if value < 32:
-        raise ValueError(f"long edge {value} < 32")
+    problem = long_edge_problem(value)
+    if problem is not None:
+        raise ValueError(f"long edge {problem}")
     return value
 
 
@@ -87,6 +92,35 @@ def _read(raw: Any, default: Any, parse: Callable[[Any], Any] | None) -> Any:
 def default_qsettings() -> QSettings:
     """The user's settings store (an INI file in the user's config folder)."""
     return QSettings(QSettings.IniFormat, QSettings.UserScope, ORGANISATION, APPLICATION)
+
+
+def settings_file_problem(path: str | Path) -> str | None:
+    """Why ``path`` must not be used as the settings file (saving would overwrite what it holds), or None when it
+    can: a file that does not exist yet, an empty one, or an INI file holding GOPose's settings. Reads nothing
+    bigger than ``MAX_SETTINGS_BYTES``."""
+    file = Path(path)
+    if not file.exists():
+        return None
+    if not file.is_file():
+        return "is not a regular file"
+    not_ours = "is not a GOPose settings (INI) file"
+    if file.stat().st_size > MAX_SETTINGS_BYTES:
+        return not_ours
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not data.strip():
+        return None
+    if b"\0" in data:
+        return not_ours
+    qsettings = QSettings(str(file), QSettings.IniFormat)
+    if qsettings.status() != QSettings.NoError:
+        return not_ours
+    if not any(key.split("/", 1)[0] in GROUPS for key in qsettings.allKeys()):
+        sections = ", ".join(f"[{g}]" for g in GROUPS[:-1]) + f" or [{GROUPS[-1]}]"
+        return f"{not_ours} (it has no {sections} section)"
+    return None
 
 
 class SettingsStore:

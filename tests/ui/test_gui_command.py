@@ -206,6 +206,7 @@ def test_display_problem(env, platform, ok):
     (["--screenshot", "/nonexistent_folder_gopose/x.png"], "nonexistent_folder_gopose"),
     (["--threshold", "0"], "--threshold must be > 0 and <= 1, got 0"),
     (["--long-edge", "16"], "--long-edge must be at least 32, got 16"),
+    (["--screenshot", "shot.mp4"], "--screenshot shot.mp4: cannot write pictures as '.mp4'; use one of"),
 ])
 def test_bad_options_exit_2_with_one_line(argv, fragment, capsys):
     from app.cli import main as cli_main
@@ -246,10 +247,47 @@ def test_a_settings_file_that_is_not_one_is_refused_not_overwritten(tmp_path, da
     script = ["--screenshot", str(tmp_path / "s.png"), "--timeout", "30", "--backend", "torch"]
     assert cli_main(["gui", "--settings", str(clip), *script]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"--settings {clip} is not a settings (INI) file" in err and len(err.splitlines()) == 1
+    assert f"--settings {clip} is not a GOPose settings (INI) file" in err and len(err.splitlines()) == 1
     assert clip.read_bytes() == before
     assert cli_main(["gui", "--settings", str(tmp_path), *script]) == 2
     assert f"--settings {tmp_path} is a folder, not a file" in capsys.readouterr().err
+
+
+def test_a_csv_file_given_as_settings_is_refused_not_overwritten(tmp_path, capsys):
+    """``--settings table.csv``: Qt reads a CSV as an INI file without error (no ``=``, no keys), so the check for
+    unreadable files let it through and the window's settings replaced the table. Only a file holding GOPose's
+    settings (or a new or empty one) is used."""
+    from app.cli import main as cli_main
+
+    table = tmp_path / "table.csv"
+    table.write_text("frame,person,x,y,score\n0,0,10.5,20.25,0.9\n1,0,11.0,21.0,0.8\n", encoding="utf-8")
+    before = table.read_bytes()
+    script = ["--screenshot", str(tmp_path / "s.png"), "--timeout", "30", "--backend", "torch"]
+    assert cli_main(["gui", "--settings", str(table), *script]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--settings {table} is not a GOPose settings (INI) file" in err and "refusing to overwrite it" in err
+    assert len(err.splitlines()) == 1
+    assert table.read_bytes() == before
+
+
+def test_which_files_can_hold_the_settings(tmp_path, data_dir):
+    from ui.settings import SettingsStore, ViewerSettings, settings_file_problem
+
+    ours = tmp_path / "ours.ini"
+    SettingsStore(QSettings(str(ours), QSettings.IniFormat)).save(ViewerSettings())
+    legacy = tmp_path / "legacy.ini"
+    legacy.write_text("[viewer]\nspeed=2\n", encoding="utf-8")
+    empty = tmp_path / "empty.ini"
+    empty.write_text("\n", encoding="utf-8")
+    for usable in (tmp_path / "new.ini", empty, ours, legacy):
+        assert settings_file_problem(usable) is None, usable
+    other = tmp_path / "other.ini"
+    other.write_text("[General]\nvolume=3\n", encoding="utf-8")
+    table = tmp_path / "t.csv"
+    table.write_text("a=b,c\n1,2\n", encoding="utf-8")  # a line with '=' reads as a key, not one of GOPose's
+    for foreign in (other, table, data_dir / "videos" / "street_5frames_960x540.mp4"):
+        assert settings_file_problem(foreign).startswith("is not a GOPose settings (INI) file"), foreign
+    assert settings_file_problem(tmp_path) == "is not a regular file"
 
 
 def test_an_unexpected_error_in_a_scripted_run_is_shown_and_exits_1(tmp_path, data_dir):

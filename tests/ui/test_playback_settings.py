@@ -174,8 +174,9 @@ def test_settings_roundtrip_and_recent(tmp_path):
     again.add_recent("webcam:5")
     recent = again.recent_files()
     assert len(recent) == MAX_RECENT and recent[0] == "webcam:5" and recent.count("webcam:5") == 1
-    again.qsettings.setValue("viewer/long_edge", "not a number")  # corrupt value -> default
-    assert again.load().long_edge == ViewerSettings().long_edge
+    for corrupt in ("not a number", "16", "100000"):  # a value no model accepts -> the model's own
+        again.qsettings.setValue("viewer/long_edge", corrupt)
+        assert again.load().long_edge == ViewerSettings().long_edge
 
 
 @pytest.mark.parametrize("stored", ["0.8", "1.2", "nan"])
