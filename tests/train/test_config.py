@@ -339,3 +339,17 @@ def test_milestones_must_be_increasing_epochs_from_0(milestones):
 @pytest.mark.parametrize("milestones, value", [("[]", []), ("[0]", [0]), ("[70, 90]", [70, 90])])
 def test_increasing_milestones_from_epoch_0_are_accepted(milestones, value):
     assert load_config(None, [f"schedule.milestones={milestones}"]).schedule.milestones == value
+
+
+def test_default_model_stage21_is_stage14s_recipe_at_a_gpu_batch():
+    """Stage 21 (the first GPU stage) changes only the batch, the loader, the rate, the weight average and the
+    schedule length of stage 14's recipe, from stage 14's file."""
+    stage14 = load_config(CONFIGS / "default_model_stage14.yaml")
+    stage21 = load_config(CONFIGS / "default_model_stage21.yaml")
+    assert stage21.model.init_checkpoint == "../runs/default_model_stage14/default.pt"
+    assert (stage21.data.batch_size, stage21.data.worker_start, stage21.optim.lr, stage21.optim.ema_decay,
+            stage21.schedule.epochs) == (128, "fork", 6e-4, 0.999, 21)
+    assert (stage21.model.kwargs, stage21.model.skeleton, stage21.augmentation, stage21.loss,
+            stage21.data.input_size, stage21.data.sources) == (stage14.model.kwargs, stage14.model.skeleton,
+                                                               stage14.augmentation, stage14.loss,
+                                                               stage14.data.input_size, stage14.data.sources)
