@@ -57,7 +57,8 @@ class Row:
         return 1000.0 * len(self.e2e_ms) / sum(self.e2e_ms) if self.e2e_ms else None
 
     def to_dict(self, gflops: float, peak, batch: int = 1) -> dict:
-        """The row's figures; ``gflops`` is the work of one timed call, which runs ``batch`` images."""
+        """The row's figures; ``gflops`` is the work of one timed call, which runs ``batch`` images; ``peak`` (the
+        CPU's) is None on a GPU, where no share of the CPU's peak is computed."""
         q = statistics.quantiles(self.ms, n=10, method="inclusive") if len(self.ms) >= 2 else [self.ms_median] * 9
         rate = gflops / (self.ms_median / 1000.0)
         return {"backend": self.backend, "precision": self.precision, "input": self.size,
@@ -65,7 +66,7 @@ class Row:
                 "images_per_s": round(1000.0 * batch / self.ms_median, 2),
                 "fps_e2e": None if self.fps_e2e is None else round(self.fps_e2e, 2),
                 "ap": None if self.ap is None else round(self.ap, 4), "gflops_per_s": round(rate, 2),
-                "peak_share": round(rate / peak.for_precision(self.precision), 4)}
+                "peak_share": None if peak is None else round(rate / peak.for_precision(self.precision), 4)}
 
 
 def make_rows(model, backends: list[str], size: int, *, torch_precisions: list[str], device, threads: int | None,
@@ -192,17 +193,23 @@ def measure_ap(model, rows: list[Row], cache: str | None, calibration: list[str]
         row.ap = (summary.get("metrics") or {}).get("AP")
 
 
-def format_table(rows: list[dict], peak, extra: dict[str, list[str]] | None = None) -> list[str]:
-    """The printed table (one line per row, ``extra`` columns appended) and a footnote on the peak."""
+def format_table(rows: list[dict], peak, extra: dict[str, list[str]] | None = None, batch: int = 1) -> list[str]:
+    """The printed table (one line per row, ``extra`` columns appended) and a footnote on the peak (none when
+    ``peak`` is None: a GPU). Times are per call: one frame, or ``batch`` of them."""
     head = rows[0]["ms_median"] if rows else 1.0
     extra = extra or {}
-    lines = [f"{'backend':<15}{'precision':<10}{'input':>6}{'ms/frame':>10}{'p10':>8}{'p90':>8}{'speed-up':>9}"
+    per_call = "ms/frame" if batch == 1 else f"ms/{batch} fr"
+    lines = [f"{'backend':<15}{'precision':<10}{'input':>6}{per_call:>10}{'p10':>8}{'p90':>8}{'speed-up':>9}"
              f"{'frames/s e2e':>13}{'AP':>8}{'GFLOP/s':>9}{'% peak':>8}" + "".join(f"{k:>{len(k) + 2}}" for k in extra)]
     for i, r in enumerate(rows):
         fps = "-" if r["fps_e2e"] is None else f"{r['fps_e2e']:.1f}"
         ap = "-" if r["ap"] is None else f"{r['ap']:.3f}"
         lines.append(f"{r['backend']:<15}{r['precision']:<10}{r['input']:>6}{r['ms_median']:>10.2f}{r['ms_p10']:>8.2f}"
                      f"{r['ms_p90']:>8.2f}{head / r['ms_median']:>8.2f}x{fps:>13}{ap:>8}{r['gflops_per_s']:>9.1f}"
-                     f"{100 * r['peak_share']:>7.2f}%" + "".join(f"{v[i]:>{len(k) + 2}}" for k, v in extra.items()))
-    lines.append(f"GFLOP/s = 2 x conv MACs / median ms; {peak.describe()}; int8 rows against the int8 peak")
+                     + ("       -" if r["peak_share"] is None else f"{100 * r['peak_share']:>7.2f}%")
+                     + "".join(f"{v[i]:>{len(k) + 2}}" for k, v in extra.items()))
+    if peak is None:
+        lines.append("GFLOP/s = 2 x conv MACs / median ms (a GPU: no share of a peak is computed)")
+    else:
+        lines.append(f"GFLOP/s = 2 x conv MACs / median ms; {peak.describe()}; int8 rows against the int8 peak")
     return lines

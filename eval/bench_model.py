@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     rows = bt.make_rows(model, parse_list(args.backends), args.size, torch_precisions=precisions, device=device,
                         threads=args.threads, cache=args.cache, calibration=args.calibration,
                         channels_last=channels_last, fuse=not args.no_fuse)
-    peak = cpu_peak(args.threads or torch.get_num_threads())
+    peak = cpu_peak(args.threads or torch.get_num_threads()) if device.type == "cpu" else None
     gemm = measured_gemm_gflops() if device.type == "cpu" else None
     bt.time_networks(rows, torch.randn(args.batch, 3, args.size, args.size).to(device), args.runs, args.warmup, sync)
     video = args.video or str(shared_path("videos/pedestrians_480x360.mp4"))
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     table = [r.to_dict(gflops * args.batch, peak, args.batch) for r in rows]
     print(f"{arch} {args.size}x{args.size} batch {args.batch} on {device} ({torch.get_num_threads()} torch threads), "
           f"{params_m:.2f} M params, {gflops:.2f} GFLOPs/image" + (f", {model_path}" if model_path else ""))
-    for line in bt.format_table(table, peak):
+    for line in bt.format_table(table, peak, batch=args.batch):
         print(line)
     if gemm is not None:
         print(f"measured fp32 matrix product (1024^3, torch): {gemm:.0f} GFLOP/s")
@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
                       "device": str(device), "threads": torch.get_num_threads(), "fused": not args.no_fuse,
                       "backend": head["backend"], "precision": head["precision"], "ms_median": head["ms_median"],
                       "images_per_s": head["images_per_s"], "params_m": round(params_m, 3),
-                      "gflops": round(gflops, 4), "runs": args.runs, "peak_fp32_gflops": round(peak.fp32_gflops, 1),
-                      "peak_int8_gops": round(peak.int8_gops, 1), "measured_gemm_gflops": gemm and round(gemm, 1),
+                      "gflops": round(gflops, 4), "runs": args.runs,
+                      "peak_fp32_gflops": peak and round(peak.fp32_gflops, 1),
+                      "peak_int8_gops": peak and round(peak.int8_gops, 1), "measured_gemm_gflops": gemm and round(gemm, 1),
                       "rows": table}))
     return 0
