@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from os import PathLike, fspath
 from pathlib import Path
 from typing import Sequence
@@ -208,6 +208,19 @@ class PoseEstimator(Predictor):
         timings = dict(maps.timings)
         timings["total"] = sum(timings.values())
         return [FrameResult(p, dict(timings), tuple(t.src_size)) for p, t in zip(poses, maps.transforms)]
+
+    def fingerprint(self) -> dict:
+        """What decides this estimator's output, for telling outputs made otherwise apart (``--skip-existing``): the
+        network's weights and config (sha256 prefix), the canvas, flip test, decoder settings and whether the
+        network runs quantised. Not the fp32 runtime or the precision: those pick by machine and change poses
+        by rounding only, and a cluster of unlike machines must not redo each other's inputs."""
+        if getattr(self, "_model_digest", None) is None:
+            from models.backends.int8 import model_digest
+
+            self._model_digest = model_digest(self.model)[:16]
+        return {"model": self._model_digest, "long_edge": self.long_edge, "fixed_height": self.fixed_height,
+                "flip": self.flip, "decoder": asdict(self.decoder_config),
+                "int8": self.backend.endswith("int8")}
 
     def _pick_backend(self) -> None:
         """Replace the PyTorch runner by the configured backend's (``auto``: the recorded or measured choice among

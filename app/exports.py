@@ -177,6 +177,8 @@ def export_video_annotations(input: str | Path | FrameSource, out_dir: str | Pat
     paths = output_paths(stem, out_dir, fmts)
     mpath = manifest_path(out_dir, stem) if manifest else None
     identity = {"input": name} if isinstance(input, FrameSource) else input_identity(name)
+    if callable(getattr(estimator, "fingerprint", None)):  # outputs of another model or settings are not these
+        identity["run"] = {**estimator.fingerprint(), "track": bool(track), "smooth": bool(smooth and track)}
     result = ExportResult(name, paths, manifest=mpath)
     if skip_existing and _skip(result, mpath, identity):
         return result
@@ -262,6 +264,7 @@ def _skip(result: ExportResult, mpath: Path | None, identity: dict) -> bool:
         return result.skipped
     record = completed(mpath, identity, paths)
     if record is None:
+        _say_why_not_skipped(result.input, mpath, identity, paths)
         return False
     result.skipped = True
     result.frames = int(record.get("frames") or 0)
@@ -269,6 +272,21 @@ def _skip(result: ExportResult, mpath: Path | None, identity: dict) -> bool:
     result.frames_lost = int(record.get("frames_lost") or 0)
     result.frames_damaged = int(record.get("frames_damaged") or 0)
     return True
+
+
+def _say_why_not_skipped(name: str, mpath: Path, identity: dict, paths: list[Path]) -> None:
+    """Warn when complete outputs of this very input exist but another model or other settings made them (the
+    input is then annotated again, replacing them)."""
+    if "run" not in identity:
+        return
+    record = completed(mpath, {k: v for k, v in identity.items() if k != "run"}, paths)
+    if record is None:
+        return
+    earlier = record.get("run") or {}
+    changed = sorted(k for k in set(earlier) | set(identity["run"]) if earlier.get(k) != identity["run"].get(k))
+    LOG.warning("%s: annotating again: its outputs in %s were made with %s", name, mpath.parent,
+                f"a different {', '.join(changed)} (see its manifest)" if earlier else
+                "a GOPose that did not record its model and settings")
 
 
 def _write_error(exc: BaseException, out_dir: str | Path, always: bool = False) -> BaseException:

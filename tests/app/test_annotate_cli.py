@@ -79,6 +79,9 @@ def test_folder_shards_and_skip_existing(street_video: Path, checkpoint: Path, t
     line = json.loads((out / "a.jsonl").read_text().splitlines()[0])
     assert all(p["track_id"] == -1 for p in line["people"])
     assert main(["annotate", *args, "--skip-existing"]) == 0
+    summary, _, _ = _summary(capsys)  # a and c were made without tracking: not this run's outputs
+    assert summary["skipped"] == 1 and summary["frames"] > 0
+    assert main(["annotate", *args, "--skip-existing"]) == 0
     summary, _, _ = _summary(capsys)
     assert summary["skipped"] == 3 and summary["frames"] == 0
 
@@ -565,3 +568,43 @@ def test_recovery_of_a_rerun_killed_while_publishing_removes_what_it_superseded(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.coco.json", "a.jsonl", f"a{MANIFEST_SUFFIX}", "b.csv"]
     data = read_manifest(tmp_path / f"a{MANIFEST_SUFFIX}")
     assert data["state"] == "complete" and "superseded" not in data and "pending" not in data
+
+
+def test_skip_existing_redoes_an_input_made_with_another_model_or_settings(street_video: Path, checkpoint: Path,
+                                                                         tmp_path: Path, capsys, caplog) -> None:
+    """``--skip-existing`` kept the outputs of another model or decoder settings (e.g. after an update of the
+    built-in model) as if they were this run's: the manifest now records what made them, and they are redone."""
+    out = tmp_path / "out"
+    base = [str(street_video), "--model", str(checkpoint), "--out", str(out), "--formats", "jsonl",
+            "--backend", "torch", "--long-edge", "128", "--quiet", "--skip-existing"]
+    assert main(["annotate", *base, "--threshold", "1e-4"]) == 0
+    manifest = json.loads(next(out.glob("*.manifest.json")).read_text())
+    assert manifest["run"]["decoder"]["threshold"] == 1e-4 and len(manifest["run"]["model"]) == 16
+    capsys.readouterr()
+    assert main(["annotate", *base, "--threshold", "1e-4"]) == 0
+    assert _summary(capsys)[0]["skipped"] == 1  # same model, same settings
+    with caplog.at_level("WARNING", logger="app.exports"):
+        assert main(["annotate", *base, "--threshold", "2e-4"]) == 0
+    summary = _summary(capsys)[0]
+    assert summary["skipped"] == 0 and summary["frames"] > 0
+    assert any("annotating again" in r.message and "a different decoder" in r.message for r in caplog.records)
+    assert json.loads(next(out.glob("*.manifest.json")).read_text())["run"]["decoder"]["threshold"] == 2e-4
+    assert main(["annotate", *base, "--threshold", "2e-4", "--no-track"]) == 0
+    assert _summary(capsys)[0]["skipped"] == 0  # tracking changes the outputs' ids too
+
+
+def test_skip_existing_redoes_outputs_of_a_gopose_that_recorded_no_run(street_video: Path, checkpoint: Path,
+                                                                      tmp_path: Path, capsys, caplog) -> None:
+    out = tmp_path / "out"
+    args = ["annotate", str(street_video), "--model", str(checkpoint), "--out", str(out), "--formats", "jsonl",
+            "--backend", "torch", "--skip-existing", *FAST]
+    assert main(args) == 0
+    path = next(out.glob("*.manifest.json"))
+    older = json.loads(path.read_text())
+    del older["run"]
+    path.write_text(json.dumps(older))
+    capsys.readouterr()
+    with caplog.at_level("WARNING", logger="app.exports"):
+        assert main(args) == 0
+    assert _summary(capsys)[0]["skipped"] == 0
+    assert any("did not record its model and settings" in r.message for r in caplog.records)
