@@ -52,6 +52,15 @@ class PipelineStats:
     finished: float | None = None
     latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
     done_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=30))
+    #: seconds each stage's thread spent working, not waiting on a queue: ``source`` (reading and decoding frames),
+    #: ``network`` (letterbox and network; on a GPU, waiting for it too), ``output`` (maps to people, tracking,
+    #: smoothing, sinks). A share of ``elapsed`` near 1 marks the stage that limits the run; none near 1 means the
+    #: stages wait on each other (queue sizes, batching, locks)
+    busy: dict = field(default_factory=lambda: {"source": 0.0, "network": 0.0, "output": 0.0})
+
+    def busy_share(self) -> dict[str, float]:
+        """Each stage's busy seconds over the run's elapsed seconds."""
+        return {k: round(v / self.elapsed, 3) if self.elapsed > 0 else 0.0 for k, v in self.busy.items()}
 
     @property
     def elapsed(self) -> float:
@@ -84,7 +93,8 @@ class PipelineStats:
     def as_dict(self) -> dict:
         return {"frames": self.frames, "fps": round(self.fps, 2), "dropped": self.dropped,
                 "decode_errors": self.decode_errors, "latency_median_ms": round(self.latency_median_ms, 2),
-                "latency_p95_ms": round(self.latency_p95_ms, 2), "seconds": round(self.elapsed, 3)}
+                "latency_p95_ms": round(self.latency_p95_ms, 2), "seconds": round(self.elapsed, 3),
+                "busy_share": self.busy_share()}
 
 
 class _LatestSlot:
@@ -303,7 +313,9 @@ class Pipeline:
             frames = iter(self.source)
             while not self._stop.is_set():
                 epoch = self._apply_seek()
+                t0 = time.perf_counter()
                 frame = next(frames, None)
+                self.stats.busy["source"] += time.perf_counter() - t0
                 if frame is None or self._stop.is_set():
                     break
                 epoch += int(getattr(self.source, "seek_count", 0))  # seeks the source applied before this frame
@@ -361,10 +373,12 @@ class Pipeline:
                 if not batch:
                     continue
                 images = [item[0].image for item in batch]
+                t0 = time.perf_counter()
                 if self._split:  # network here, decoding on the sink thread (overlaps the next network call)
                     item = (batch, self.estimator.infer_maps(images))
                 else:
                     item = (batch, self.estimator.estimate_batch(images))
+                self.stats.busy["network"] += time.perf_counter() - t0
                 if not _put(self._results, item, self._stop):
                     break
         except BaseException as exc:  # noqa: BLE001
@@ -393,6 +407,7 @@ class Pipeline:
                 if self._stop.is_set() and self._discard:
                     continue
                 batch, out = item
+                t1 = time.perf_counter()
                 results = self.estimator.decode_maps(out) if self._split else out
                 for (frame, t0, epoch), result in zip(batch, results):
                     self._deliver(frame, result, epoch)
@@ -400,6 +415,7 @@ class Pipeline:
                     self.stats.latencies.append(now - t0)
                     self.stats.done_times.append(now)
                     self.stats.frames += 1
+                self.stats.busy["output"] += time.perf_counter() - t1
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc)
         finally:

@@ -167,7 +167,7 @@ def _throughput(args, est, out: Path, rows: list, result: dict) -> list[str]:
         from models.factory import build_model
 
         gflops = 2.0 * count_macs(build_model(est.model.config), side, side) / 1e9
-    peak = cpu_peak(args.threads or torch.get_num_threads())
+    peak = cpu_peak(args.threads or torch.get_num_threads()) if est.device.type == "cpu" else None
     for name in names:
         e = est if name == est.backend else _estimator(args, name)[0]
         if e is not est:
@@ -185,7 +185,8 @@ def _throughput(args, est, out: Path, rows: list, result: dict) -> list[str]:
         extra["ratio"].append(f"{stats.fps / base:.3f}")
         per_backend.append({"backend": e.backend, "baseline_fps": round(base, 3), "pipeline_fps": round(stats.fps, 3),
                             "ratio": round(stats.fps / base, 4), "frames": stats.frames, "output_bytes": sizes,
-                            "before_fps": round(b1, 3), "after_fps": round(b2, 3)})
+                            "before_fps": round(b1, 3), "after_fps": round(b2, 3),
+                            "busy_share": stats.busy_share()})
     if args.ap if args.ap is not None else bool(args.model):
         bt.measure_ap(est.model, table_rows, args.cache, args.calibration, args.ap_limit)
     dicts = [r.to_dict(gflops, peak) for r in table_rows]
@@ -195,7 +196,9 @@ def _throughput(args, est, out: Path, rows: list, result: dict) -> list[str]:
     rows += [("network+decoder alone", f"{head['baseline_fps']:.2f} frames/s ({head['before_fps']:.2f} before, "
               f"{head['after_fps']:.2f} after, {head['frames']} frames)"),
              ("pipeline, all 4 sinks", f"{head['pipeline_fps']:.2f} frames/s ({head['frames']} frames)"),
-             ("ratio (target >= 0.9)", f"{head['ratio']:.3f}")]
+             ("ratio (target >= 0.9)", f"{head['ratio']:.3f}"),
+             ("pipeline threads busy (share of the run)",
+              ", ".join(f"{k} {100 * v:.0f} %" for k, v in head["busy_share"].items()))]
     result.update({k: head[k] for k in ("frames", "baseline_fps", "pipeline_fps", "ratio", "output_bytes")})
     result["backends"] = per_backend
     if len(per_backend) > 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -417,3 +418,23 @@ def test_export_image_folder_of_mixed_sizes(data_dir: Path, estimator, tmp_path:
     assert [i["file_name"] for i in data["images"]] == [p.name for p in imgs] and len(sizes) > 1
     with av.open(str(res.outputs["video"])) as c:
         assert sum(1 for _ in c.decode(video=0)) == 4
+
+
+class _SlowSink(JsonlSink):
+    """A sink on a slow disk: each write takes at least 50 ms."""
+
+    def write(self, frame, result) -> None:
+        time.sleep(0.05)
+        super().write(frame, result)
+
+
+def test_stage_busy_time_shows_the_stage_that_limits_the_run(ped_video: Path, estimator, tmp_path: Path) -> None:
+    """Each stage thread's working time (not its waits) is counted, so a run can tell which stage limits it (a GPU
+    run slower than its stages alone is diagnosed so): here the output stage, held up by a slow sink."""
+    src = open_source(ped_video)
+    stats = Pipeline(src, estimator, [_SlowSink(tmp_path / "out.jsonl")], max_frames=8).run()
+    src.close()
+    share = stats.busy_share()
+    assert set(stats.busy) == {"source", "network", "output"} and stats.frames == 8
+    assert stats.busy["output"] >= 8 * 0.05 and stats.busy["source"] > 0 and stats.busy["network"] > 0
+    assert all(0 < v <= 1.0 for v in share.values()) and stats.as_dict()["busy_share"] == share
