@@ -140,7 +140,7 @@ class PoseEstimator(Predictor):
     def __init__(self, model: torch.nn.Module, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         device = resolve_device(self.config.device)
-        # BN folded into convolutions, channels-last and autocast on CUDA, float32 outputs
+        # BN folded into convolutions, channels-last, fp16/bf16 weights on CUDA, float32 outputs
         self._runner = InferenceModel(model, device, _autocast_precision(self.config.precision, device))
         self.model = self._runner.model
         codec: Codec = getattr(model, "codec", None) or Codec(model.contract)

@@ -1,18 +1,17 @@
-"""Inference precision, device and layout helpers: BN folding, autocast fp16/bf16 on CUDA, channels-last,
-the check of a ``cuda:N`` index.
+"""Inference precision, device and layout helpers: BN folding, fp16/bf16 weights, channels-last, the check of
+a ``cuda:N`` index.
 
-Policy (measured, see docs/performance.md): fp32 on CPU by default (bf16 autocast is available and faster on
-CPUs with AMX/AVX512-BF16, but not the default until its accuracy is validated), fp16 autocast on CUDA by
-default, bf16 where asked; BN folding and channels-last memory format by default on every device. Training's
-``run.amp=auto`` (``training_amp``) takes bf16 only where the hardware computes it (``native_bf16``): emulated bf16
-was 10x slower than fp32 for a training step on an AVX2-only CPU.
+Policy (measured, see docs/performance.md): fp32 on CPU by default (bf16 is available and faster on CPUs with
+AMX/AVX512-BF16, but not the default until its accuracy is validated), fp16 on CUDA by default, bf16 where
+asked (inference casts the fused network's weights once; training uses autocast); BN folding and channels-last
+memory format by default on every device. Training's ``run.amp=auto`` (``training_amp``) takes bf16 only where
+the hardware computes it (``native_bf16``): emulated bf16 was 10x slower than fp32 for a training step on an
+AVX2-only CPU.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -102,20 +101,13 @@ def training_amp(requested: str, device_type: str, bf16_native: bool) -> str:
     return requested
 
 
-@contextlib.contextmanager
-def autocast(device: torch.device | str, precision: str) -> Iterator[None]:
-    """Autocast to the precision's dtype on the device (no-op for fp32)."""
-    if precision == "fp32":
-        yield
-        return
-    with torch.autocast(device_type=torch.device(device).type, dtype=_DTYPES[precision]):
-        yield
-
-
 class InferenceModel:
-    """A network prepared for inference on one device: fused BNs, channels-last, autocast.
+    """A network prepared for inference on one device: fused BNs, channels-last, fp16/bf16 weights.
 
-    ``__call__(x)`` returns ``model.infer(x)`` with float32 outputs whatever the compute precision.
+    ``__call__(x)`` returns ``model.infer(x)`` with float32 outputs whatever the compute precision. ``model`` is the
+    fused float32 network (what exports, INT8 builds and weight digests read); fp16 and bf16 run a copy of it with
+    its weights cast once, not autocast, which casts every weight again on every call (the casts cost more than
+    they save at batch 1 on a GPU: docs/performance.md).
     """
 
     def __init__(self, model: nn.Module, device: torch.device | str = "cpu", precision: str = "auto",
@@ -131,11 +123,15 @@ class InferenceModel:
             net = net.to(memory_format=torch.channels_last)
         self.model = net
         self.contract = net.contract
+        self._dtype = _DTYPES.get(self.precision)
+        self._net = net if self._dtype is None else copy.deepcopy(net).to(self._dtype)
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
         x = x.to(self.device, non_blocking=True)
+        if self._dtype is not None:
+            x = x.to(self._dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            out = self.model.infer(x)
+        with torch.inference_mode():
+            out = self._net.infer(x)
         return {k: (v.float() if v is not None else None) for k, v in out.items()}

@@ -117,7 +117,7 @@ class Predictor:
     def from_model(cls, model: torch.nn.Module, *, device: torch.device | str = "cpu", precision: str = "auto",
                    **kwargs) -> "Predictor":
         """A predictor running ``model`` (a ``PoseNet``) prepared for inference on ``device`` (batch norms folded,
-        channels-last, autocast for fp16/bf16), with the model's codec and normalisation."""
+        channels-last, weights cast once for fp16/bf16), with the model's codec and normalisation."""
         from models.precision import InferenceModel
 
         runner = InferenceModel(model, device, precision)

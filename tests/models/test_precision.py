@@ -103,3 +103,27 @@ def test_native_bf16_reads_this_machines_cpu():
         pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
     assert native_bf16("cpu") == bool(flags & {"avx512_bf16", "amx_tile"})
     assert native_bf16("meta") is False
+
+
+@pytest.mark.parametrize("arch, size", [("realtime", 64), ("mobilenet", 64), ("hourglass104", 128)])
+def test_bf16_inference_runs_a_cast_copy_and_keeps_the_float32_network(arch, size):
+    """bf16 (and fp16 on CUDA) run a copy of the fused network with its weights cast once, not autocast, which
+    cast every weight again on every call; ``model`` stays the float32 network that exports, INT8 builds and
+    weight digests read, so they do not depend on the precision."""
+    from models.backends.int8 import model_digest
+
+    model = build_model(make_config(arch, with_scale=arch == "hourglass104")).eval()
+    _randomise_bn(model)
+    x = torch.randn(1, 3, size, size)
+    ref = InferenceModel(model, "cpu")(x)
+    half = InferenceModel(model, "cpu", "bf16")
+    out = half(x)
+    assert all(p.dtype == torch.float32 for p in half.model.parameters())
+    assert all(p.dtype == torch.bfloat16 for p in half._net.parameters())
+    assert model_digest(half.model) == model_digest(InferenceModel(model, "cpu").model)
+    for key, value in ref.items():
+        if value is None:
+            continue
+        assert out[key].dtype == torch.float32
+        tol = 0.05 * value.abs().max().item() + 1e-3
+        torch.testing.assert_close(out[key], value, rtol=0.1, atol=tol)
