@@ -155,6 +155,7 @@ class PoseEstimator(Predictor):
         self.info: dict = {}
         self.backend = "torch"
         self.backend_timings: dict[str, float] = {}
+        self._model_digest: str | None = None  # of the weights, made by fingerprint() when first asked
         self._pick_backend()
 
     def _run_network(self, x: torch.Tensor) -> dict:
@@ -214,7 +215,7 @@ class PoseEstimator(Predictor):
         network's weights and config (sha256 prefix), the canvas, flip test, decoder settings and whether the
         network runs quantised. Not the fp32 runtime or the precision: those pick by machine and change poses
         by rounding only, and a cluster of unlike machines must not redo each other's inputs."""
-        if getattr(self, "_model_digest", None) is None:
+        if self._model_digest is None:
             from models.backends.int8 import model_digest
 
             self._model_digest = model_digest(self.model)[:16]

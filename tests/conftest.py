@@ -72,3 +72,35 @@ def jpeg_with_orientation(image, orientation: int) -> bytes:
 @pytest.fixture(scope="session")
 def oriented_jpeg():
     return jpeg_with_orientation
+
+
+def song_with_cover(path: Path) -> Path:
+    """An audio file with cover art at ``path``: AAC plus a one-picture MJPEG stream of disposition
+    ``attached_pic`` (how music and podcasts carry their artwork; ``streams.video[0]`` of such a file is the
+    picture)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as c:
+        audio = c.add_stream("aac", rate=44100)
+        cover = c.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        art = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="bgr24")
+        for packet in [*cover.encode(art), *cover.encode()]:
+            c.mux(packet)
+        silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        silence.sample_rate = 44100
+        for i in range(10):
+            silence.pts = i * 1024
+            for packet in audio.encode(silence):
+                c.mux(packet)
+        for packet in audio.encode():
+            c.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def music_file():
+    """Writes :func:`song_with_cover` to a path."""
+    return song_with_cover

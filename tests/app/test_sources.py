@@ -289,26 +289,10 @@ def test_not_a_video(tmp_path: Path, content: bytes, match: str) -> None:
     assert str(p) in str(info.value)
 
 
-def test_audio_with_a_cover_picture_is_not_a_video(tmp_path: Path) -> None:
+def test_audio_with_a_cover_picture_is_not_a_video(tmp_path: Path, music_file) -> None:
     """Music and podcasts saved as ``.mp4`` carry their cover art as a one-picture "video" stream (disposition
     ``attached_pic``): that is no video to annotate (before: one frame of the cover was annotated, exit 0)."""
-    path = tmp_path / "song.mp4"
-    with av.open(str(path), "w") as c:
-        audio = c.add_stream("aac", rate=44100)
-        cover = c.add_stream("mjpeg", rate=1)
-        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
-        cover.disposition = av.stream.Disposition.attached_pic
-        for p in [*cover.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="bgr24")),
-                  *cover.encode()]:
-            c.mux(p)
-        silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        silence.sample_rate = 44100
-        for i in range(10):
-            silence.pts = i * 1024
-            for p in audio.encode(silence):
-                c.mux(p)
-        for p in audio.encode():
-            c.mux(p)
+    path = music_file(tmp_path / "song.mp4")
     with pytest.raises(InputError, match="no video stream in .*song.mp4") as info:
         open_source(path)
     assert "cover" in str(info.value)

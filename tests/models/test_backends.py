@@ -417,38 +417,14 @@ def test_int8_on_a_fresh_install_calibrates_on_frames_of_the_users_video(tmp_pat
         PoseEstimator(model, EngineConfig(backend="onnx-int8", long_edge=SIZE, cache_dir=str(tmp_path / "c2")))
 
 
-def _song_with_cover(path: Path) -> Path:
-    """An audio file with cover art: AAC plus a one-picture MJPEG stream of disposition ``attached_pic`` (how music
-    and podcasts carry their artwork; ``streams.video[0]`` of such a file is the picture)."""
-    import av
-
-    with av.open(str(path), "w") as c:
-        audio = c.add_stream("aac", rate=44100)
-        cover = c.add_stream("mjpeg", rate=1)
-        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
-        cover.disposition = av.stream.Disposition.attached_pic
-        art = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="bgr24")
-        for packet in [*cover.encode(art), *cover.encode()]:
-            c.mux(packet)
-        silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        silence.sample_rate = 44100
-        for i in range(10):
-            silence.pts = i * 1024
-            for packet in audio.encode(silence):
-                c.mux(packet)
-        for packet in audio.encode():
-            c.mux(packet)
-    return path
-
-
-def test_int8_never_calibrates_on_the_cover_art_of_a_music_file(tmp_path, monkeypatch) -> None:
+def test_int8_never_calibrates_on_the_cover_art_of_a_music_file(tmp_path, monkeypatch, music_file) -> None:
     """Calibrating on the user's input read ``container.streams.video[0]``: for a song with cover art, the INT8
     model was built from that one picture, silently. It now reads the input as every run does (``app.sources``:
     the moving picture) and names a file that has none."""
     _need("onnx-int8")
     from app.engine import EngineConfig, PoseEstimator
 
-    song = _song_with_cover(tmp_path / "song.mp4")
+    song = music_file(tmp_path / "song.mp4")
     monkeypatch.setenv("GOPOSE_DATA", str(tmp_path / "no_shared_data"))
     torch.manual_seed(0)
     model = build_model(ModelConfig("realtime", PoseContract(COCO), {}))
